@@ -1,0 +1,123 @@
+"""Checkpoints: safetensors tensors + a JSON file with the config, metadata and sha256.
+
+``save_checkpoint(path, tensors, config)`` writes ``path.safetensors`` and ``path.json``;
+``load_checkpoint(path)`` verifies the hash before returning anything. Nothing is ever unpickled.
+Writes go to a temporary file first and are renamed, so a killed process never leaves a torn file.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from brainit_core.errors import CheckpointError
+
+FORMAT_VERSION = 1
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(chunk)
+            if not block:
+                break
+            h.update(block)
+    return h.hexdigest()
+
+
+def _paths(path: str | os.PathLike) -> tuple[Path, Path]:
+    p = Path(path)
+    if p.suffix in (".safetensors", ".json"):
+        p = p.with_suffix("")
+    return p.with_name(p.name + ".safetensors"), p.with_name(p.name + ".json")
+
+
+def save_checkpoint(path, tensors: Mapping[str, Any], config: Mapping[str, Any], meta: Mapping[str, Any] | None = None) -> Path:
+    """Write ``tensors`` (name -> torch tensor) and ``config`` (JSON-able) atomically.
+
+    Returns the path of the ``.json`` file.
+    """
+    from safetensors.torch import save_file
+
+    st_path, js_path = _paths(path)
+    st_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = st_path.with_name(st_path.name + ".tmp")
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
+    os.replace(tmp, st_path)
+    record = {
+        "format_version": FORMAT_VERSION,
+        "config": dict(config),
+        "meta": dict(meta or {}),
+        "sha256": sha256_file(st_path),
+        "tensors_file": st_path.name,
+    }
+    tmp_js = js_path.with_name(js_path.name + ".tmp")
+    tmp_js.write_text(json.dumps(record, indent=2, sort_keys=True, default=_json_default))
+    os.replace(tmp_js, js_path)
+    return js_path
+
+
+def read_checkpoint_record(path) -> dict:
+    """Read and validate the JSON part of a checkpoint (no tensors loaded)."""
+    st_path, js_path = _paths(path)
+    if not js_path.exists():
+        raise CheckpointError(f"checkpoint config {js_path} not found (expected a .json beside {st_path.name})")
+    try:
+        record = json.loads(js_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{js_path} is not valid JSON: {exc}") from exc
+    for key in ("config", "sha256"):
+        if key not in record:
+            raise CheckpointError(f"{js_path} lacks the '{key}' field of a Brain-IT checkpoint")
+    return record
+
+
+def load_checkpoint(path, device: str = "cpu", verify: bool = True) -> tuple[dict, dict, dict]:
+    """Load a checkpoint written by :func:`save_checkpoint`.
+
+    Returns
+    -------
+    tensors : dict of str -> torch.Tensor
+    config : dict
+    meta : dict
+    """
+    from safetensors.torch import load_file
+
+    st_path, js_path = _paths(path)
+    record = read_checkpoint_record(path)
+    if not st_path.exists():
+        raise CheckpointError(f"checkpoint tensors {st_path} not found (named in {js_path})")
+    if verify:
+        digest = sha256_file(st_path)
+        if digest != record["sha256"]:
+            raise CheckpointError(
+                f"{st_path} is corrupt or was changed: sha256 {digest[:12]}... "
+                f"but {js_path.name} records {record['sha256'][:12]}..."
+            )
+    try:
+        tensors = load_file(str(st_path), device=device)
+    except Exception as exc:  # safetensors raises its own error types
+        raise CheckpointError(f"{st_path} could not be read as safetensors: {exc}") from exc
+    return tensors, record["config"], record.get("meta", {})
+
+
+def checkpoint_exists(path) -> bool:
+    st_path, js_path = _paths(path)
+    return st_path.exists() and js_path.exists()
+
+
+def _json_default(obj):
+    import numpy as np
+
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj)}")

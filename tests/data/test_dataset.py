@@ -1,0 +1,64 @@
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+from brainit_core.data import load_dataset, standardize_session
+from brainit_core.errors import DataFormatError
+from tests.conftest import make_tiny_dataset
+
+
+def test_roundtrip_and_averaging(tmp_path):
+    ds = make_tiny_dataset(tmp_path / "d")
+    ds = load_dataset(ds.path)
+    assert ds.subjects == ["sub01", "sub02"] and ds.heldout_subjects == ["sub02"]
+    sub = ds.subject("sub01")
+    assert sub.betas.shape == (sub.n_trials, 30) and sub.betas.dtype == np.float32
+    betas, ids = sub.averaged("test")
+    assert betas.shape == (4, 30)
+    for row, i in enumerate(ids):
+        trials = np.flatnonzero(sub.image_ids == i)
+        np.testing.assert_allclose(betas[row], sub.betas[trials].mean(0), rtol=1e-6)
+    imgs = ds.images(ids[::-1])
+    assert imgs.shape == (4, 16, 16, 3) and imgs.dtype == np.uint8
+    np.testing.assert_array_equal(imgs[0], ds.images([ids[-1]])[0])
+    rows = sub.betas_for_trials(np.array([5, 1, 3]))
+    np.testing.assert_array_equal(rows, sub.betas[[5, 1, 3]])
+
+
+def test_unknown_image_id(tiny_dataset):
+    with pytest.raises(KeyError, match="not in the store"):
+        tiny_dataset.images([0])
+
+
+def test_incomplete_dataset_is_refused(tmp_path):
+    ds = make_tiny_dataset(tmp_path / "d")
+    meta = json.loads((ds.path / "dataset.json").read_text())
+    meta["complete"] = False
+    (ds.path / "dataset.json").write_text(json.dumps(meta))
+    with pytest.raises(DataFormatError, match="not finished"):
+        load_dataset(ds.path)
+
+
+def test_incomplete_subject_is_refused(tmp_path):
+    ds = make_tiny_dataset(tmp_path / "d")
+    with h5py.File(ds.path / "subjects" / "sub01.h5", "a") as f:
+        f.attrs["complete"] = 0
+    with pytest.raises(DataFormatError, match="incomplete"):
+        load_dataset(ds.path).subject("sub01")
+
+
+def test_missing_directory(tmp_path):
+    with pytest.raises(DataFormatError, match="dataset.json"):
+        load_dataset(tmp_path / "nope")
+
+
+def test_standardize_session_values():
+    x = np.array([[1.0, 5.0, np.nan, 2.0], [3.0, 5.0, np.nan, np.nan], [5.0, 5.0, np.nan, 4.0]])
+    z, mean, std = standardize_session(x)
+    np.testing.assert_allclose(z[:, 0], (x[:, 0] - 3) / np.std([1, 3, 5]))
+    assert np.all(z[:, 1] == 0) and np.all(z[:, 2] == 0)  # zero variance, all NaN
+    np.testing.assert_allclose(z[[0, 2], 3], [-1, 1])
+    assert z[1, 3] == 0
+    assert z.dtype == np.float32
