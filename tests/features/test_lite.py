@@ -1,0 +1,42 @@
+import numpy as np
+import torch
+
+from brainit_core.features import extract_features, get_feature_space
+from tests.conftest import make_tiny_dataset
+
+
+def test_lite0_recognises_the_cat():
+    import skimage.data
+
+    space = get_feature_space("lite0", preset="demo")
+    img = torch.from_numpy(skimage.data.chelsea()).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        logits = space.net(( torch.nn.functional.interpolate(img, size=(224, 224), mode="bilinear", antialias=True)
+                             - space._mean) / space._scale)
+    assert int(logits.argmax()) in range(281, 286)
+    tok = space.semantic_tokens(img)
+    assert tok.shape == (1, 64, 192)
+    maps = space.lowlevel_maps(img)
+    assert [tuple(m.shape[1:]) for m in maps] == [(s.dim, *s.grid) for s in space.lowlevel_specs]
+    assert [s.grid for s in space.lowlevel_specs] == [(32, 32), (16, 16), (8, 8), (4, 4)]
+
+
+def test_lowlevel_is_differentiable():
+    space = get_feature_space("lite0", preset="ci", pretrained=False)
+    x = torch.rand(2, 3, 64, 64, requires_grad=True)
+    sum(m.square().mean() for m in space.lowlevel_maps(x)).backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_cache_matches_direct_and_resumes(tmp_path):
+    ds = make_tiny_dataset(tmp_path / "d")
+    space = get_feature_space("lite0", preset="ci")
+    ids = ds.image_ids[[3, 1, 1, 5]]
+    fs = extract_features(ds, ids[:2], space, batch_size=2)
+    fs2 = extract_features(ds, ids, space, batch_size=2)  # appends only the new id
+    direct = extract_features(ds, ids, space, cache=False)
+    np.testing.assert_allclose(fs2.semantic.astype(np.float32), direct.semantic.astype(np.float32), atol=1e-2)
+    np.testing.assert_array_equal(fs2.semantic[1], fs2.semantic[2])
+    np.testing.assert_array_equal(fs.semantic[0], fs2.semantic[0])
+    for a, b in zip(fs2.lowlevel, direct.lowlevel):
+        np.testing.assert_allclose(a.astype(np.float32), b.astype(np.float32), atol=1e-2)
