@@ -1,0 +1,112 @@
+"""Commands ``train``, ``transfer`` and ``evaluate-features`` of ``python -m brainit_core``."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def _minutes(value: str):
+    if value == "all":
+        return "all"
+    try:
+        v = int(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--minutes must be a number of minutes or 'all', got {value!r}") from exc
+    if v <= 0:
+        raise argparse.ArgumentTypeError("--minutes must be positive")
+    return v
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train", help="train a Brain-IT run: features, encoder, V2C, synthetic fMRI, BIT (both heads)",
+        description="Train every stage of Brain-IT on a canonical dataset. Each stage is written atomically "
+                    "into --out and skipped when done, so an interrupted run continues with --resume.")
+    p.add_argument("--data", required=True, help="canonical dataset directory (twin or prepared NSD)")
+    p.add_argument("--preset", choices=("ci", "demo", "full"), default="demo", help="model and feature sizes")
+    p.add_argument("--out", required=True, help="run directory to write")
+    p.add_argument("--device", default="auto", help="'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1', ...")
+    p.add_argument("--space", default="lite0", help="feature space BIT predicts (default: lite0, offline)")
+    p.add_argument("--resume", action="store_true", help="continue a run directory that already has content")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch (default: torch's choice; use 1 on a machine shared with other jobs)")
+    p.set_defaults(func=_train)
+
+    p = subparsers.add_parser(
+        "transfer", help="add a new subject to a trained run from 15 min to all of its data",
+        description="Freeze a trained run and learn only the new subject's voxel embeddings (encoder, then "
+                    "BIT initialised from the nearest reference voxels), mixing 1 real : 3 synthetic samples.")
+    p.add_argument("--data", required=True, help="dataset holding the new subject")
+    p.add_argument("--subject", required=True, help="the new subject's name (e.g. the twin's held-out one)")
+    p.add_argument("--minutes", type=_minutes, default=60,
+                   help="15 (187 trials), 60 (750 trials, one session) or 'all' (default: 60)")
+    p.add_argument("--from", dest="from_run", required=True, help="trained reference run directory")
+    p.add_argument("--out", required=True, help="new run directory")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--epochs", type=int, default=None, help="override the preset's transfer epochs")
+    p.add_argument("--resume", action="store_true", help="continue an existing --out")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    p.set_defaults(func=_transfer)
+
+    p = subparsers.add_parser(
+        "evaluate-features", help="feature-level scores of a run on test images (Brain-IT vs ridge)",
+        description="Per head: token correlation and 2-way identification of predicted features on the test "
+                    "images, for Brain-IT and for a ridge regression on the same betas; encoder accuracy.")
+    p.add_argument("--run", required=True, help="run directory")
+    p.add_argument("--data", required=True, help="dataset directory")
+    p.add_argument("--subjects", nargs="*", default=None, help="subjects (default: the run's, or the transferred one)")
+    p.add_argument("--no-ridge", action="store_true", help="skip the ridge baseline")
+    p.add_argument("--no-encoder", action="store_true", help="skip the encoder evaluation")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", default=None, help="JSON file to write (default: RUN/eval_features.json)")
+    p.set_defaults(func=_evaluate)
+
+
+def _set_threads(n) -> None:
+    if n:
+        import torch
+
+        torch.set_num_threads(int(n))
+
+
+def _train(args) -> int:
+    from brainit_core.models.training import train_run
+
+    _set_threads(args.threads)
+    out = train_run(args.data, preset=args.preset, out=Path(args.out).expanduser(), device=args.device,
+                    space_name=args.space, resume=args.resume)
+    print(f"run written to {out}")
+    return 0
+
+
+def _transfer(args) -> int:
+    from brainit_core.models.bit import BITConfig
+    from brainit_core.models.training import read_json
+    from brainit_core.models.transfer import transfer_subject
+
+    _set_threads(args.threads)
+    config = None
+    if args.epochs is not None:
+        rec = read_json(Path(args.from_run).expanduser() / "run.json", {})
+        config = BITConfig.from_dict(rec.get("bit_config", {}))
+        config.transfer_epochs = args.epochs
+    out = transfer_subject(args.data, args.subject, args.minutes, args.from_run, args.out, device=args.device,
+                           bit_config=config, resume=args.resume)
+    print(f"transferred run written to {out}")
+    return 0
+
+
+def _evaluate(args) -> int:
+    from brainit_core.models.evaluate import evaluate_run, format_table
+    from brainit_core.models.training import write_json
+
+    res = evaluate_run(Path(args.run).expanduser(), Path(args.data).expanduser(), subjects=args.subjects,
+                       ridge=not args.no_ridge, encoder=not args.no_encoder, device=args.device)
+    out = Path(args.out) if args.out else Path(args.run).expanduser() / "eval_features.json"
+    write_json(out, res)
+    print(format_table(res))
+    if isinstance(res.get("encoder"), dict):
+        print("encoder:", json.dumps(res["encoder"], default=str)[:2000])
+    print(f"scores written to {out}")
+    return 0

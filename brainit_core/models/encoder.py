@@ -1,0 +1,409 @@
+"""The image-to-fMRI encoder (method.md section 2, after Beliy et al. 2024).
+
+Every voxel of every subject owns a learned embedding. The embedding queries the image tokens of
+each backbone depth with single-head attention (learned positional embedding on the keys), giving
+one d-vector per depth; the vectors are concatenated and read out by per-voxel weights derived
+from the same embedding. The encoder gives (a) voxel embeddings for the V2C clustering and
+(b) synthetic fMRI for unlabeled images.
+
+Offline, the frozen backbone is the decoder's EfficientNet-Lite0: its cached low-level maps
+(pooled to at most ``max_grid`` x ``max_grid``) and semantic tokens are the depths.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from brainit_core.checkpoint import checkpoint_exists, load_checkpoint, save_checkpoint
+from brainit_core.errors import CheckpointError
+from brainit_core.progress import track
+from brainit_core.utils import resolve_device
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EncoderConfig:
+    """Sizes and training schedule of :class:`ImageToFMRIEncoder`.
+
+    Parameters
+    ----------
+    token_dim : int
+        Width d of each depth after LayerNorm + linear (official 128).
+    voxel_dim : int
+        Width of the voxel embeddings (official 256).
+    max_grid : int
+        Low-level maps are average-pooled to at most this grid before tokenising.
+    voxels_per_sample : int
+        Random voxels per sample at train time (official 5,000).
+    cosine_weight : float
+        Loss = MSE - cosine_weight * cosine similarity across voxels (official 0.1).
+    lr, epochs, batch_size, patience, seed : training schedule.
+    """
+
+    token_dim: int = 64
+    voxel_dim: int = 64
+    max_grid: int = 8
+    voxels_per_sample: int = 1500
+    cosine_weight: float = 0.1
+    lr: float = 1e-3
+    epochs: int = 12
+    batch_size: int = 32
+    patience: int = 4
+    seed: int = 0
+
+    @classmethod
+    def preset(cls, name: str) -> "EncoderConfig":
+        if name == "ci":
+            return cls(token_dim=16, voxel_dim=16, max_grid=4, voxels_per_sample=200, epochs=4, batch_size=16)
+        if name == "demo":
+            return cls()
+        if name == "full":
+            return cls(token_dim=128, voxel_dim=256, max_grid=16, voxels_per_sample=5000, epochs=30, batch_size=64,
+                       patience=5)
+        raise ValueError(f"unknown preset {name!r} (ci, demo, full)")
+
+
+def token_shapes(features) -> list[tuple[int, int]]:
+    """(n_tokens, width) of each depth that :func:`encoder_inputs` produces, from a FeatureSet or space."""
+    if hasattr(features, "semantic_spec"):  # a FeatureSpace
+        low = [(s.dim, s.grid[0]) for s in features.lowlevel_specs]
+        sem = (features.semantic_spec.n_tokens, features.semantic_spec.dim)
+    else:
+        low = [(m.shape[1], m.shape[2]) for m in features.lowlevel]
+        sem = tuple(features.semantic.shape[1:])
+    return low, sem
+
+
+def encoder_inputs(features, rows, max_grid: int = 8, device=None) -> list[torch.Tensor]:
+    """Multi-depth image tokens for the encoder from cached features.
+
+    Parameters
+    ----------
+    features : brainit_core.features.FeatureSet
+    rows : array-like of int
+        Rows of ``features`` to use.
+    max_grid : int
+        Pool each low-level map to at most ``max_grid`` x ``max_grid``.
+
+    Returns
+    -------
+    list of Tensor
+        One (B, N_d, C_d) float32 tensor per depth: the low-level maps, then the semantic tokens.
+    """
+    rows = np.asarray(rows)
+    out = []
+    for m in features.lowlevel:
+        x = torch.from_numpy(np.asarray(m[rows], dtype=np.float32))  # (B, C, h, w)
+        if x.shape[-1] > max_grid:
+            x = F.adaptive_avg_pool2d(x, max_grid)
+        out.append(x.flatten(2).transpose(1, 2))  # (B, h*w, C)
+    out.append(torch.from_numpy(np.asarray(features.semantic[rows], dtype=np.float32)))  # (B, N, D)
+    return [t.to(device) for t in out] if device is not None else out
+
+
+class ImageToFMRIEncoder(nn.Module):
+    """Per-voxel embeddings attending to multi-depth image tokens, all subjects in one model.
+
+    Parameters
+    ----------
+    config : EncoderConfig
+    subjects : dict of str -> int
+        Subject name -> number of vertices.
+    token_specs : list of (n_tokens, width)
+        One entry per depth, as produced by :func:`encoder_inputs`.
+    """
+
+    def __init__(self, config: EncoderConfig, subjects: dict[str, int], token_specs: list[tuple[int, int]]):
+        super().__init__()
+        self.config = config
+        self.token_specs = [tuple(int(v) for v in s) for s in token_specs]
+        d, e = config.token_dim, config.voxel_dim
+        self.norms = nn.ModuleList([nn.LayerNorm(c) for _, c in self.token_specs])
+        self.projs = nn.ModuleList([nn.Linear(c, d) for _, c in self.token_specs])
+        self.key_pos = nn.ParameterList([nn.Parameter(torch.randn(n, d) * 0.02) for n, _ in self.token_specs])
+        self.query = nn.ModuleList([nn.Linear(e, d, bias=False) for _ in self.token_specs])
+        self.readout = nn.Linear(e, d * len(self.token_specs) + 1)  # per-voxel weights + bias
+        self.voxel_emb = nn.ParameterDict()
+        for name, n in subjects.items():
+            self.add_subject(name, n)
+
+    @property
+    def subjects(self) -> list[str]:
+        return list(self.voxel_emb.keys())
+
+    def add_subject(self, name: str, n_vertices: int, init: torch.Tensor | None = None) -> None:
+        """Add (or replace) a subject's voxel embeddings, randomly or from ``init`` (V, E)."""
+        if init is None:
+            g = torch.Generator().manual_seed(self.config.seed + len(self.voxel_emb) + 1)
+            init = torch.randn(n_vertices, self.config.voxel_dim, generator=g) / self.config.voxel_dim ** 0.5
+        dev = self.readout.weight.device
+        self.voxel_emb[name] = nn.Parameter(init.detach().clone().float().to(dev))
+
+    def voxel_embeddings(self, subject: str) -> torch.Tensor:
+        """(V, E) learned embeddings of a subject's voxels."""
+        return self.voxel_emb[subject]
+
+    def forward(self, tokens: list[torch.Tensor], subject: str, voxel_idx: torch.Tensor | None = None) -> torch.Tensor:
+        emb = self.voxel_emb[subject]
+        if voxel_idx is not None:
+            emb = emb[voxel_idx]  # (V, E)
+        d = self.config.token_dim
+        per_depth = []
+        for x, norm, proj, pos, query in zip(tokens, self.norms, self.projs, self.key_pos, self.query):
+            k = proj(norm(x)) + pos  # (B, N, d)
+            q = query(emb)  # (V, d)
+            att = torch.softmax(torch.einsum("vd,bnd->bvn", q, k) / d ** 0.5, dim=-1)  # (B, V, N)
+            per_depth.append(torch.einsum("bvn,bnd->bvd", att, k))  # (B, V, d)
+        h = torch.cat(per_depth, dim=-1)  # (B, V, D*d)
+        w = self.readout(emb)  # (V, D*d + 1)
+        return (h * w[:, :-1]).sum(-1) + w[:, -1]  # (B, V)
+
+
+def encoder_loss(pred: torch.Tensor, target: torch.Tensor, cosine_weight: float) -> torch.Tensor:
+    """MSE minus ``cosine_weight`` x cosine similarity across voxels (per sample, averaged)."""
+    return F.mse_loss(pred, target) - cosine_weight * F.cosine_similarity(pred, target, dim=-1).mean()
+
+
+def _pearson_per_voxel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a - a.mean(0)
+    b = b - b.mean(0)
+    den = np.sqrt((a * a).sum(0) * (b * b).sum(0))
+    return np.where(den > 0, (a * b).sum(0) / np.maximum(den, 1e-12), 0.0)
+
+
+# ----------------------------------------------------------------------------------------------
+# checkpoints
+# ----------------------------------------------------------------------------------------------
+def save_encoder(encoder: ImageToFMRIEncoder, path, meta: dict | None = None) -> None:
+    config = {"encoder": asdict(encoder.config), "token_specs": encoder.token_specs,
+              "subjects": {s: int(encoder.voxel_emb[s].shape[0]) for s in encoder.subjects}}
+    save_checkpoint(path, encoder.state_dict(), config, meta)
+
+
+def load_encoder(path, device=None) -> ImageToFMRIEncoder:
+    """Load an encoder saved by :func:`train_encoder` (``path`` = ``<dir>/encoder``)."""
+    tensors, config, _ = load_checkpoint(path)
+    enc = ImageToFMRIEncoder(EncoderConfig(**config["encoder"]), config["subjects"], config["token_specs"])
+    try:
+        enc.load_state_dict(tensors)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: encoder weights do not match their config: {exc}") from exc
+    return enc.to(resolve_device(device) if isinstance(device, str) else (device or torch.device("cpu")))
+
+
+def _save_state(path: Path, encoder, optimizer, epoch: int, best: float, bad_epochs: int, history: list) -> None:
+    tensors = {f"model.{k}": v for k, v in encoder.state_dict().items()}
+    for i, st in optimizer.state_dict()["state"].items():
+        for k, v in st.items():
+            tensors[f"opt.{i}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
+    save_checkpoint(path, tensors, {"epoch": epoch, "best": best, "bad_epochs": bad_epochs, "history": history,
+                                    "param_groups": optimizer.state_dict()["param_groups"]})
+
+
+def _load_state(path: Path, encoder, optimizer) -> tuple[int, float, int, list]:
+    tensors, cfg, _ = load_checkpoint(path)
+    encoder.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    state: dict = {}
+    for k, v in tensors.items():
+        if k.startswith("opt."):
+            _, i, name = k.split(".", 2)
+            state.setdefault(int(i), {})[name] = v
+    optimizer.load_state_dict({"state": state, "param_groups": cfg["param_groups"]})
+    return cfg["epoch"], cfg["best"], cfg["bad_epochs"], cfg["history"]
+
+
+# ----------------------------------------------------------------------------------------------
+# training
+# ----------------------------------------------------------------------------------------------
+def _subject_arrays(dataset, subject: str, trials=None):
+    """(train_ids, train_betas, val_ids, val_betas): repeat-averaged, or the given trials as they are."""
+    sd = dataset.subject(subject)
+    if trials is not None:
+        rows = np.sort(np.asarray(trials, dtype=np.int64))
+        tr_ids, tr_b = sd.image_ids[rows], sd.betas_for_trials(rows)
+    else:
+        tr_b, tr_ids = sd.averaged("train")
+    va_b, va_ids = sd.averaged("val")
+    return tr_ids, tr_b, va_ids, va_b
+
+
+def train_encoder(dataset, space, config: EncoderConfig, out_dir, subjects=None, device=None,
+                  train_only_subjects=None, trials=None, init: ImageToFMRIEncoder | None = None) -> ImageToFMRIEncoder:
+    """Train the encoder on repeat-averaged training images (all subjects in one model).
+
+    Parameters
+    ----------
+    dataset : Dataset
+    space : FeatureSpace
+        Its cached features are the encoder's image tokens.
+    config : EncoderConfig
+    out_dir : path
+        Writes ``encoder.{safetensors,json}`` (best on validation) and ``state.*`` (resume).
+    subjects : list of str, optional
+        Defaults to the dataset's training subjects.
+    train_only_subjects : list of str, optional
+        Train only these subjects' voxel embeddings; every other parameter stays frozen (transfer).
+    trials : dict of str -> array of int, optional
+        Use only these single trials of a subject (e.g. the first 750 for "60 minutes").
+    init : ImageToFMRIEncoder, optional
+        Start from this model (transfer).
+
+    Returns
+    -------
+    ImageToFMRIEncoder
+        The best model on validation, on ``device``.
+    """
+    from brainit_core.features import extract_features
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    dev = resolve_device(device or "auto") if not isinstance(device, torch.device) else device
+    subjects = list(subjects or dataset.training_subjects)
+    fit_subjects = list(train_only_subjects or subjects)
+    trials = trials or {}
+    rng = np.random.default_rng(config.seed)
+    torch.manual_seed(config.seed)
+
+    # 1. data: repeat-averaged betas and the features of every image used
+    data = {s: _subject_arrays(dataset, s, trials.get(s)) for s in fit_subjects}
+    all_ids = np.unique(np.concatenate([np.r_[d[0], d[2]] for d in data.values()]))
+    fs = extract_features(dataset, all_ids, space)
+    row_of = {int(i): r for r, i in enumerate(all_ids)}
+
+    # 2. model and optimiser
+    n_vox = {s: dataset.subject(s).n_vertices for s in subjects}
+    low, sem = token_shapes(fs)
+    specs = [(min(g, config.max_grid) ** 2, c) for c, g in low] + [sem]
+    encoder = init if init is not None else ImageToFMRIEncoder(config, n_vox, specs)
+    encoder.to(dev)
+    if train_only_subjects:
+        encoder.requires_grad_(False)
+        params = [encoder.voxel_emb[s] for s in fit_subjects]
+        for p in params:
+            p.requires_grad_(True)
+    else:
+        params = list(encoder.parameters())
+    optimizer = torch.optim.Adam(params, lr=config.lr)
+    state_path = out / "state"
+    start, best, bad, history = 0, -np.inf, 0, []
+    if checkpoint_exists(state_path) and checkpoint_exists(out / "encoder"):
+        start, best, bad, history = _load_state(state_path, encoder, optimizer)
+        log.info("encoder: resuming at epoch %d", start)
+
+    # 3. epochs: each batch = one subject, a batch of its images, a random voxel subset
+    for epoch in range(start, config.epochs):
+        if bad >= config.patience:
+            break
+        encoder.train()
+        batches = [(s, b) for s in fit_subjects
+                   for b in np.array_split(rng.permutation(len(data[s][0])), max(1, len(data[s][0]) // config.batch_size))]
+        order = rng.permutation(len(batches))
+        losses = []
+        for k in track(order, desc=f"encoder epoch {epoch + 1}/{config.epochs}"):
+            s, b = batches[k]
+            ids, betas = data[s][0][b], data[s][1][b]
+            x = encoder_inputs(fs, [row_of[int(i)] for i in ids], config.max_grid, dev)
+            n_sel = min(config.voxels_per_sample, n_vox[s])
+            vox = torch.from_numpy(rng.choice(n_vox[s], n_sel, replace=False)).to(dev)
+            y = torch.from_numpy(betas).to(dev)[:, vox]
+            loss = encoder_loss(encoder(x, s, vox), y, config.cosine_weight)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
+        val = _median_r(encoder, fs, row_of, {s: (data[s][2], data[s][3]) for s in fit_subjects}, config, dev)
+        history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_median_r": val})
+        if val > best:
+            best, bad = val, 0
+            save_encoder(encoder, out / "encoder", {"epoch": epoch + 1, "val_median_r": val})
+        else:
+            bad += 1
+        _save_state(state_path, encoder, optimizer, epoch + 1, best, bad, history)
+        (out / "curves.json").write_text(json.dumps(history, indent=1))
+        log.info("encoder epoch %d: loss %.4f, val median r %.3f", epoch + 1, np.mean(losses), val)
+    if not checkpoint_exists(out / "encoder"):
+        save_encoder(encoder, out / "encoder", {"epoch": 0})
+    best_model = load_encoder(out / "encoder")
+    return best_model.to(dev)
+
+
+@torch.no_grad()
+def _median_r(encoder, fs, row_of, val: dict, config, dev) -> float:
+    encoder.eval()
+    rs = []
+    for s, (ids, betas) in val.items():
+        if len(ids) < 3:
+            continue
+        pred = _predict_rows(encoder, fs, [row_of[int(i)] for i in ids], s, config.batch_size, dev)
+        rs.append(np.median(_pearson_per_voxel(pred, betas)))
+    return float(np.mean(rs)) if rs else 0.0
+
+
+@torch.no_grad()
+def _predict_rows(encoder, fs, rows, subject, batch_size, dev) -> np.ndarray:
+    out = []
+    for i in range(0, len(rows), batch_size):
+        x = encoder_inputs(fs, rows[i:i + batch_size], encoder.config.max_grid, dev)
+        out.append(encoder(x, subject).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, encoder.voxel_emb[subject].shape[0]), np.float32)
+
+
+@torch.no_grad()
+def predict_fmri(encoder: ImageToFMRIEncoder, features, subject: str, batch_size: int = 64) -> np.ndarray:
+    """Synthetic fMRI for the images of a FeatureSet. Returns float32 (n_images, n_vertices)."""
+    encoder.eval()
+    dev = encoder.readout.weight.device
+    return _predict_rows(encoder, features, np.arange(len(features)), subject, batch_size, dev).astype(np.float32)
+
+
+def split_half_noise_ceiling(subject_data, ids) -> np.ndarray:
+    """Per-voxel noise ceiling (correlation units) from repeats: Spearman-Brown split-half reliability.
+
+    Uses images with at least two trials: correlates the first repeat with the mean of the others
+    across images, corrects with Spearman-Brown, and takes the square root to give the largest
+    Pearson r a perfect model could reach against the repeat-averaged response.
+    """
+    groups = [np.sort(g) for g in subject_data.trials_of(ids) if len(g) >= 2]
+    if len(groups) < 3:
+        return np.full(subject_data.n_vertices, np.nan)
+    b = subject_data.betas
+    a = np.stack([b[g[0]] for g in groups])
+    rest = np.stack([b[g[1:]].mean(0) for g in groups])
+    r = np.clip(_pearson_per_voxel(a, rest), 0, None)
+    n_rep = np.mean([len(g) for g in groups])
+    rel = 2 * r / (1 + r)  # reliability of a two-part mean
+    rel_full = n_rep / 2 * rel / (1 + (n_rep / 2 - 1) * rel)  # extend to n_rep repeats
+    return np.sqrt(np.clip(rel_full, 0, 1))
+
+
+def evaluate_encoder(encoder: ImageToFMRIEncoder, dataset, space, subjects=None) -> dict:
+    """Held-out voxel-wise prediction correlation on the test images.
+
+    Returns
+    -------
+    dict
+        subject -> {"median_r", "median_noise_ceiling", "median_r_over_ceiling", "n_test"}.
+    """
+    from brainit_core.features import extract_features
+
+    out = {}
+    for s in subjects or encoder.subjects:
+        sd = dataset.subject(s)
+        betas, ids = sd.averaged("test")
+        fs = extract_features(dataset, ids, space)
+        r = _pearson_per_voxel(predict_fmri(encoder, fs, s), betas)
+        nc = split_half_noise_ceiling(sd, ids)
+        ok = nc > 0.1
+        out[s] = {"median_r": float(np.median(r)), "median_noise_ceiling": float(np.nanmedian(nc)),
+                  "median_r_over_ceiling": float(np.median(r[ok] / nc[ok])) if ok.any() else float("nan"),
+                  "n_test": int(len(ids))}
+    return out

@@ -1,0 +1,85 @@
+"""Training losses of the two BIT heads.
+
+- Semantic head: MSE on standardised semantic tokens (official stage 1: MSE on CLIP tokens).
+- Low-level head: per-layer InfoNCE over the sampled tokens of the whole batch (official: raw dot
+  products, logit scale 1, symmetric cross-entropy, averaged over layers), plus
+  ``mse_weight`` x MSE on the same tokens. The MSE term is this project's addition: InfoNCE alone
+  fixes directions but not the scale of the predicted maps, while the low-level branch inverts
+  them with an MSE feature match, so the maps must be in feature units.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+
+def info_nce(pred: torch.Tensor, target: torch.Tensor, logit_scale: float = 1.0,
+             accuracy: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Symmetric InfoNCE between matching rows of ``pred`` and ``target``.
+
+    Parameters
+    ----------
+    pred, target : Tensor, shape (..., C)
+        Flattened to (M, C); row i of ``pred`` matches row i of ``target``, every other row of
+        the batch is a negative.
+    logit_scale : float
+        Logits are ``logit_scale * pred @ target.T`` (no normalisation).
+    accuracy : bool
+        Also compute the retrieval accuracy (skipped in training steps: an extra pass).
+
+    Returns
+    -------
+    loss : Tensor, scalar
+    accuracy : Tensor, scalar
+        Fraction of targets whose best-scoring prediction is their own.
+    """
+    p = pred.reshape(-1, pred.shape[-1]).float()
+    t = target.reshape(-1, target.shape[-1]).float()
+    logits = logit_scale * p @ t.T  # (M, M)
+    labels = torch.arange(len(p), device=p.device)
+    loss = 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
+    acc = (logits.T.argmax(1) == labels).float().mean() if accuracy else None
+    return loss, acc
+
+
+def semantic_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """MSE between standardised semantic tokens, (B, N, D) each."""
+    return F.mse_loss(pred.float(), target.float())
+
+
+def lowlevel_loss(preds: Sequence[torch.Tensor], targets: Sequence[torch.Tensor], logit_scale: float = 1.0,
+                  mse_weight: float = 0.0, accuracy: bool = False) -> tuple[torch.Tensor, dict]:
+    """Low-level loss over layers.
+
+    Parameters
+    ----------
+    preds, targets : sequence of Tensor, each (B, n_l, C_l)
+        Sampled tokens of each layer, standardised per channel.
+    logit_scale : float
+    mse_weight : float
+        Weight of the MSE term added to the mean InfoNCE.
+    accuracy : bool
+        Report the InfoNCE retrieval accuracy in ``parts``.
+
+    Returns
+    -------
+    loss : Tensor, scalar
+    parts : dict
+        ``infonce``, ``mse`` and, if asked, ``acc`` (floats, means over layers).
+    """
+    nce, mse, acc = [], [], []
+    for p, t in zip(preds, targets):
+        l, a = info_nce(p, t, logit_scale, accuracy)
+        nce.append(l)
+        if a is not None:
+            acc.append(a)
+        mse.append(F.mse_loss(p.float(), t.float()))
+    nce_m = torch.stack(nce).mean()
+    mse_m = torch.stack(mse).mean()
+    loss = nce_m + mse_weight * mse_m if mse_weight else nce_m
+    parts = {"infonce": float(nce_m.detach()), "mse": float(mse_m.detach())}
+    if acc:
+        parts["acc"] = float(torch.stack(acc).mean())
+    return loss, parts

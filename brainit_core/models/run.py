@@ -1,0 +1,148 @@
+"""A trained run directory, loaded for prediction: betas -> features (and attention maps)."""
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from brainit_core.checkpoint import checkpoint_exists
+from brainit_core.errors import CheckpointError, DataFormatError
+from brainit_core.models.bit import BITPrediction
+from brainit_core.models.training import load_bit, read_json, v2c_path
+from brainit_core.utils import resolve_device
+
+__all__ = ["BrainITRun", "BITPrediction"]
+
+
+class BrainITRun:
+    """A trained Brain-IT run (``RUN/``): feature space, encoder, V2C map and both BIT heads.
+
+    Attributes
+    ----------
+    path : Path
+    space : FeatureSpace
+        The feature space BIT predicts (built from ``run.json``; frozen, on ``device``).
+    subjects : list of str
+        Subjects BIT can decode (training subjects plus transferred ones).
+    config : dict
+        ``run.json`` (preset, space, configs, stage timings).
+    v2c : V2C
+    model : BrainITModel
+    checkpoint_sha256 : str
+        sha256 of ``bit.safetensors``.
+    device : torch.device
+
+    Examples
+    --------
+    >>> run = BrainITRun.load("~/.brainit/runs/demo")
+    >>> pred = run.predict(betas, "twin01", return_attention=True)
+    >>> pred.lowlevel[0].shape   # (B, C_0, h_0, w_0) in feature units
+    """
+
+    def __init__(self, path, space, config: dict, v2c, model, checkpoint_sha256: str, device):
+        self.path = Path(path)
+        self.space = space
+        self.config = config
+        self.v2c = v2c
+        self.model = model
+        self.checkpoint_sha256 = checkpoint_sha256
+        self.device = device
+
+    @classmethod
+    def load(cls, path, device=None) -> "BrainITRun":
+        """Load ``path`` (a directory written by ``train`` or ``transfer``).
+
+        Parameters
+        ----------
+        path : str or PathLike
+        device : str or torch.device, optional
+            Default ``"auto"`` (CUDA when available).
+        """
+        from brainit_core.features import get_feature_space
+        from brainit_core.models.v2c import V2C
+
+        path = Path(path).expanduser()
+        dev = device if isinstance(device, torch.device) else resolve_device(device or "auto")
+        config = read_json(path / "run.json")
+        if config is None:
+            raise CheckpointError(f"{path / 'run.json'} not found: {path} is not a Brain-IT run directory "
+                                  "(train one with `python -m brainit_core train`)")
+        if not checkpoint_exists(path / "bit"):
+            raise CheckpointError(f"{path / 'bit.safetensors'} not found: the run's training has not finished "
+                                  "(resume it with `python -m brainit_core train ... --resume`)")
+        model, cfg, sha = load_bit(path / "bit", device=dev)
+        space_cfg = config.get("space") or cfg.get("space") or {"name": "lite0", "preset": config.get("preset", "demo")}
+        space = get_feature_space(space_cfg["name"], preset=space_cfg["preset"], device=dev)
+        if space.semantic_spec.dim != model.semantic_spec.dim or len(space.lowlevel_specs) != len(model.lowlevel_specs):
+            raise CheckpointError(f"{path}: the feature space {space.describe()} does not match the BIT checkpoint")
+        return cls(path, space, config, V2C.load(v2c_path(path)), model, sha, dev)
+
+    @property
+    def subjects(self) -> list[str]:
+        return self.model.subjects
+
+    def n_vertices(self, subject: str) -> int:
+        return self.model.semantic.tokenizer.n_vertices(subject)
+
+    @cached_property
+    def encoder(self):
+        """The image-to-fMRI encoder of the run (loaded on first use)."""
+        from brainit_core.models.encoder import load_encoder
+
+        return load_encoder(self.path / "encoder" / "encoder", device=self.device)
+
+    def predict(self, betas, subject: str, return_attention: bool = False, batch_size: int = 32) -> BITPrediction:
+        """Decode features from betas.
+
+        Parameters
+        ----------
+        betas : ndarray or Tensor, float32, shape (B, V)
+            Betas of all the subject's vertices, in the dataset's vertex order, z-scored per
+            session (as the canonical dataset stores them; repeat-averaged for best results).
+        subject : str
+            One of :attr:`subjects`.
+        return_attention : bool
+            Also return tokenizer attention (B, V), cluster labels (V,) and cross-attention maps.
+        batch_size : int
+
+        Returns
+        -------
+        BITPrediction
+            Features in feature units (tensors on :attr:`device`).
+        """
+        if subject not in self.subjects:
+            raise KeyError(f"{self.path}: subject {subject!r} is not in this run; subjects: {self.subjects}")
+        x = torch.as_tensor(np.asarray(betas, dtype=np.float32) if not torch.is_tensor(betas) else betas).float()
+        if x.ndim == 1:
+            x = x.unsqueeze(0)
+        V = self.n_vertices(subject)
+        if x.ndim != 2 or x.shape[1] != V:
+            raise DataFormatError(f"betas for {subject} must have shape (B, {V}), got {tuple(x.shape)}")
+        if not torch.isfinite(x).all():
+            raise DataFormatError(f"betas for {subject} contain NaN or inf (z-score per session and set NaN to 0)")
+        parts = [self.model.predict(x[i:i + batch_size].to(self.device), subject, return_attention)
+                 for i in range(0, len(x), batch_size)]
+        return _concat(parts)
+
+    def __repr__(self) -> str:
+        return f"BrainITRun({str(self.path)!r}, subjects={self.subjects}, sha256={self.checkpoint_sha256[:12]})"
+
+
+def _concat(parts: list[BITPrediction]) -> BITPrediction:
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    out = BITPrediction(torch.cat([p.semantic for p in parts]),
+                        [torch.cat([p.lowlevel[l] for p in parts]) for l in range(len(first.lowlevel))])
+    if first.tokenizer_attention is not None:
+        out.tokenizer_attention = torch.cat([p.tokenizer_attention for p in parts])
+        out.cluster_of_voxel = first.cluster_of_voxel
+        out.cross_attention = {k: torch.cat([p.cross_attention[k] for p in parts]) for k in first.cross_attention}
+        out.meta = {
+            "lowlevel_tokenizer_attention": torch.cat([p.meta["lowlevel_tokenizer_attention"] for p in parts]),
+            "cross_attention_layers": {k: torch.cat([p.meta["cross_attention_layers"][k] for p in parts], dim=1)
+                                       for k in first.meta["cross_attention_layers"]},
+        }
+    return out

@@ -1,0 +1,212 @@
+"""Transfer a trained run to a new subject with little data (method.md section 6).
+
+Everything trained before stays frozen; only the new subject's voxel embeddings are learned:
+
+1. encoder voxel embeddings of the new subject (``train_encoder(train_only_subjects=[new])``);
+2. each new voxel takes the V2C cluster of its nearest reference voxel (L2 between normalised
+   encoder embeddings, ``V2C.assign_nearest``);
+3. each new decoder voxel embedding (both heads) starts as that nearest voxel's one;
+4. only those embeddings are trained, mixing 1 real : 3 synthetic samples (synthetic = encoder
+   predictions for unlabeled images, for the new subject), constant learning rate as in the
+   official transfer script; the epoch with the lowest validation loss of the new subject is kept.
+
+Amounts of data follow NSD's sessions: 750 trials = one 60-minute session, so ``minutes=15`` is
+the first 187 training trials in session order, ``60`` the first 750, ``"all"`` every training
+trial.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from brainit_core.checkpoint import checkpoint_exists, load_checkpoint
+from brainit_core.errors import BrainITError
+from brainit_core.models.training import (
+    HEADS, _Stages, _imports, build_bit_data, load_bit, load_run_features, needed_image_ids, read_json,
+    save_bit, save_npy, train_head, v2c_path, write_json, plot_curves,
+)
+from brainit_core.models.bit import BITConfig, config_dict
+from brainit_core.progress import report
+from brainit_core.utils import resolve_device
+
+log = logging.getLogger(__name__)
+
+TRIALS_PER_HOUR = 750
+
+
+def transfer_trials(subject_data, minutes) -> np.ndarray:
+    """Trial rows of the subject's training images, in session order, for an amount of scanning.
+
+    Parameters
+    ----------
+    subject_data : SubjectData
+    minutes : int or "all"
+        15 -> the first 187 trials, 60 -> 750, ``"all"`` -> all training trials.
+
+    Returns
+    -------
+    ndarray, int64, (n_trials,)
+    """
+    train = np.isin(subject_data.image_ids, subject_data.train_image_ids)
+    rows = np.flatnonzero(train)
+    rows = rows[np.lexsort((rows, subject_data.sessions[rows]))]
+    if minutes in ("all", None):
+        return rows
+    n = int(int(minutes) * TRIALS_PER_HOUR // 60)
+    if n <= 0:
+        raise ValueError(f"minutes must be positive or 'all', got {minutes!r}")
+    if n > len(rows):
+        log.warning("%s has only %d training trials (< %d for %s min); using all", subject_data.name, len(rows), n, minutes)
+    return rows[:n]
+
+
+def transfer_subject(data, subject: str, minutes, from_run, out, device: str = "auto",
+                     bit_config: BITConfig | None = None, resume: bool = True) -> Path:
+    """Add ``subject`` to a trained run by learning only its voxel embeddings.
+
+    Parameters
+    ----------
+    data : str or PathLike or Dataset
+        Dataset holding the new subject (and the unlabeled images).
+    subject : str
+        The new subject (e.g. the twin's held-out one).
+    minutes : int or "all"
+        Amount of the subject's data (see :func:`transfer_trials`).
+    from_run : str or PathLike
+        The trained reference run.
+    out : str or PathLike
+        New run directory: a complete run that decodes the old subjects and the new one.
+    device : str
+    bit_config : BITConfig, optional
+        Overrides the reference run's config (e.g. fewer transfer epochs).
+    resume : bool
+
+    Returns
+    -------
+    Path of the new run directory.
+    """
+    from brainit_core.data import load_dataset
+    from brainit_core.features import get_feature_space
+
+    enc, V2C = _imports()
+    dataset = data if hasattr(data, "subject") else load_dataset(data)
+    src, out = Path(from_run).expanduser(), Path(out).expanduser()
+    src_record = read_json(src / "run.json")
+    if src_record is None or not checkpoint_exists(src / "bit"):
+        raise BrainITError(f"{src} is not a finished Brain-IT run (no run.json or bit.safetensors)")
+    ref_subjects = list(src_record["subjects"])
+    if subject in ref_subjects:
+        raise BrainITError(f"{subject} is already a subject of {src}; transfer needs a new subject")
+    if out.exists() and any(out.iterdir()) and not resume:
+        raise BrainITError(f"{out} already exists; pass --resume to continue it or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    dev = resolve_device(device)
+    sd = dataset.subject(subject)
+    trials = transfer_trials(sd, minutes)
+    record = read_json(out / "run.json", None) or {
+        **{k: v for k, v in src_record.items() if k != "stages"},
+        "subjects": ref_subjects,
+        "transfer": {"from": str(src), "subject": subject, "minutes": minutes, "n_trials": int(len(trials)),
+                     "bit_config": config_dict(bit_config) if bit_config is not None else None},
+        "stages": {},
+    }
+    write_json(out / "run.json", record)
+    stages = _Stages(out, record)
+    config = BITConfig.from_dict(record["transfer"]["bit_config"] or src_record["bit_config"])
+    enc_config = enc.EncoderConfig(**src_record["encoder_config"]) if src_record.get("encoder_config") else None
+    space = get_feature_space(src_record["space"]["name"], preset=src_record["space"]["preset"], device=dev)
+
+    # 1. features of the new subject's images and of the unlabeled pool
+    t0 = time.time()
+    ids, unl = needed_image_ids(dataset, [subject], config.max_unlabeled)
+    features = load_run_features(dataset, space, np.concatenate([ids, unl]), dev)
+    if not stages.done("features"):
+        stages.finish("features", time.time() - t0, n_images=len(features))
+    report(0.1, "features ready")
+
+    # 2. the new subject's encoder voxel embeddings (everything else frozen)
+    t0 = time.time()
+    if not stages.done("encoder"):
+        encoder = enc.load_encoder(src / "encoder" / "encoder", device=dev)
+        encoder.add_subject(subject, sd.n_vertices)
+        encoder = enc.train_encoder(dataset, space, enc_config or encoder.config, out / "encoder",
+                                    subjects=ref_subjects + [subject], device=dev, train_only_subjects=[subject],
+                                    trials={subject: trials}, init=encoder)
+        stages.finish("encoder", time.time() - t0)
+    else:
+        encoder = enc.load_encoder(out / "encoder" / "encoder", device=dev)
+    report(0.3, "encoder embeddings ready")
+
+    # 3. clusters and nearest reference voxels
+    t0 = time.time()
+    nn_path = out / "transfer_nearest.npz"
+    if not stages.done("v2c"):
+        v2c = V2C.load(v2c_path(src))
+        reference = {s: encoder.voxel_embeddings(s).detach().cpu().numpy() for s in ref_subjects}
+        labels, ref_subject, ref_index = v2c.assign_nearest(encoder.voxel_embeddings(subject).detach().cpu().numpy(), reference)
+        v2c.labels_[subject] = np.asarray(labels, dtype=np.int64)
+        v2c.save(v2c_path(out))
+        tmp = nn_path.with_name(nn_path.name + ".tmp.npz")
+        np.savez(tmp, labels=labels, ref_subject=np.asarray(ref_subject).astype(str), ref_index=ref_index)
+        tmp.replace(nn_path)
+        stages.finish("v2c", time.time() - t0)
+    nearest = np.load(nn_path)
+    report(0.35, "clusters assigned")
+
+    # 4. synthetic fMRI for the new subject
+    t0 = time.time()
+    syn_dir = out / "synthetic"
+    if not stages.done("synthetic"):
+        fs_unl = features.subset(np.arange(len(ids), len(ids) + len(unl)))
+        save_npy(syn_dir / f"{subject}.npy", enc.predict_fmri(encoder, fs_unl, subject).astype(np.float16))
+        save_npy(syn_dir / "ids.npy", unl)
+        stages.finish("synthetic", time.time() - t0, n=len(unl))
+    synthetic = {subject: np.load(syn_dir / f"{subject}.npy", mmap_mode="r")}
+    del encoder
+    report(0.4, "synthetic fMRI ready")
+
+    # 5. decoder voxel embeddings: nearest-voxel init, train only them
+    model, _, _ = load_bit(src / "bit", device=dev)
+    labels = nearest["labels"]
+    ref_subject, ref_index = nearest["ref_subject"], nearest["ref_index"]
+    inits = []
+    for head in HEADS:
+        net = model.heads[head]
+        init = torch.zeros(sd.n_vertices, config.dim, device=dev)
+        for s in np.unique(ref_subject):
+            m = torch.from_numpy(ref_subject == s)
+            init[m] = net.voxel_embeddings(str(s)).detach()[torch.from_numpy(ref_index[ref_subject == s]).long()]
+        inits.append(init)
+    model.add_subject(subject, sd.n_vertices, labels, init_semantic=inits[0], init_lowlevel=inits[1])
+    bit_data = build_bit_data(dataset, features, [subject], config.betas, synthetic, np.load(syn_dir / "ids.npy"),
+                              trials={subject: trials})
+    pool = bit_data.real[subject]
+    model.set_input_stats(subject, pool.betas.mean(0), pool.betas.std(0))
+    model.to(dev)
+    curves = read_json(out / "curves.json", {})
+    for k, head in enumerate(HEADS):
+        t0 = time.time()
+        tag = f"transfer-{head}"
+        if not stages.done(f"bit-{head}"):
+            torch.manual_seed(config.seed + 10 + k)
+            curves[head] = train_head(model, head, bit_data, config, out, dev, epochs=config.transfer_epochs,
+                                      params=[model.heads[head].voxel_embeddings(subject)], subjects=[subject],
+                                      synthetic_per_real=config.transfer_synthetic_per_real, tag=tag, schedule=False)
+            write_json(out / "curves.json", curves)
+            stages.finish(f"bit-{head}", time.time() - t0, best_val=min(c["val_loss"] for c in curves[head]))
+        else:
+            tensors, _, _ = load_checkpoint(out / f"bit_{tag}_best", device="cpu")
+            model.load_state_dict({**model.state_dict(), **tensors})
+        report(0.4 + 0.3 * (k + 1), f"BIT {head} embeddings ready")
+
+    # 6. a complete run directory for the old subjects and the new one
+    t0 = time.time()
+    save_bit(out / "bit", model, record, meta={"transfer": record["transfer"]})
+    stages.finish("bit", time.time() - t0, total_seconds=sum(v["seconds"] for v in record["stages"].values()))
+    plot_curves(curves, out / "curves.png")
+    return out
+

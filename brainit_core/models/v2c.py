@@ -1,0 +1,137 @@
+"""V2C: the voxel-to-cluster map (method.md section 3).
+
+A Gaussian mixture over the L2-normalised encoder voxel embeddings of all subjects together, with
+hard labels: cluster k of one subject and cluster k of another are functionally alike, which is
+what lets BIT share its brain tokens across subjects.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from brainit_core.errors import CheckpointError
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+class V2C:
+    """Voxel-to-cluster map (scikit-learn style).
+
+    Parameters
+    ----------
+    n_clusters : int, default=128
+        Number of clusters C (= brain tokens).
+    covariance_type : str, default="diag"
+        Passed to ``sklearn.mixture.GaussianMixture``.
+    seed : int, default=0
+    max_iter : int, default=100
+
+    Attributes
+    ----------
+    labels_ : dict of str -> ndarray (V,) int64
+        Cluster of every voxel of every subject seen by :meth:`fit` (and added by transfer).
+    means_, covariances_, weights_ : ndarray
+        The fitted mixture.
+    """
+
+    def __init__(self, n_clusters: int = 128, covariance_type: str = "diag", seed: int = 0, max_iter: int = 100):
+        self.n_clusters = n_clusters
+        self.covariance_type = covariance_type
+        self.seed = seed
+        self.max_iter = max_iter
+
+    def fit(self, embeddings: dict[str, np.ndarray]) -> "V2C":
+        """Fit the mixture on all subjects' embeddings stacked; sets ``labels_``."""
+        from sklearn.mixture import GaussianMixture
+
+        if not embeddings:
+            raise ValueError("V2C.fit needs at least one subject's embeddings")
+        x = np.concatenate([_normalise(v) for v in embeddings.values()])
+        if len(x) < self.n_clusters:
+            raise ValueError(f"{len(x)} voxels cannot form {self.n_clusters} clusters")
+        gmm = GaussianMixture(self.n_clusters, covariance_type=self.covariance_type, random_state=self.seed,
+                              max_iter=self.max_iter, reg_covar=1e-5)
+        gmm.fit(x)
+        self.means_, self.covariances_, self.weights_ = gmm.means_, gmm.covariances_, gmm.weights_
+        self._gmm = gmm
+        self.labels_ = {s: self.predict(v) for s, v in embeddings.items()}
+        return self
+
+    def _mixture(self):
+        if getattr(self, "_gmm", None) is None:
+            from sklearn.mixture import GaussianMixture
+
+            if self.covariance_type != "diag":
+                raise ValueError("a loaded V2C can predict only with diagonal covariances")
+            g = GaussianMixture(self.n_clusters, covariance_type="diag")
+            g.means_, g.covariances_, g.weights_ = self.means_, self.covariances_, self.weights_
+            g.precisions_cholesky_ = 1.0 / np.sqrt(self.covariances_)
+            self._gmm = g
+        return self._gmm
+
+    def predict(self, embeddings: np.ndarray) -> np.ndarray:
+        """Cluster of each row of (V, E) embeddings (normalised inside). Returns (V,) int64."""
+        return self._mixture().predict(_normalise(embeddings)).astype(np.int64)
+
+    def cluster_sizes(self) -> dict[str, np.ndarray]:
+        return {s: np.bincount(v, minlength=self.n_clusters) for s, v in self.labels_.items()}
+
+    def assign_nearest(self, new: np.ndarray, reference: dict[str, np.ndarray], chunk: int = 2048):
+        """Map new voxels to the cluster of their nearest reference voxel (transfer, method.md 6).
+
+        Parameters
+        ----------
+        new : ndarray (V_new, E)
+            The new subject's encoder embeddings.
+        reference : dict of str -> ndarray (V_s, E)
+            Reference subjects' encoder embeddings (their labels must be in ``labels_``).
+
+        Returns
+        -------
+        labels : ndarray (V_new,) int64
+        ref_subject : ndarray (V_new,) of str
+        ref_index : ndarray (V_new,) int64
+            Which reference voxel was nearest (L2 between normalised embeddings).
+        """
+        names = list(reference)
+        ref = np.concatenate([_normalise(reference[s]) for s in names])
+        subj = np.concatenate([np.full(len(reference[s]), s, dtype=object) for s in names])
+        idx = np.concatenate([np.arange(len(reference[s])) for s in names])
+        lab = np.concatenate([self.labels_[s] for s in names])
+        q = _normalise(new)
+        nearest = np.empty(len(q), dtype=np.int64)
+        ref_sq = (ref ** 2).sum(1)
+        for i in range(0, len(q), chunk):
+            d = ref_sq[None, :] - 2 * q[i:i + chunk] @ ref.T  # |q|^2 is constant per row
+            nearest[i:i + chunk] = d.argmin(1)
+        return lab[nearest], subj[nearest].astype(str), idx[nearest]
+
+    # -- persistence (npz without pickle + JSON) --------------------------------------------
+    def save(self, path) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        names = list(self.labels_)
+        np.savez(path.with_suffix(".npz"), means=self.means_, covariances=self.covariances_, weights=self.weights_,
+                 **{f"labels_{i}": self.labels_[s] for i, s in enumerate(names)})
+        path.with_suffix(".json").write_text(json.dumps({
+            "n_clusters": self.n_clusters, "covariance_type": self.covariance_type, "seed": self.seed,
+            "max_iter": self.max_iter, "subjects": names}, indent=1))
+
+    @classmethod
+    def load(cls, path) -> "V2C":
+        path = Path(path)
+        try:
+            meta = json.loads(path.with_suffix(".json").read_text())
+            z = np.load(path.with_suffix(".npz"), allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(f"cannot read V2C map {path}.npz/.json: {exc}") from exc
+        v = cls(meta["n_clusters"], meta["covariance_type"], meta["seed"], meta["max_iter"])
+        v.means_, v.covariances_, v.weights_ = z["means"], z["covariances"], z["weights"]
+        v._gmm = None
+        v.labels_ = {s: z[f"labels_{i}"].astype(np.int64) for i, s in enumerate(meta["subjects"])}
+        return v

@@ -1,0 +1,245 @@
+"""Full-size semantic branch: a pretrained SDXL (diffusers layout) conditioned on image tokens.
+
+The paper conditions MindEye2's unCLIP fine-tune of SDXL on the 256 predicted OpenCLIP bigG
+tokens (256 x 1664). This adapter loads the UNet, VAE and scheduler of any SDXL-format
+directory (``unet/``, ``vae/``, ``scheduler/`` as written by ``save_pretrained``; text encoders
+are not needed, so ``transformers`` is not either) and conditions it through an
+IP-Adapter-style projection: each token is layer-normalised and linearly mapped to the UNet's
+cross-attention width (the ``prompt_embeds``), and the mean token to the pooled embedding that
+SDXL's micro-conditioning expects. The projection is a small trained module stored as a
+Brain-IT checkpoint (``image_token_projection.{safetensors,json}``); for MindEye2's unCLIP
+weights it is the identity-like map learned during their fine-tune.
+
+Img2img fusion is the same as the demo's: encode the low-level image, noise it to
+``1 - strength`` of the schedule, denoise with classifier-free guidance (zero embeddings as the
+unconditional branch, SDXL's convention for an empty prompt).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from brainit_core.checkpoint import checkpoint_exists, load_checkpoint, save_checkpoint
+from brainit_core.errors import MissingWeightsError
+from brainit_core.progress import track
+
+WEIGHT_NAMES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors")
+PROJECTION_NAME = "image_token_projection"
+
+
+@dataclass
+class SDXLAdapterConfig:
+    """Settings of the SDXL semantic branch.
+
+    Parameters
+    ----------
+    size : int
+        Output side in pixels (SDXL: 1024; MindEye2 decodes at 768).
+    steps : int
+        Schedule length (official 38).
+    strength : float
+        Fraction of the schedule re-run in img2img fusion (official 24/38).
+    guidance_scale : float
+        Classifier-free guidance (official 5).
+    sampler : str
+        ``"dpm"`` or ``"ddim"`` (built from the directory's scheduler config).
+    dtype : str
+        ``"float32"`` or ``"float16"`` (GPU).
+    """
+
+    size: int = 768
+    steps: int = 38
+    strength: float = 24 / 38
+    guidance_scale: float = 5.0
+    sampler: str = "dpm"
+    dtype: str = "float32"
+
+
+class ImageTokenProjection(nn.Module):
+    """Image tokens (B, N, D_tok) -> (prompt_embeds (B, N, D_cross), pooled (B, D_pool))."""
+
+    def __init__(self, token_dim: int = 1664, cross_attention_dim: int = 2048, pooled_dim: int = 1280):
+        super().__init__()
+        self.dims = {"token_dim": token_dim, "cross_attention_dim": cross_attention_dim, "pooled_dim": pooled_dim}
+        self.norm = nn.LayerNorm(token_dim)
+        self.tokens = nn.Linear(token_dim, cross_attention_dim)
+        self.pooled = nn.Linear(token_dim, pooled_dim)
+
+    def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.norm(tokens)
+        return self.tokens(h), self.pooled(h.mean(1))
+
+    def save(self, path) -> Path:
+        return save_checkpoint(path, self.state_dict(), {"kind": "image_token_projection", **self.dims})
+
+    @classmethod
+    def load(cls, path, device="cpu") -> "ImageTokenProjection":
+        tensors, cfg, _ = load_checkpoint(path, device=str(device))
+        proj = cls(cfg["token_dim"], cfg["cross_attention_dim"], cfg["pooled_dim"])
+        proj.load_state_dict(tensors)
+        return proj.to(device).eval()
+
+
+def expected_files(directory) -> list[Path]:
+    """The files an SDXL directory must hold for :class:`SDXLReconstructor`."""
+    d = Path(directory)
+    return [d / "unet" / "config.json", d / "unet" / WEIGHT_NAMES[0], d / "vae" / "config.json",
+            d / "vae" / WEIGHT_NAMES[0], d / "scheduler" / "scheduler_config.json", d / f"{PROJECTION_NAME}.safetensors"]
+
+
+def check_sdxl_directory(directory, need_projection: bool = True) -> None:
+    """Raise :class:`MissingWeightsError` listing every expected file that is absent."""
+    d = Path(directory).expanduser()
+    missing = []
+    for sub in ("unet", "vae"):
+        if not (d / sub / "config.json").exists():
+            missing.append(d / sub / "config.json")
+        if not any((d / sub / w).exists() for w in WEIGHT_NAMES):
+            missing.append(d / sub / WEIGHT_NAMES[0])
+    if not (d / "scheduler" / "scheduler_config.json").exists():
+        missing.append(d / "scheduler" / "scheduler_config.json")
+    if need_projection and not checkpoint_exists(d / PROJECTION_NAME):
+        missing.append(d / f"{PROJECTION_NAME}.safetensors")
+    if missing:
+        listing = "\n  ".join(str(m) for m in missing)
+        raise MissingWeightsError(
+            f"SDXL weights not found in {d}. Expected a diffusers-format SDXL directory (e.g. MindEye2's unCLIP "
+            f"fine-tune saved with save_pretrained, safetensors weights) plus the image-token projection; "
+            f"missing:\n  {listing}\nNothing is downloaded at run time: copy the files there first.")
+
+
+class SDXLReconstructor:
+    """Semantic generation and img2img fusion with a local SDXL and image-token conditioning.
+
+    Parameters
+    ----------
+    unet : diffusers.UNet2DConditionModel
+        An SDXL UNet (``addition_embed_type="text_time"``).
+    vae : diffusers.AutoencoderKL
+    scheduler_config : dict
+    projection : ImageTokenProjection
+    config : SDXLAdapterConfig
+    """
+
+    def __init__(self, unet, vae, scheduler_config: dict, projection: ImageTokenProjection,
+                 config: SDXLAdapterConfig | None = None):
+        self.unet, self.vae, self.projection = unet, vae, projection
+        self.scheduler_config = dict(scheduler_config)
+        self.config = config or SDXLAdapterConfig()
+        ucfg = unet.config
+        if ucfg.get("addition_embed_type") != "text_time":
+            raise ValueError("the UNet is not an SDXL UNet (addition_embed_type must be 'text_time')")
+        self.pooled_dim = ucfg["projection_class_embeddings_input_dim"] - 6 * ucfg["addition_time_embed_dim"]
+        if projection.dims["cross_attention_dim"] != ucfg["cross_attention_dim"] or projection.dims["pooled_dim"] != self.pooled_dim:
+            raise ValueError(f"projection {projection.dims} does not fit the UNet (cross-attention "
+                             f"{ucfg['cross_attention_dim']}, pooled {self.pooled_dim})")
+
+    @classmethod
+    def from_pretrained(cls, directory, projection: ImageTokenProjection | None = None, device=None,
+                        config: SDXLAdapterConfig | None = None) -> "SDXLReconstructor":
+        """Load from a local SDXL directory (never downloads).
+
+        Raises
+        ------
+        MissingWeightsError
+            Naming every expected file that is absent.
+        """
+        import json
+
+        from diffusers import AutoencoderKL, UNet2DConditionModel
+
+        d = Path(directory).expanduser()
+        check_sdxl_directory(d, need_projection=projection is None)
+        config = config or SDXLAdapterConfig()
+        dtype = getattr(torch, config.dtype)
+        variant = None if (d / "unet" / WEIGHT_NAMES[0]).exists() else "fp16"
+        unet = UNet2DConditionModel.from_pretrained(d, subfolder="unet", use_safetensors=True, local_files_only=True,
+                                                    torch_dtype=dtype, variant=variant)
+        vae_variant = None if (d / "vae" / WEIGHT_NAMES[0]).exists() else "fp16"
+        vae = AutoencoderKL.from_pretrained(d, subfolder="vae", use_safetensors=True, local_files_only=True,
+                                            torch_dtype=torch.float32, variant=vae_variant)
+        sched = json.loads((d / "scheduler" / "scheduler_config.json").read_text())
+        if projection is None:
+            projection = ImageTokenProjection.load(d / PROJECTION_NAME)
+        device = device or torch.device("cpu")
+        return cls(unet.to(device).eval(), vae.to(device).eval(), sched, projection.to(device).to(dtype).eval(), config)
+
+    def _scheduler(self, sampler: str):
+        from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
+
+        keep = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "prediction_type",
+                "timestep_spacing", "steps_offset")
+        cfg = {k: v for k, v in self.scheduler_config.items() if k in keep}
+        if sampler == "dpm":
+            return DPMSolverMultistepScheduler(**cfg, algorithm_type="dpmsolver++")
+        return DDIMScheduler(**cfg, clip_sample=False, set_alpha_to_one=False)
+
+    @torch.no_grad()
+    def __call__(self, tokens: torch.Tensor, low_level: torch.Tensor | None = None, seeds=0,
+                 strength: float | None = None, steps: int | None = None, guidance_scale: float | None = None,
+                 size: int | None = None) -> torch.Tensor:
+        """Generate (``low_level=None``) or fuse.
+
+        Parameters
+        ----------
+        tokens : Tensor (B, N, D_tok)
+            Image tokens (predicted bigG tokens, feature units).
+        low_level : Tensor (B, 3, H, W) in [0, 1], optional
+            The low-level image for img2img fusion.
+        seeds : int or list of int
+        strength, steps, guidance_scale, size : override :class:`SDXLAdapterConfig`.
+
+        Returns
+        -------
+        Tensor (B, 3, size, size) in [0, 1]
+        """
+        from brainit_core.reconstruction.diffusion import as_seeds, initial_noise
+        from brainit_core.reconstruction.fusion import fusion_start
+
+        c = self.config
+        strength = c.strength if strength is None else strength
+        steps = c.steps if steps is None else int(steps)
+        guidance_scale = c.guidance_scale if guidance_scale is None else guidance_scale
+        size = size or c.size
+        device = next(self.unet.parameters()).device
+        dtype = next(self.unet.parameters()).dtype
+        B = tokens.shape[0]
+        seeds = as_seeds(seeds, B)
+        # 1. image tokens -> prompt embeddings (+ zeros for the unconditional branch)
+        emb, pooled = self.projection(tokens.to(device, dtype))
+        emb = torch.cat([torch.zeros_like(emb), emb])
+        pooled = torch.cat([torch.zeros_like(pooled), pooled])
+        time_ids = torch.tensor([size, size, 0, 0, size, size], device=device, dtype=dtype).repeat(2 * B, 1)
+        # 2. starting latents: pure noise, or the encoded low-level image noised part-way
+        f = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        sf = self.vae.config.scaling_factor
+        scheduler = self._scheduler(c.sampler)
+        scheduler.set_timesteps(steps, device=device)
+        start = 0 if low_level is None else fusion_start(steps, strength)
+        noise = initial_noise((self.unet.config.in_channels, size // f, size // f), seeds, device)
+        if low_level is None or start == 0:
+            latents = noise * scheduler.init_noise_sigma
+        else:
+            x = F.interpolate(low_level.to(device).float(), size=(size, size), mode="bilinear", align_corners=False)
+            latents = self.vae.encode(x * 2 - 1).latent_dist.mean * sf
+            if start >= steps:
+                return ((self.vae.decode(latents / sf).sample + 1) / 2).clamp(0, 1)
+            if hasattr(scheduler, "set_begin_index"):
+                scheduler.set_begin_index(start)
+            latents = scheduler.add_noise(latents, noise, scheduler.timesteps[start:start + 1].repeat(B))
+        # 3. denoise with classifier-free guidance
+        for t in track(list(scheduler.timesteps[start:]), desc="SDXL"):
+            inp = scheduler.scale_model_input(torch.cat([latents, latents]), t).to(dtype)
+            out = self.unet(inp, t, encoder_hidden_states=emb,
+                            added_cond_kwargs={"text_embeds": pooled, "time_ids": time_ids}).sample.float()
+            u, cnd = out.chunk(2)
+            latents = scheduler.step(u + guidance_scale * (cnd - u), t, latents).prev_sample
+        # 4. decode
+        return ((self.vae.decode(latents.float() / sf).sample + 1) / 2).clamp(0, 1)
+
+    def describe(self) -> dict:
+        return {"config": asdict(self.config), "projection": self.projection.dims, "pooled_dim": self.pooled_dim}

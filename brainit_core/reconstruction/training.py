@@ -1,0 +1,185 @@
+"""Training the generators on a dataset's images: autoencoder -> inverter -> semantic UNet.
+
+Only images never used as reconstruction targets are used (every subject's training images
+plus the ``unlabeled`` pool; test and validation images are excluded), with their TRUE features.
+Each stage writes its final checkpoint into ``GEN_DIR`` and is skipped when that exists; an
+interrupted stage resumes from ``GEN_DIR/train/<stage>_state`` (weights, optimizer moments,
+EMA, step).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from brainit_core.checkpoint import checkpoint_exists, read_checkpoint_record
+from brainit_core.progress import report, track
+from brainit_core.reconstruction._common import generator_images, image_size_of, resize_to, to_float_images
+from brainit_core.reconstruction.autoencoder import AutoencoderConfig, encode_images, load_autoencoder, train_autoencoder
+from brainit_core.reconstruction.diffusion import DiffusionConfig, train_diffusion
+from brainit_core.reconstruction.generators import ReconstructionConfig, write_generators_json
+from brainit_core.reconstruction.inverter import InverterConfig, train_inverter
+
+log = logging.getLogger(__name__)
+STAGES = ("autoencoder", "inverter", "unet")
+
+
+def generator_configs(space, preset: str) -> dict:
+    """The three training configs of ``preset``, sized for ``space``."""
+    size = image_size_of(space)
+    ae = AutoencoderConfig.preset(preset)
+    ae.image_size = size
+    inv = InverterConfig.for_space(space, preset)
+    dif = DiffusionConfig.preset(preset)
+    dif.latent_size = ae.latent_size
+    dif.latent_channels = ae.latent_channels
+    dif.n_tokens = space.semantic_spec.n_tokens
+    dif.token_dim = space.semantic_spec.dim
+    return {"autoencoder": ae, "inverter": inv, "unet": dif}
+
+
+def train_generators(data, out, preset: str = "demo", device=None, space_name: str = "lite0",
+                     stages=STAGES, seed: int = 0, max_images: int | None = None, overrides: dict | None = None,
+                     max_seconds: float | None = None, shared_cache: bool = True) -> Path:
+    """Train every generator stage of ``preset`` on the dataset at ``data`` into ``out``.
+
+    Parameters
+    ----------
+    data : path
+        Canonical dataset directory.
+    out : path
+        Generators directory (``GEN_DIR``); created, or resumed when it has content.
+    preset : str
+        ``ci`` / ``demo`` / ``full`` (model sizes and step counts).
+    device : torch.device, optional
+    space_name : str
+        Feature space (``lite0``).
+    stages : tuple of str
+        Subset of ``("autoencoder", "inverter", "unet")``, trained in that order.
+    seed : int
+    max_images : int, optional
+        Use at most this many training images (random subset).
+    overrides : dict, optional
+        ``{"autoencoder": {"steps": 100}, ...}``: config fields to change.
+    max_seconds : float, optional
+        Time budget of each stage in this call (the state is saved; call again to continue).
+    shared_cache : bool
+        Read/write semantic tokens in the dataset's feature cache (``<data>/features/``);
+        ``False`` keeps them in ``out/train/`` and never writes into the dataset directory.
+
+    Returns
+    -------
+    Path
+        ``out``.
+    """
+    from brainit_core.data import load_dataset
+    from brainit_core.features import get_feature_space
+    from brainit_core.utils import resolve_device
+
+    device = device if isinstance(device, torch.device) else resolve_device(device or "auto")
+    out = Path(out).expanduser()
+    dataset = load_dataset(data)
+    space = get_feature_space(space_name, preset=preset, device=device)
+    configs = generator_configs(space, preset)
+    for stage, fields in (overrides or {}).items():
+        for k, v in fields.items():
+            setattr(configs[stage], k, v)
+    write_generators_json(out, {
+        "preset": preset, "space": {"name": space_name, "preset": preset}, "space_description": space.describe(),
+        "reconstruction": asdict(ReconstructionConfig.preset(preset)), "dataset": str(Path(data).resolve()),
+        "train_configs": {k: asdict(v) for k, v in configs.items()},
+    })
+    report(0.0, "reading training images")
+    ids, images = generator_images(dataset, max_images=max_images, seed=seed)
+    size = image_size_of(space)
+    if images.shape[1] != size:
+        images = _resize_uint8(images, size)
+    log.info("generators: %d training images (%d px) from %s", len(ids), size, data)
+    train_dir = out / "train"
+    timings = _read_json(train_dir / "timings.json")
+    for stage in STAGES:
+        if stage not in stages or checkpoint_exists(out / stage):
+            continue
+        t0 = time.time()
+        if stage == "autoencoder":
+            train_autoencoder(images, configs[stage], out / stage, train_dir, device, seed, max_seconds)
+        elif stage == "inverter":
+            train_inverter(images, space, configs[stage], out / stage, train_dir, device, seed, max_seconds)
+        else:
+            if not checkpoint_exists(out / "autoencoder"):
+                raise RuntimeError(f"{out / 'autoencoder.safetensors'} is needed before the UNet stage")
+            latents = cached_latents(out, images, device)
+            tokens = semantic_tokens(dataset, ids, space, train_dir, shared_cache=shared_cache)
+            train_diffusion(latents, tokens, configs[stage], out / stage, train_dir, device, seed, max_seconds)
+        timings[stage] = timings.get(stage, 0.0) + time.time() - t0
+        timings["torch_threads"] = torch.get_num_threads()
+        _write_json(train_dir / "timings.json", timings)
+        if not checkpoint_exists(out / stage):
+            log.info("stage %s paused after its time budget; run the command again to continue", stage)
+            break
+    return out
+
+
+def cached_latents(out: Path, images: np.ndarray, device, batch_size: int = 32) -> np.ndarray:
+    """Scaled posterior-mean latents of ``images`` under ``out/autoencoder``, cached per checkpoint hash."""
+    sha = read_checkpoint_record(out / "autoencoder")["sha256"][:12]
+    path = out / "train" / f"latents_{sha}_{len(images)}.npy"
+    if path.exists():
+        return np.load(path)
+    ae = load_autoencoder(out / "autoencoder", device=device)
+    parts = []
+    with torch.no_grad():
+        for i in track(range(0, len(images), batch_size), desc="latents"):
+            parts.append(encode_images(ae, to_float_images(images[i:i + batch_size], device)).cpu().numpy())
+    lat = np.concatenate(parts).astype(np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npy")
+    np.save(tmp, lat)
+    tmp.replace(path)
+    return lat
+
+
+def semantic_tokens(dataset, ids: np.ndarray, space, train_dir: Path, retries: int = 6,
+                    shared_cache: bool = True) -> np.ndarray:
+    """TRUE semantic tokens (n, N, D) of ``ids``, from the dataset's shared feature cache.
+
+    If another process holds the cache file locked for longer than a few minutes, the tokens
+    are computed in memory and kept in ``train_dir`` instead.
+    """
+    from brainit_core.features import extract_features
+
+    own = Path(train_dir) / f"semantic_{space.cache_key()}_{len(ids)}.npy"
+    if own.exists():
+        return np.load(own)
+    for attempt in range(retries if shared_cache else 0):
+        try:
+            return extract_features(dataset, ids, space, read_lowlevel=False).semantic.astype(np.float32)
+        except (OSError, BlockingIOError) as exc:  # h5py: "unable to lock file"
+            log.warning("feature cache busy (%s); retrying in 30 s", exc)
+            time.sleep(30)
+    tokens = extract_features(dataset, ids, space, cache=False).semantic.astype(np.float32)
+    own.parent.mkdir(parents=True, exist_ok=True)
+    np.save(own, tokens)
+    return tokens
+
+
+def _resize_uint8(images: np.ndarray, size: int, batch: int = 256) -> np.ndarray:
+    out = np.empty((len(images), size, size, 3), np.uint8)
+    for i in range(0, len(images), batch):
+        x = resize_to(to_float_images(images[i:i + batch]), size)
+        out[i:i + batch] = x.clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return out
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=2))

@@ -1,0 +1,230 @@
+"""BIT training loop: loss goes down, checkpoints round-trip, a killed run resumes exactly."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from brainit_core.features.base import TokenSpec
+from brainit_core.features.cache import FeatureSet
+from brainit_core.models.bit import BITConfig, BrainITModel
+from brainit_core.models.training import (
+    BITData, SamplePool, channel_stats, epoch_samples, load_bit, save_bit, subject_training_betas, train_head,
+    warmup_factor,
+)
+
+SEM = TokenSpec("semantic", (2, 2), 6)
+LOW = [TokenSpec("l0", (4, 4), 3), TokenSpec("l1", (2, 2), 5)]
+SUBJECTS = {"a": 20, "b": 14}
+
+
+def make_data(n=40, seed=0) -> BITData:
+    """Features and betas of n images that all derive linearly from 4 latent factors (learnable)."""
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((n, 4)).astype(np.float32)
+    def feat(*shape):
+        return (z @ rng.standard_normal((4, int(np.prod(shape))))).reshape(n, *shape).astype(np.float16)
+    fs = FeatureSet(np.arange(n), feat(4, 6), [feat(3, 4, 4), feat(5, 2, 2)])
+    real, val, syn = {}, {}, {}
+    for s, v in SUBJECTS.items():
+        betas = z @ rng.standard_normal((4, v)).astype(np.float32) + 0.1 * rng.standard_normal((n, v)).astype(np.float32)
+        real[s] = SamplePool(betas[:30], np.arange(30))
+        val[s] = SamplePool(betas[30:], np.arange(30, n))
+        syn[s] = SamplePool(betas[:30].astype(np.float16), np.arange(30))
+    return BITData(fs, real, val, syn)
+
+
+def make_model(data: BITData, config: BITConfig, seed=0) -> BrainITModel:
+    torch.manual_seed(seed)
+    m = BrainITModel(config, SEM, LOW)
+    for s, v in SUBJECTS.items():
+        m.add_subject(s, v, np.arange(v) % config.n_clusters)
+        m.set_input_stats(s, data.real[s].betas.mean(0), data.real[s].betas.std(0))
+    m.set_target_stats(*channel_stats(data.features, np.arange(30)))
+    return m
+
+
+def tiny_config(**kw) -> BITConfig:
+    cfg = BITConfig.preset("ci")
+    cfg.voxels_per_sample = 12
+    cfg.semantic_batch = cfg.lowlevel_batch = 8
+    cfg.lr = 3e-3
+    cfg.warmup_epochs = 0
+    for k, v in kw.items():
+        setattr(cfg, k, v)
+    return cfg
+
+
+@pytest.mark.parametrize("head", ["semantic", "lowlevel"])
+def test_training_decreases_loss(tmp_path, head):
+    data = make_data()
+    cfg = tiny_config(semantic_epochs=8, lowlevel_epochs=12, synthetic_per_real=0.5, lr=1e-2)
+    model = make_model(data, cfg)
+    curves = train_head(model, head, data, cfg, tmp_path, torch.device("cpu"))
+    train = [c["train_loss"] for c in curves[1:]]
+    assert curves[0]["epoch"] == 0 and len(curves) == 1 + (8 if head == "semantic" else 12)
+    assert train[-1] < 0.8 * train[0]
+    assert max(c["val_corr"] for c in curves) > curves[0]["val_corr"] + 0.2
+    assert min(c["val_loss"] for c in curves[1:]) < curves[0]["val_loss"]
+    assert (tmp_path / f"bit_{head}_best.safetensors").exists()
+
+
+def test_checkpoint_round_trip_gives_identical_predictions(tmp_path):
+    data = make_data()
+    cfg = tiny_config(semantic_epochs=1)
+    model = make_model(data, cfg)
+    train_head(model, "semantic", data, cfg, tmp_path, torch.device("cpu"))
+    model.eval()
+    save_bit(tmp_path / "bit", model, {"space": {"name": "test", "preset": "ci"}})
+    loaded, cfg_dict, sha = load_bit(tmp_path / "bit")
+    assert cfg_dict["bit"]["n_clusters"] == cfg.n_clusters and len(sha) == 64
+    x = torch.from_numpy(data.val["a"].betas)
+    p0, p1 = model.predict(x, "a", return_attention=True), loaded.predict(x, "a", return_attention=True)
+    assert torch.equal(p0.semantic, p1.semantic)
+    assert all(torch.equal(a, b) for a, b in zip(p0.lowlevel, p1.lowlevel))
+    assert torch.equal(p0.tokenizer_attention, p1.tokenizer_attention)
+    assert torch.equal(p0.cluster_of_voxel, p1.cluster_of_voxel)
+
+
+def test_resume_after_kill_equals_uninterrupted_run(tmp_path):
+    data = make_data()
+    cfg = tiny_config(lowlevel_epochs=3, warmup_epochs=2)
+    dev = torch.device("cpu")
+    full = make_model(data, cfg)
+    curves_full = train_head(full, "lowlevel", data, cfg, tmp_path / "full", dev)
+    # "killed" after epoch 2: a new process builds a fresh model and resumes from the state file
+    part = make_model(data, cfg)
+    train_head(part, "lowlevel", data, cfg, tmp_path / "part", dev, epochs=2)
+    resumed = make_model(data, cfg, seed=123)  # different init: everything must come from the state
+    curves_res = train_head(resumed, "lowlevel", data, cfg, tmp_path / "part", dev)
+    assert [c["epoch"] for c in curves_res] == [0, 1, 2, 3]
+    assert curves_res[-1]["train_loss"] == pytest.approx(curves_full[-1]["train_loss"], rel=1e-5)
+    for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5, msg=k)
+
+
+def test_epoch_samples_mix_real_and_synthetic():
+    data = make_data()
+    rng = np.random.default_rng(0)
+    s = epoch_samples(data, 1.5, rng)
+    n_real = sum(len(p) for p in data.real.values())
+    assert sum(x[0] == "real" for x in s) == n_real
+    assert sum(x[0] == "synthetic" for x in s) == round(1.5 * n_real)
+    assert {x[1] for x in s if x[0] == "synthetic"} == set(SUBJECTS)
+
+
+def test_warmup_schedule_is_official_cubic():
+    assert warmup_factor(0, 15) == pytest.approx(1e-3)
+    assert warmup_factor(15, 15) == 1.0
+    assert warmup_factor(5, 15) == pytest.approx(1e-3 + (1 - 1e-3) * (1 / 27))
+
+
+def test_subject_training_betas_average_and_single(tiny_dataset):
+    sd = tiny_dataset.subject("sub01")
+    avg, ids = subject_training_betas(sd, "averaged")
+    ref, ref_ids = sd.average_trials(np.unique(sd.train_image_ids))
+    np.testing.assert_array_equal(ids, ref_ids)
+    np.testing.assert_allclose(avg, ref, atol=1e-6)
+    single, sids = subject_training_betas(sd, "single")
+    assert len(single) == 2 * len(ids) and set(sids) == set(ids)
+
+
+# --------------------------------------------------------------------------------------------
+# the whole pipeline on a tiny dataset (real encoder/V2C when present, stand-ins otherwise)
+# --------------------------------------------------------------------------------------------
+def make_run_dataset(path, n_unlabeled=24, seed=0):
+    """Like conftest's tiny dataset (3 subjects, the last held out) plus an "unlabeled" image set."""
+    from brainit_core.data import DatasetWriter
+
+    rng = np.random.default_rng(seed)
+    w = DatasetWriter(path, source="synthetic-test", mesh="fsaverage5", image_size=16)
+    n_test, n_train, subjects = 4, 12, ["sub01", "sub02", "sub03"]
+    n_img = n_test + n_train * len(subjects) + n_unlabeled
+    ids = np.arange(n_img) * 3 + 5
+    w.add_images(ids, rng.integers(0, 256, (n_img, 16, 16, 3), dtype=np.uint8))
+    w.add_image_set("unlabeled", ids[-n_unlabeled:])
+    for s, name in enumerate(subjects):
+        nv = (30, 24, 27)[s]
+        verts = np.concatenate([np.sort(rng.choice(10242, nv // 2, replace=False)),
+                                np.sort(rng.choice(10242, nv - nv // 2, replace=False))])
+        w.begin_subject(name, verts, np.r_[np.zeros(nv // 2), np.ones(nv - nv // 2)].astype(np.uint8))
+        test, train = ids[:n_test], ids[n_test + s * n_train: n_test + (s + 1) * n_train]
+        shown = np.repeat(np.r_[test, train], 2)
+        rng.shuffle(shown)
+        half = len(shown) // 2
+        for sess, chunk in enumerate((shown[:half], shown[half:]), start=1):
+            w.append_session(name, rng.standard_normal((len(chunk), nv)).astype(np.float32), chunk, sess)
+        w.finalize_subject(name, train[:-3], train[-3:], test)
+    return w.finalize(heldout_subjects=subjects[-1:])
+
+
+@pytest.fixture
+def run_dataset(tmp_path, monkeypatch):
+    from tests.models._standins import install_if_missing
+
+    install_if_missing(monkeypatch)
+    return make_run_dataset(tmp_path / "data")
+
+
+def test_train_run_end_to_end_and_resume(run_dataset, tmp_path, capsys):
+    from brainit_core.models.run import BrainITRun
+    from brainit_core.models.training import read_json, train_run
+
+    out = tmp_path / "run"
+    train_run(run_dataset, preset="ci", out=out, device="cpu")
+    assert "memory estimate" in capsys.readouterr().out
+    rec = read_json(out / "run.json")
+    assert set(rec["stages"]) == {"features", "encoder", "v2c", "synthetic", "bit-semantic", "bit-lowlevel", "bit"}
+    for f in ("bit.safetensors", "bit.json", "curves.json", "curves.png", "synthetic/sub01.npy"):
+        assert (out / f).exists(), f
+    curves = read_json(out / "curves.json")
+    assert len(curves["semantic"]) == 1 + BITConfig.preset("ci").semantic_epochs
+    bit_json = read_json(out / "bit.json")
+    assert bit_json["config"]["bit"] == rec["bit_config"] and len(bit_json["sha256"]) == 64
+
+    run = BrainITRun.load(out, device="cpu")
+    assert run.subjects == ["sub01", "sub02"]
+    betas, _ = run_dataset.subject("sub01").averaged("test")
+    pred = run.predict(betas, "sub01", return_attention=True)
+    sem = run.space.semantic_spec
+    assert pred.semantic.shape == (len(betas), sem.n_tokens, sem.dim)
+    assert [tuple(p.shape[1:]) for p in pred.lowlevel] == [(s.dim, *s.grid) for s in run.space.lowlevel_specs]
+    assert pred.tokenizer_attention.shape == betas.shape
+    assert pred.cross_attention["semantic"].shape == (len(betas), sem.n_tokens, run.model.config.n_clusters)
+    # features are in feature units: the mean prediction is near the training feature mean
+    m, _ = run.model.target_stats("semantic")
+    assert torch.allclose(pred.semantic.mean((0, 1)), m, atol=float(run.model.target_stats("semantic")[1].max()) * 3)
+
+    # resuming a finished run redoes nothing and gives the same checkpoint
+    sha = run.checkpoint_sha256
+    train_run(run_dataset, preset="ci", out=out, device="cpu", resume=True)
+    assert BrainITRun.load(out, device="cpu").checkpoint_sha256 == sha
+    assert read_json(out / "run.json")["stages"]["bit-semantic"] == rec["stages"]["bit-semantic"]
+
+
+def test_train_run_refuses_existing_dir_without_resume(run_dataset, tmp_path):
+    from brainit_core.errors import BrainITError
+    from brainit_core.models.training import train_run
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "something").write_text("x")
+    with pytest.raises(BrainITError, match="--resume"):
+        train_run(run_dataset, preset="ci", out=out, device="cpu", resume=False)
+
+
+def test_cli_train_then_evaluate_features(run_dataset, tmp_path, capsys):
+    from brainit_core.cli import main
+    from brainit_core.models.training import read_json
+
+    out = tmp_path / "cli-run"
+    assert main(["train", "--data", str(run_dataset.path), "--preset", "ci", "--out", str(out), "--device", "cpu"]) == 0
+    assert main(["train", "--data", str(run_dataset.path), "--preset", "ci", "--out", str(out), "--device", "cpu"]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert main(["evaluate-features", "--run", str(out), "--data", str(run_dataset.path), "--device", "cpu"]) == 0
+    res = read_json(out / "eval_features.json")
+    for model in ("brainit", "ridge"):
+        for block in ("semantic", "lowlevel", "low0"):
+            sc = res["mean"][model][block]
+            assert -1 <= sc["token_r"] <= 1 and 0 <= sc["two_way"] <= 1
+    assert "| brainit | semantic |" in capsys.readouterr().out

@@ -1,0 +1,80 @@
+import json
+
+import numpy as np
+import pytest
+
+from brainit_core.cli import main
+from tests.conftest import make_tiny_dataset
+from tests.reconstruction.conftest import FakeRun
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    d = tmp_path_factory.mktemp("gen")
+    make_tiny_dataset(d / "data")
+    argv = ["train-generators", "--data", str(d / "data"), "--preset", "ci", "--out", str(d / "gen"),
+            "--steps", "autoencoder=3", "inverter=3", "unet=3", "--threads", "1"]
+    assert main(argv) == 0
+    return d
+
+
+def test_train_generators_writes_everything_and_skips_when_done(trained):
+    gen = trained / "gen"
+    for name in ("autoencoder", "inverter", "unet"):
+        assert (gen / f"{name}.safetensors").exists() and (gen / f"{name}.json").exists()
+        assert (gen / "train" / f"{name}_loss.csv").exists()
+    settings = json.loads((gen / "generators.json").read_text())
+    assert settings["preset"] == "ci" and settings["train_configs"]["unet"]["steps"] == 3
+    before = {p.name: p.stat().st_mtime for p in gen.glob("*.safetensors")}
+    assert main(["train-generators", "--data", str(trained / "data"), "--preset", "ci", "--out", str(gen)]) == 0
+    assert before == {p.name: p.stat().st_mtime for p in gen.glob("*.safetensors")}
+
+
+def test_reconstruct_writes_pngs_and_resumes(trained, monkeypatch, tmp_path):
+    from PIL import Image
+
+    from brainit_core.models import run as run_module
+    from brainit_core.reconstruction.generators import Generators
+
+    space = Generators.load(trained / "gen", device="cpu").space
+    fake = FakeRun(space)
+    monkeypatch.setattr(run_module.BrainITRun, "load", classmethod(lambda cls, path, device=None: fake))
+    base = ["reconstruct", "--run", "RUN", "--generators", str(trained / "gen"), "--data", str(trained / "data"),
+            "--subject", "sub01", "--out", str(tmp_path / "rec"), "--threads", "1"]
+    assert main(base + ["--limit", "2"]) == 0
+    manifest = json.loads((tmp_path / "rec" / "manifest.json").read_text())
+    assert len(manifest["images"]) == 2 and manifest["run_sha256"] == "0" * 64
+    first = sorted(manifest["images"])[0]
+    img = np.asarray(Image.open(tmp_path / "rec" / "fused" / f"{first}.png"))
+    assert img.shape == (64, 64, 3)
+    assert (tmp_path / "rec" / "low_level" / f"{first}.png").exists()
+    calls = fake.calls
+    assert main(base + ["--limit", "4"]) == 0  # 2 done, 2 new
+    manifest = json.loads((tmp_path / "rec" / "manifest.json").read_text())
+    assert len(manifest["images"]) == 4 and manifest["completed"]
+    assert fake.calls == calls + 1
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "rec" / "fused" / f"{first}.png")), img)
+    # other settings into the same folder: refused unless --overwrite
+    assert main(base + ["--limit", "1", "--guidance-scale", "7"]) == 2
+    assert main(base + ["--limit", "1", "--guidance-scale", "7", "--overwrite"]) == 0
+
+
+def test_help_lists_commands(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "train-generators" in out and "reconstruct" in out and "benchmark-generators" in out
+
+
+def test_train_generators_pauses_and_resumes(tmp_path):
+    make_tiny_dataset(tmp_path / "data")
+    argv = ["train-generators", "--data", str(tmp_path / "data"), "--preset", "ci", "--out", str(tmp_path / "gen"),
+            "--steps", "autoencoder=3", "inverter=2", "unet=2", "--threads", "1"]
+    assert main(argv + ["--max-minutes", "0"]) == 0  # one step, state saved, later stages not started
+    assert not (tmp_path / "gen" / "autoencoder.safetensors").exists()
+    assert (tmp_path / "gen" / "train" / "autoencoder_state.safetensors").exists()
+    assert not (tmp_path / "gen" / "train" / "inverter_loss.csv").exists()
+    assert main(argv) == 0
+    rows = (tmp_path / "gen" / "train" / "autoencoder_loss.csv").read_text().splitlines()[1:]
+    assert [r.split(",")[0] for r in rows] == ["1", "2", "3"]
+    assert all((tmp_path / "gen" / f"{s}.safetensors").exists() for s in ("autoencoder", "inverter", "unet"))
