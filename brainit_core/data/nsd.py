@@ -1,0 +1,382 @@
+"""Natural Scenes Dataset -> the canonical dataset format (nsd-formats.md).
+
+Reads the NSD files as the authors ship them and writes them session by session, so memory stays
+bounded by one session of one subject:
+
+- ``nsddata/experiments/nsd/nsd_expdesign.mat``: ``masterordering`` (1-based into the subject's
+  10k list), ``subjectim`` (1-based 73k ids), ``sharedix``;
+- fsaverage betas ``nsddata_betas/ppdata/subjXX/fsaverage/betas_fithrf_GLMdenoise_RR/
+  {lh,rh}.betas_sessionNN.mgh`` (163842 x 1 x 1 x 750, percent signal change, NaN allowed), or
+  func1pt8mm volumes ``betas_sessionNN.hdf5`` (``betas`` int16 (750, Z, Y, X), x300) / ``.nii.gz``;
+- vertex masks (nsdgeneral ``.mgz`` labels, Algonauts ``.npy`` or a user file);
+- ``nsddata_stimuli/stimuli/nsd/nsd_stimuli.hdf5`` ``imgBrick`` (73000, 425, 425, 3), read lazily.
+
+Each session is z-scored per vertex (ddof=0; NaN and zero variance -> 0); train = images whose
+``masterordering`` index is > 1000, test = the shared 1000; a seeded subset of the training
+images is held out for validation. Canonical image id = 0-based 73k id.
+"""
+from __future__ import annotations
+
+import logging
+import resource
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from brainit_core.data.dataset import DatasetWriter, standardize_session
+from brainit_core.errors import DataFormatError
+from brainit_core.progress import track
+
+log = logging.getLogger(__name__)
+
+SESSIONS_COMPLETED = {1: 40, 2: 40, 3: 32, 4: 30, 5: 40, 6: 32, 7: 40, 8: 30}
+N_IMAGES_73K = 73000
+N_VERTICES_FSAVERAGE = 163842
+TRIALS_PER_SESSION = 750
+
+
+@dataclass
+class NSDLayout:
+    """Where the NSD files live under ``root`` (the standard layout of the NSD bucket)."""
+
+    root: Path
+
+    @property
+    def expdesign(self) -> Path:
+        return self.root / "nsddata" / "experiments" / "nsd" / "nsd_expdesign.mat"
+
+    @property
+    def stimuli(self) -> Path:
+        return self.root / "nsddata_stimuli" / "stimuli" / "nsd" / "nsd_stimuli.hdf5"
+
+    def betas_dir(self, subject: int, space: str) -> Path:
+        return self.root / "nsddata_betas" / "ppdata" / f"subj{subject:02d}" / space / "betas_fithrf_GLMdenoise_RR"
+
+    def mgh(self, subject: int, hemi: str, session: int) -> Path:
+        return self.betas_dir(subject, "fsaverage") / f"{hemi}.betas_session{session:02d}.mgh"
+
+    def volume(self, subject: int, session: int) -> Path:
+        d = self.betas_dir(subject, "func1pt8mm")
+        h5 = d / f"betas_session{session:02d}.hdf5"
+        return h5 if h5.exists() else d / f"betas_session{session:02d}.nii.gz"
+
+    def nsdgeneral_label(self, hemi: str) -> Path:
+        return self.root / "nsddata" / "freesurfer" / "fsaverage" / "label" / f"{hemi}.nsdgeneral.mgz"
+
+    def algonauts_mask(self, subject: int, hemi: str) -> Path:
+        return (self.root / "algonauts_2023" / f"subj{subject:02d}" / "roi_masks"
+                / f"{hemi}.all-vertices_fsaverage_space.npy")
+
+    def volume_roi(self, subject: int) -> Path:
+        return self.root / "nsddata" / "ppdata" / f"subj{subject:02d}" / "func1pt8mm" / "roi" / "nsdgeneral.nii.gz"
+
+
+@dataclass
+class ExpDesign:
+    """The experiment design: 1-based indices as in the file."""
+
+    masterordering: np.ndarray  # (n_trials,) 1-based into the 10k list
+    subjectim: np.ndarray  # (8, 10000) 1-based 73k ids
+    sharedix: np.ndarray  # (1000,) 1-based 73k ids
+
+    def trial_image_ids(self, subject: int, n_trials: int) -> np.ndarray:
+        """0-based 73k id of each of the subject's first ``n_trials`` trials."""
+        mo = self.masterordering[:n_trials]
+        return self.subjectim[subject - 1, mo - 1].astype(np.int64) - 1
+
+    def is_test_trial(self, n_trials: int) -> np.ndarray:
+        return self.masterordering[:n_trials] <= 1000
+
+
+def read_expdesign(path: Path) -> ExpDesign:
+    import scipy.io
+
+    if not path.exists():
+        raise DataFormatError(f"{path} not found (NSD experiment design, expected nsddata/experiments/nsd/)")
+    try:
+        m = scipy.io.loadmat(str(path))
+    except Exception as exc:  # scipy raises several types for broken .mat files
+        raise DataFormatError(f"{path}: cannot read as a MATLAB file ({exc})") from exc
+    for key in ("masterordering", "subjectim", "sharedix"):
+        if key not in m:
+            raise DataFormatError(f"{path}: variable '{key}' missing (expected masterordering, subjectim, sharedix)")
+    mo = np.asarray(m["masterordering"]).astype(np.int64).ravel()
+    si = np.asarray(m["subjectim"]).astype(np.int64)
+    sh = np.asarray(m["sharedix"]).astype(np.int64).ravel()
+    if si.ndim != 2 or si.shape[0] != 8:
+        raise DataFormatError(f"{path}: 'subjectim' has shape {si.shape}, expected (8, 10000)")
+    if mo.min() < 1 or mo.max() > si.shape[1]:
+        raise DataFormatError(f"{path}: 'masterordering' must be 1-based indices in 1..{si.shape[1]}")
+    if si.min() < 1 or si.max() > N_IMAGES_73K:
+        raise DataFormatError(f"{path}: 'subjectim' must hold 1-based 73k ids in 1..{N_IMAGES_73K}")
+    return ExpDesign(mo, si, sh)
+
+
+def _read_mgh(path: Path, n_vertices: int, n_trials: int) -> np.ndarray:
+    import nibabel as nib
+
+    if not path.exists():
+        raise DataFormatError(f"{path} not found")
+    try:
+        data = np.asarray(nib.load(str(path)).get_fdata(dtype=np.float32))
+    except Exception as exc:
+        raise DataFormatError(f"{path}: cannot read as .mgh ({exc}); the file may be truncated") from exc
+    if data.ndim != 4 or data.shape[0] != n_vertices or data.shape[1:3] != (1, 1):
+        raise DataFormatError(f"{path}: shape {data.shape}, expected ({n_vertices}, 1, 1, {n_trials}) "
+                              "(fsaverage betas; 10242 would be fsaverage5)")
+    if data.shape[3] != n_trials:
+        raise DataFormatError(f"{path}: {data.shape[3]} trials, expected {n_trials} per session")
+    return data[:, 0, 0, :].T  # (n_trials, n_vertices)
+
+
+def load_fsaverage_mask(layout: NSDLayout, subject: int, mask: str, n_vertices: int) -> dict[str, np.ndarray]:
+    """Boolean vertex mask per hemisphere: ``nsdgeneral``, ``algonauts`` or a file path with {hemi}."""
+    import nibabel as nib
+
+    out = {}
+    for hemi in ("lh", "rh"):
+        if mask == "nsdgeneral":
+            path = layout.nsdgeneral_label(hemi)
+        elif mask == "algonauts":
+            path = layout.algonauts_mask(subject, hemi)
+        else:
+            path = Path(str(mask).format(hemi=hemi, subject=subject))
+        if not path.exists():
+            raise DataFormatError(f"{path} not found (vertex mask '{mask}' for {hemi})")
+        try:
+            if path.suffix == ".npy":
+                values = np.load(path, allow_pickle=False)
+            else:
+                values = np.asarray(nib.load(str(path)).get_fdata())
+        except Exception as exc:
+            raise DataFormatError(f"{path}: cannot read vertex mask ({exc})") from exc
+        values = np.asarray(values).ravel()
+        if len(values) != n_vertices:
+            raise DataFormatError(f"{path}: mask has {len(values)} values, but the betas have {n_vertices} "
+                                  "vertices per hemisphere")
+        out[hemi] = values > 0
+    return out
+
+
+def _available_sessions(layout: NSDLayout, subject: int, space: str) -> list[int]:
+    found = []
+    for s in range(1, SESSIONS_COMPLETED[subject] + 1):
+        if space == "fsaverage":
+            ok = layout.mgh(subject, "lh", s).exists() and layout.mgh(subject, "rh", s).exists()
+        else:
+            ok = layout.volume(subject, s).exists()
+        if ok:
+            found.append(s)
+    return found
+
+
+def _read_volume_session(path: Path, flat_idx: np.ndarray, shape_xyz: tuple, n_trials: int) -> np.ndarray:
+    """Masked voxels of one func1pt8mm session, percent signal change. Returns (n_trials, n_voxels)."""
+    if not path.exists():
+        raise DataFormatError(f"{path} not found")
+    if path.suffix == ".hdf5":
+        try:
+            with h5py.File(path, "r") as f:
+                if "betas" not in f:
+                    raise DataFormatError(f"{path}: dataset 'betas' missing")
+                d = f["betas"]
+                if d.shape != (n_trials, *shape_xyz[::-1]):
+                    raise DataFormatError(f"{path}: 'betas' shape {d.shape}, expected ({n_trials}, {shape_xyz[::-1]})")
+                x, y, z = np.unravel_index(flat_idx, shape_xyz)
+                out = np.empty((n_trials, len(flat_idx)), np.float32)
+                for t in range(n_trials):  # one trial at a time: (Z, Y, X) slab, masked
+                    out[t] = d[t][z, y, x]
+        except OSError as exc:
+            raise DataFormatError(f"{path}: cannot read HDF5 ({exc}); truncated or corrupt?") from exc
+        return out / 300.0
+    import nibabel as nib
+
+    try:
+        img = nib.load(str(path))
+        if tuple(img.shape) != (*shape_xyz, n_trials):
+            raise DataFormatError(f"{path}: shape {img.shape}, expected {(*shape_xyz, n_trials)}")
+        data = np.asarray(img.dataobj)
+    except DataFormatError:
+        raise
+    except Exception as exc:
+        raise DataFormatError(f"{path}: cannot read NIfTI ({exc})") from exc
+    return data.reshape(-1, n_trials)[flat_idx].T.astype(np.float32) / 300.0
+
+
+@dataclass
+class PrepareReport:
+    """What ``prepare_nsd`` did, for the user (nothing is dropped silently)."""
+
+    subjects: dict = field(default_factory=dict)
+    peak_rss_mb: float = 0.0
+
+    def lines(self) -> list[str]:
+        out = []
+        for s, r in self.subjects.items():
+            out.append(f"subj{s:02d}: {r['n_vertices']} vertices ({r['nan_only_vertices']} NaN in every session, "
+                       f"{r['zero_variance_vertices']} constant; both set to 0), {r['n_trials']} trials in "
+                       f"{len(r['sessions'])} sessions, {r['n_train']} train / {r['n_val']} val / "
+                       f"{r['n_test']} test images")
+        out.append(f"peak RSS {self.peak_rss_mb:.0f} MB")
+        return out
+
+
+def prepare_nsd(nsd_root, subjects, out, space: str = "fsaverage", mask: str = "nsdgeneral", sessions: int | None = None,
+                image_size: int = 256, val_images: int | None = None, seed: int = 0,
+                trials_per_session: int = TRIALS_PER_SESSION, n_vertices_per_hemi: int = N_VERTICES_FSAVERAGE):
+    """Write NSD subjects to a canonical dataset directory, one session at a time.
+
+    Parameters
+    ----------
+    nsd_root : path
+        The NSD root (holding ``nsddata/``, ``nsddata_betas/``, ``nsddata_stimuli/``).
+    subjects : list of int
+        Subject numbers in 1..8.
+    out : path
+        Output dataset directory.
+    space : {"fsaverage", "func1pt8mm"}
+    mask : str
+        ``"nsdgeneral"``, ``"algonauts"`` or a file path (``{hemi}`` is replaced by lh/rh; for
+        func1pt8mm a NIfTI ROI path).
+    sessions : int, optional
+        Use the first N sessions (default: all the subject completed).
+    image_size : int
+        Stored image size (images are resized from 425 px).
+    val_images : int, optional
+        Training images held out for validation (default: 2,500 x the fraction of sessions used).
+    trials_per_session, n_vertices_per_hemi : int
+        750 and 163842 for real NSD; fixtures use smaller values.
+
+    Returns
+    -------
+    (Dataset, PrepareReport)
+    """
+    layout = NSDLayout(Path(nsd_root))
+    if not layout.root.exists():
+        raise DataFormatError(f"NSD root {layout.root} does not exist")
+    subjects = [int(s) for s in subjects]
+    for s in subjects:
+        if s not in SESSIONS_COMPLETED:
+            raise DataFormatError(f"subject {s} is not an NSD subject (expected 1..8)")
+    if space not in ("fsaverage", "func1pt8mm"):
+        raise DataFormatError(f"space must be 'fsaverage' or 'func1pt8mm', got {space!r}")
+    design = read_expdesign(layout.expdesign)
+    if not layout.stimuli.exists():
+        raise DataFormatError(f"{layout.stimuli} not found (NSD stimuli, dataset 'imgBrick')")
+
+    plans = {}
+    for s in subjects:
+        if sessions is not None and sessions > SESSIONS_COMPLETED[s]:
+            raise DataFormatError(f"subject {s} completed {SESSIONS_COMPLETED[s]} sessions; {sessions} were requested")
+        have = _available_sessions(layout, s, space)
+        if sessions is None:
+            # all sessions on disk; a gap (session k missing but a later one present) is an error below
+            n_sess = max(have) if have else 1
+            if have and n_sess < SESSIONS_COMPLETED[s]:
+                log.warning("subject %d: %d of %d sessions on disk; preparing those", s, n_sess, SESSIONS_COMPLETED[s])
+        else:
+            n_sess = sessions
+        missing = [k for k in range(1, n_sess + 1) if k not in have]
+        if missing:
+            where = layout.betas_dir(s, space)
+            raise DataFormatError(f"{where}: sessions {missing} missing for subject {s} "
+                                  f"(found sessions {have or 'none'}); use --sessions to prepare fewer")
+        n_trials = n_sess * trials_per_session
+        if n_trials > len(design.masterordering):
+            raise DataFormatError(f"{layout.expdesign}: masterordering has {len(design.masterordering)} trials, "
+                                  f"{n_trials} needed for {n_sess} sessions")
+        plans[s] = (n_sess, design.trial_image_ids(s, n_trials))
+    needed = np.unique(np.concatenate([p[1] for p in plans.values()]))
+    mesh = "fsaverage" if space == "fsaverage" else "func1pt8mm"
+    writer = DatasetWriter(out, source="nsd", mesh=mesh, image_size=image_size, space=space, mask=str(mask))
+    _write_images(layout.stimuli, needed, writer, image_size)
+
+    report = PrepareReport()
+    rng = np.random.default_rng(seed)
+    for s, (n_sess, trial_ids) in plans.items():
+        name = f"subj{s:02d}"
+        if space == "fsaverage":
+            masks = load_fsaverage_mask(layout, s, mask, n_vertices_per_hemi)
+            vertices = np.concatenate([np.flatnonzero(masks["lh"]), np.flatnonzero(masks["rh"])])
+            hemis = np.r_[np.zeros(masks["lh"].sum()), np.ones(masks["rh"].sum())].astype(np.uint8)
+        else:
+            flat_idx, shape_xyz, hemis = _volume_mask(layout, s, mask)
+            vertices = flat_idx
+        writer.begin_subject(name, vertices, hemis)
+        finite_any = np.zeros(len(vertices), bool)
+        constant_all = np.ones(len(vertices), bool)
+        for k in track(range(1, n_sess + 1), desc=f"{name} sessions"):
+            if space == "fsaverage":
+                betas = np.concatenate([
+                    _read_mgh(layout.mgh(s, h, k), n_vertices_per_hemi, trials_per_session)[:, masks[h]]
+                    for h in ("lh", "rh")], axis=1)
+            else:
+                betas = _read_volume_session(layout.volume(s, k), flat_idx, shape_xyz, trials_per_session)
+            finite_any |= np.isfinite(betas).any(0)
+            z, _, std = standardize_session(betas)
+            constant_all &= std == 0
+            del betas
+            rows = slice((k - 1) * trials_per_session, k * trials_per_session)
+            writer.append_session(name, z, trial_ids[rows], k)
+        is_test = design.is_test_trial(len(trial_ids))
+        test_ids = np.unique(trial_ids[is_test])
+        train_all = np.unique(trial_ids[~is_test])
+        n_val = val_images if val_images is not None else int(round(2500 * n_sess / SESSIONS_COMPLETED[s]))
+        n_val = min(n_val, max(0, len(train_all) - 1))
+        val_ids = np.sort(rng.choice(train_all, n_val, replace=False)) if n_val else np.zeros(0, np.int64)
+        train_ids = np.setdiff1d(train_all, val_ids)
+        writer.finalize_subject(name, train_ids, val_ids, test_ids)
+        report.subjects[s] = {
+            "n_vertices": int(len(vertices)), "nan_only_vertices": int((~finite_any).sum()),
+            "zero_variance_vertices": int((constant_all & finite_any).sum()), "n_trials": int(len(trial_ids)),
+            "sessions": list(range(1, n_sess + 1)), "n_train": int(len(train_ids)), "n_val": int(len(val_ids)),
+            "n_test": int(len(test_ids)),
+        }
+    report.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    ds = writer.finalize(provenance={"nsd_root": str(layout.root), "report": report.subjects,
+                                     "trials_per_session": trials_per_session})
+    return ds, report
+
+
+def _write_images(path: Path, ids: np.ndarray, writer: DatasetWriter, size: int, chunk: int = 64) -> None:
+    from PIL import Image
+
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise DataFormatError(f"{path}: cannot open as HDF5 ({exc}); truncated or corrupt?") from exc
+    with f:
+        if "imgBrick" not in f:
+            raise DataFormatError(f"{path}: dataset 'imgBrick' missing")
+        brick = f["imgBrick"]
+        if brick.ndim != 4 or brick.shape[-1] != 3:
+            raise DataFormatError(f"{path}: imgBrick shape {brick.shape}, expected (73000, 425, 425, 3)")
+        if len(ids) and ids.max() >= brick.shape[0]:
+            raise DataFormatError(f"{path}: image id {ids.max()} outside the brick of {brick.shape[0]} images")
+        for i in track(range(0, len(ids), chunk), desc="images"):
+            block = ids[i:i + chunk]
+            raw = brick[block]  # h5py reads only these rows (ids are increasing)
+            if raw.shape[1] != size or raw.shape[2] != size:
+                raw = np.stack([np.asarray(Image.fromarray(im).resize((size, size), Image.BILINEAR)) for im in raw])
+            writer.add_images(block, raw.astype(np.uint8))
+
+
+def _volume_mask(layout: NSDLayout, subject: int, mask: str):
+    """Flat C-order indices of ROI voxels (> 0), the volume shape, and a hemisphere per voxel.
+
+    func1pt8mm volumes carry no hemisphere labels, so the hemisphere is a convention: voxels with
+    x below the middle of the volume get 1, the others 0. Check it against your data's orientation
+    before reading anything into hemisphere-level results in volume space.
+    """
+    import nibabel as nib
+
+    path = layout.volume_roi(subject) if mask in ("nsdgeneral", "algonauts") else Path(str(mask))
+    if not path.exists():
+        raise DataFormatError(f"{path} not found (func1pt8mm ROI)")
+    roi = np.asarray(nib.load(str(path)).get_fdata())
+    flat = np.flatnonzero(roi.ravel() > 0)
+    x = np.unravel_index(flat, roi.shape)[0]
+    hemis = (x < roi.shape[0] / 2).astype(np.uint8)
+    return flat, roi.shape, hemis
