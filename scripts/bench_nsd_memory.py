@@ -11,19 +11,23 @@ import sys
 import tempfile
 from pathlib import Path
 
-CHILD = r"""
-import json, resource, sys, time
+MAKE = r"""
+import sys
 sys.path.insert(0, {root!r})
-from tests.data.nsd_fixtures import make_nsd_tree
-from brainit_core.data.nsd import prepare_nsd
 from pathlib import Path
+from tests.data.nsd_fixtures import make_nsd_tree
+make_nsd_tree(Path({tmp!r}), subjects=(1,), sessions={{1: {n}}}, trials={trials}, n_vert=163842)
+"""
+CHILD = r"""
+import json, sys, time
+sys.path.insert(0, {root!r})
+from pathlib import Path
+from brainit_core.data.nsd import prepare_nsd
 tmp = Path({tmp!r})
-make_nsd_tree(tmp, subjects=(1,), sessions={{1: {n}}}, trials={trials}, n_vert=163842)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 t = time.time()
 ds, rep = prepare_nsd(tmp, [1], tmp / "out", trials_per_session={trials}, image_size=16, val_images=0)
-print(json.dumps({{"sessions": {n}, "seconds": round(time.time() - t, 1), "peak_rss_mb": round(rep.peak_rss_mb),
-                   "fixture_rss_mb": round(before)}}))
+print(json.dumps({{"sessions": {n}, "trials_per_session": {trials}, "seconds": round(time.time() - t, 1),
+                   "peak_rss_mb": round(rep.peak_rss_mb)}}))
 """
 
 
@@ -35,7 +39,9 @@ def main():
     root = str(Path(__file__).resolve().parent.parent)
     for n in args.sessions:
         with tempfile.TemporaryDirectory() as tmp:
-            code = CHILD.format(root=root, tmp=tmp, n=n, trials=args.trials)
+            fill = dict(root=root, tmp=tmp, n=n, trials=args.trials)
+            subprocess.run([sys.executable, "-c", MAKE.format(**fill)], check=True)
+            code = CHILD.format(**fill)
             out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
             print(out.stdout.strip().splitlines()[-1])
 
