@@ -78,7 +78,8 @@ class GlobalEmbeddingMLP(nn.Module):
         super().__init__()
         c = config
         self.lowres = c.lowres
-        self.inp = nn.Sequential(nn.Linear(n_voxels, c.hidden), nn.LayerNorm(c.hidden), nn.GELU(), nn.Dropout(c.dropout))
+        self.inp = nn.Sequential(nn.Linear(n_voxels, c.hidden), nn.LayerNorm(c.hidden), nn.GELU(),
+                                 nn.Dropout(c.dropout))
         self.blocks = nn.ModuleList(
             nn.Sequential(nn.LayerNorm(c.hidden), nn.Linear(c.hidden, c.hidden), nn.GELU(), nn.Dropout(c.dropout))
             for _ in range(c.n_blocks))
@@ -195,7 +196,8 @@ class GlobalEmbeddingDecoder:
                 sums += [loss.item(), sem_loss.item(), img_loss.item()]
                 batches += 1
             loss, sem_loss, img_loss = sums / max(batches, 1)
-            self.history_.append({"epoch": epoch, "loss": loss, "semantic": sem_loss, "image": img_loss})
+            self.history_.append({"epoch": epoch, "loss": float(loss), "semantic": float(sem_loss),
+                                  "image": float(img_loss)})
         self.model_.eval()
         return self
 

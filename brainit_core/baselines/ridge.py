@@ -115,7 +115,7 @@ class RidgeFeatureDecoder:
         self.n_features_in_ = v
         # 2. per target: alpha by leave-one-out, then the solution in the singular basis
         rng = np.random.default_rng(self.seed)
-        self.coef_, self.y_mean_, self.y_std_, self.alpha_, self.cv_scores_, self.target_shapes_ = {}, {}, {}, {}, {}, {}
+        self._clear_targets()
         for name in track(list(targets), desc="ridge: targets"):
             raw = targets[name]
             self.target_shapes_[name] = tuple(np.shape(raw)[1:])
@@ -135,6 +135,10 @@ class RidgeFeatureDecoder:
             self.alpha_[name], self.cv_scores_[name] = alpha, scores
             self.coef_[name] = ((s / (s**2 + alpha))[:, None] * uty).float()  # (k, D)
         return self
+
+    def _clear_targets(self) -> None:
+        self.coef_, self.y_mean_, self.y_std_ = {}, {}, {}
+        self.alpha_, self.cv_scores_, self.target_shapes_ = {}, {}, {}
 
     def _select_alpha(self, u, s, y, uty, alphas, rng) -> tuple[float, list[float]]:
         if len(alphas) == 1:
@@ -221,7 +225,7 @@ class RidgeFeatureDecoder:
         self = cls(device=device, **config)
         self.components_, self.x_mean_, self.x_scale_ = tensors["components"], tensors["x_mean"], tensors["x_scale"]
         self.n_features_in_ = int(meta["n_features_in"])
-        self.coef_, self.y_mean_, self.y_std_, self.alpha_, self.cv_scores_, self.target_shapes_ = {}, {}, {}, {}, {}, {}
+        self._clear_targets()
         for name, info in meta["targets"].items():
             self.coef_[name] = tensors[f"coef/{name}"]
             self.y_mean_[name], self.y_std_[name] = tensors[f"y_mean/{name}"], tensors[f"y_std/{name}"]

@@ -52,7 +52,8 @@ def test_leave_one_out_scores_are_exact(rng):
     dec = RidgeFeatureDecoder(alphas=alphas, standardize=False).fit(x, {"t": y})
     var = ((y - y.mean(0)) ** 2).mean()
     for a, score in zip(alphas, dec.cv_scores_["t"]):
-        errs = [Ridge(alpha=a).fit(np.delete(x, i, 0), np.delete(y, i, 0)).predict(x[i:i + 1]) - y[i] for i in range(20)]
+        errs = [Ridge(alpha=a).fit(np.delete(x, i, 0), np.delete(y, i, 0)).predict(x[i:i + 1]) - y[i]
+                for i in range(20)]
         assert score == pytest.approx(np.mean(np.square(errs)) / var, rel=1e-6)
     assert dec.alpha_["t"] == alphas[int(np.argmin(dec.cv_scores_["t"]))]
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 from PIL import Image
 
 from brainit_core.cli import main
