@@ -1,0 +1,66 @@
+"""``python -m brainit_core twin ...``: build, respond, validate."""
+from __future__ import annotations
+
+import argparse
+import time
+
+
+def register(sub) -> None:
+    twin = sub.add_parser("twin", help="the digital twin: a simulated NSD-style experiment")
+    ts = twin.add_subparsers(dest="twin_command", metavar="<twin command>")
+    b = ts.add_parser("build", help="build a twin dataset (canonical format + ground_truth/)",
+                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    b.add_argument("--out", required=True)
+    b.add_argument("--preset", choices=["ci", "demo", "full"], default="demo")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--subjects", type=int, default=None, help="training subjects (one held-out subject is added)")
+    b.set_defaults(func=_build)
+    r = ts.add_parser("respond", help="simulated betas of a twin subject for any images (in-silico experiment)",
+                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    r.add_argument("--data", required=True)
+    r.add_argument("--subject", required=True)
+    r.add_argument("--images", required=True, nargs="+", help="image files or directories")
+    r.add_argument("--repeats", type=int, default=3)
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--noiseless", action="store_true")
+    r.add_argument("--out", required=True, help=".npy file: float32 (n_images, repeats, n_vertices)")
+    r.set_defaults(func=_respond)
+    v = ts.add_parser("validate", help="print the twin's validation figures")
+    v.add_argument("--data", required=True)
+    v.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    v.set_defaults(func=_validate)
+    twin.set_defaults(func=lambda args: twin.print_help() or 1)
+
+
+def _build(args) -> int:
+    from brainit_core.data.twin import TwinConfig, build_twin
+
+    overrides = {"n_subjects": args.subjects} if args.subjects else {}
+    t = time.time()
+    ds = build_twin(args.out, TwinConfig.preset(args.preset, seed=args.seed, **overrides))
+    print(f"built {ds.path} in {time.time() - t:.1f} s: subjects {ds.subjects} (held out {ds.heldout_subjects})")
+    return 0
+
+
+def _respond(args) -> int:
+    import numpy as np
+
+    from brainit_core.data.twin.respond import read_images, respond
+
+    imgs = read_images(args.images)
+    t = time.time()
+    out = respond(args.data, args.subject, imgs, args.repeats, args.seed, not args.noiseless)
+    np.save(args.out, out)
+    print(f"wrote {args.out}: {out.shape} in {time.time() - t:.2f} s ({(time.time() - t) / len(imgs):.2f} s/image)")
+    return 0
+
+
+def _validate(args) -> int:
+    from brainit_core.data.twin.validation import format_report, report_json, validate_twin
+
+    report = validate_twin(args.data)
+    print(format_report(report))
+    if args.json:
+        with open(args.json, "w") as f:
+            f.write(report_json(report))
+    return 0

@@ -1,0 +1,127 @@
+"""What a twin vertex responds to: the encoding model (Kay et al. 2008, 2013).
+
+Early areas (V1-V3): quadrature Gabor energy on luminance (4 orientations x 3 spatial
+frequencies, computed as the magnitude of one-sided frequency-domain filters) plus colour-opponent
+channels, pooled by a Gaussian pRF, weighted by the vertex's broad orientation / spatial-frequency
+tuning (preferred frequency falls with eccentricity) and passed through a compressive power 0.5
+(the CSS model). Mid areas pool orientation-summed energy and colour over larger pRFs. Category
+patches respond to the area their category covers inside a large pRF (from the stimulus
+generator's masks), with a weak low-level drive. None of this is the decoder's feature network.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from brainit_core.data.twin.geometry import EARLY, IMAGE_DEG, MID, PATCHES
+from brainit_core.data.twin.stimuli import CATEGORIES
+
+GRID = 32  # pooling grid (pixels of the 8.4 deg image)
+LUM = 64  # luminance resolution for the Gabor pyramid
+ORIENTATIONS = np.arange(4) * np.pi / 4
+SF_CPD = np.array([0.75, 1.5, 3.0])  # cycles per degree
+N_GABOR = len(ORIENTATIONS) * len(SF_CPD)
+N_COLOUR = 4  # R-G and B-Y, each rectified in both polarities
+POWER = 0.5
+
+
+def _filters() -> torch.Tensor:
+    """One-sided log-Gabor-like filters in the rfft2 domain: (N_GABOR, LUM, LUM // 2 + 1)."""
+    fy = np.fft.fftfreq(LUM)[:, None] * LUM / IMAGE_DEG  # cycles/deg
+    fx = np.fft.rfftfreq(LUM)[None, :] * LUM / IMAGE_DEG
+    out = []
+    for sf in SF_CPD:
+        for th in ORIENTATIONS:
+            u, v = sf * np.cos(th), sf * np.sin(th)
+            if u < 0 or (u == 0 and v < 0):  # keep the half of the +-pair that rfft2 stores
+                u, v = -u, -v
+            bw = sf * 0.45
+            # one-sided in frequency: the complex output's magnitude is the quadrature-pair energy
+            out.append(np.exp(-((fx - u) ** 2 + (fy - v) ** 2) / (2 * bw ** 2)))
+    return torch.tensor(np.stack(out), dtype=torch.complex64)
+
+
+_FILTERS = None
+
+
+@torch.no_grad()
+def image_channels(images: np.ndarray, masks: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Stimulus channels on the pooling grid.
+
+    Parameters
+    ----------
+    images : uint8 (n, H, W, 3)
+    masks : uint8 (n, n_categories, H, W), optional
+        Object masks (absent for arbitrary photos: category channels are then zero).
+
+    Returns
+    -------
+    dict with "gabor" (n, N_GABOR, GRID*GRID), "colour" (n, N_COLOUR, GRID*GRID),
+    "category" (n, n_categories, GRID*GRID), all float32.
+    """
+    global _FILTERS
+    if _FILTERS is None:
+        _FILTERS = _filters()
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0
+    lum = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2])[:, None]
+    lum = F.interpolate(lum, size=(LUM, LUM), mode="bilinear", antialias=True, align_corners=False)[:, 0]
+    lum = lum - lum.mean(dim=(1, 2), keepdim=True)
+    spec = torch.fft.rfft2(lum)[:, None] * _FILTERS[None]  # (n, N_GABOR, LUM, LUM/2+1)
+    full = torch.zeros(spec.shape[0], spec.shape[1], LUM, LUM, dtype=torch.complex64)
+    full[..., : LUM // 2 + 1] = spec  # one-sided spectrum -> analytic (complex) filter output
+    energy = torch.fft.ifft2(full).abs() * 4  # (n, N_GABOR, LUM, LUM) quadrature energy
+    energy = F.avg_pool2d(energy, LUM // GRID).flatten(2)  # (n, N_GABOR, GRID^2)
+    small = F.interpolate(x, size=(GRID, GRID), mode="bilinear", antialias=True, align_corners=False)
+    rg = small[:, 0] - small[:, 1]
+    by = small[:, 2] - 0.5 * (small[:, 0] + small[:, 1])
+    colour = torch.stack([rg.clamp(min=0), (-rg).clamp(min=0), by.clamp(min=0), (-by).clamp(min=0)], 1).flatten(2)
+    n = len(images)
+    if masks is None:
+        cat = torch.zeros(n, len(CATEGORIES), GRID * GRID)
+    else:
+        m = torch.from_numpy(np.ascontiguousarray(masks)).float()
+        cat = F.adaptive_avg_pool2d(m, GRID).flatten(2)
+    return {"gabor": energy.numpy(), "colour": colour.numpy(), "category": cat.numpy()}
+
+
+def prf_weights(x: np.ndarray, y: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """Gaussian pRF weights over the pooling grid, (V, GRID*GRID), each row summing to 1."""
+    c = (np.arange(GRID) + 0.5) / GRID * IMAGE_DEG - IMAGE_DEG / 2
+    gx, gy = np.meshgrid(c, -c)  # image rows run top (upper field) to bottom
+    d2 = (gx.ravel()[None] - x[:, None]) ** 2 + (gy.ravel()[None] - y[:, None]) ** 2
+    w = np.exp(-d2 / (2 * sigma[:, None] ** 2))
+    return (w / np.maximum(w.sum(1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def make_tuning(area: np.ndarray, x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Per-vertex channel weights: orientation / SF tuning, colour weights, category gains."""
+    n = len(area)
+    ecc = np.hypot(x, y)
+    pref_ori = rng.uniform(0, np.pi, n)
+    pref_sf = np.clip(3.0 / (1 + 0.6 * ecc), 0.6, 3.5) * np.exp(rng.normal(0, 0.2, n))  # falls with eccentricity
+    ori = np.exp(1.0 * np.cos(2 * (ORIENTATIONS[None] - pref_ori[:, None])))  # broad von Mises (kappa = 1)
+    sf = np.exp(-(np.log2(SF_CPD[None] / pref_sf[:, None])) ** 2 / (2 * 0.8 ** 2))
+    gabor = (sf[:, :, None] * ori[:, None, :]).reshape(n, N_GABOR)
+    gabor /= gabor.sum(1, keepdims=True)
+    colour = rng.dirichlet(np.ones(N_COLOUR) * 0.5, n) * rng.uniform(0.2, 1.0, (n, 1))
+    mid = np.isin(area, MID)
+    gabor[mid] = gabor[mid].reshape(-1, len(SF_CPD), len(ORIENTATIONS)).mean(2).repeat(len(ORIENTATIONS), 1) / len(ORIENTATIONS)
+    category = np.zeros((n, len(CATEGORIES)), np.float32)
+    for p in PATCHES:
+        sel = area == p
+        category[sel, CATEGORIES.index(p if p != "place" else "building")] = rng.uniform(2.0, 3.0, sel.sum())
+    patch = np.isin(area, PATCHES)
+    gabor[patch] *= 0.2  # weak low-level drive
+    colour[patch] *= 0.2
+    return {"gabor": gabor.astype(np.float32), "colour": colour.astype(np.float32), "category": category}
+
+
+def noiseless_response(channels: dict, weights: np.ndarray, tuning: dict) -> np.ndarray:
+    """Raw responses (n_images, V): pRF pooling, channel tuning, compressive nonlinearity."""
+    out = 0.0
+    for key in ("gabor", "colour", "category"):
+        ch = channels[key]  # (n, C, P)
+        pooled = (ch.reshape(-1, ch.shape[-1]) @ weights.T).reshape(ch.shape[0], ch.shape[1], -1)  # (n, C, V)
+        out = out + np.einsum("ncv,vc->nv", pooled, tuning[key])
+    return np.power(np.clip(out, 0, None), POWER).astype(np.float32)

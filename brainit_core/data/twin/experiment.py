@@ -1,0 +1,250 @@
+"""Building the twin experiment: subjects, stimuli, responses, noise, sessions, ground truth."""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from brainit_core.data.dataset import DatasetWriter, standardize_session
+from brainit_core.data.twin import geometry
+from brainit_core.data.twin.encoding import image_channels, make_tuning, noiseless_response, prf_weights
+from brainit_core.data.twin.stimuli import CATEGORIES, make_ood, make_scene
+from brainit_core.progress import track
+
+TRIALS_PER_SESSION = 750
+AREA_CODES = ("",) + geometry.AREAS
+
+
+@dataclass
+class TwinConfig:
+    """Size of a twin experiment (sizes follow digital-twin.md).
+
+    Parameters
+    ----------
+    n_subjects : int
+        Training subjects (twin01..); one more, held out for transfer, is added after them.
+    n_train, n_test : int
+        Subject-specific training images per subject; shared test images.
+    n_unlabeled, n_ood : int
+        Images no subject saw (augmentation pool); out-of-distribution images (shown to no one
+        here; respond() simulates them).
+    repeats : int
+        Presentations of each image.
+    image_size : int
+    vertex_fraction : float
+        Share of the visual region each subject keeps (subjects differ in vertex subsets).
+    smooth_noise : float
+        Share of the noise that is spatially smooth across neighbouring vertices.
+    """
+
+    n_subjects: int = 4
+    n_train: int = 3000
+    n_test: int = 200
+    n_unlabeled: int = 3000
+    n_ood: int = 100
+    repeats: int = 3
+    image_size: int = 128
+    vertex_fraction: float = 0.85
+    smooth_noise: float = 0.4
+    seed: int = 0
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> "TwinConfig":
+        base = {"ci": cls(n_subjects=2, n_train=120, n_test=30, n_unlabeled=60, n_ood=10, image_size=64,
+                          vertex_fraction=0.12),
+                "demo": cls(),
+                "full": cls(n_subjects=8, n_train=9000, n_test=1000, n_unlabeled=20000, n_ood=284,
+                            image_size=256, vertex_fraction=1.0)}
+        if name not in base:
+            raise ValueError(f"unknown twin preset {name!r} (ci, demo, full)")
+        return replace(base[name], **overrides)
+
+
+def subject_names(config: TwinConfig) -> list[str]:
+    return [f"twin{i + 1:02d}" for i in range(config.n_subjects + 1)]
+
+
+def image_plan(config: TwinConfig) -> dict[str, np.ndarray]:
+    """Image ids: shared test first, then each subject's training block, unlabeled, OOD."""
+    n_sub = config.n_subjects + 1
+    start = config.n_test
+    plan = {"test": np.arange(config.n_test)}
+    for k, name in enumerate(subject_names(config)):
+        plan[name] = np.arange(start + k * config.n_train, start + (k + 1) * config.n_train)
+    start += n_sub * config.n_train
+    plan["unlabeled"] = np.arange(start, start + config.n_unlabeled)
+    plan["ood"] = np.arange(start + config.n_unlabeled, start + config.n_unlabeled + config.n_ood)
+    return plan
+
+
+def render(image_id: int, seed: int, size: int, ood: bool = False):
+    """The image, masks and objects of one id (deterministic per (seed, id))."""
+    rng = np.random.default_rng([seed, int(image_id)])
+    return make_ood(rng, size) if ood else make_scene(rng, size)
+
+
+def design_subject(cortex: geometry.Cortex, index: int, config: TwinConfig) -> dict:
+    """A subject's own vertex subset, map shift, pRF scale, tuning and noise (the ground truth)."""
+    rng = np.random.default_rng([config.seed, 1000 + index])
+    phi_shift, r_scale, prf_scale = rng.normal(0, 4), rng.uniform(0.95, 1.05), rng.uniform(0.85, 1.15)
+    area, x, y, sigma = geometry.assign_areas(cortex, phi_shift, r_scale)
+    keep = np.flatnonzero((area != "") & (rng.random(len(area)) < config.vertex_fraction))
+    area, x, y, sigma = area[keep], x[keep], y[keep], sigma[keep] * prf_scale
+    tuning = make_tuning(area, x, y, rng)
+    # designed noise ceilings (fraction of variance of the 3-trial mean): reliable early cortex,
+    # less reliable patches, and a tail of vertices with little signal
+    median = np.where(np.isin(area, geometry.EARLY), 0.55, np.where(np.isin(area, geometry.MID), 0.42, 0.32))
+    nc = np.clip(rng.beta(4, 4, len(area)) * 2 * median, 0.02, 0.9)
+    tail = rng.random(len(area)) < 0.2
+    nc[tail] = rng.uniform(0.005, 0.09, tail.sum())
+    nc *= rng.uniform(0.9, 1.1)  # subjects differ in overall data quality
+    nc = np.clip(nc, 0.005, 0.95)
+    noise_sd = np.sqrt(config.repeats * (1 / nc - 1))  # with unit signal variance
+    return {"index": keep, "vertices": cortex.vertices[keep], "hemispheres": cortex.hemispheres[keep],
+            "area": area, "x": x, "y": y, "sigma": sigma, "tuning": tuning, "designed_nc": nc,
+            "noise_sd": noise_sd, "phi_shift": phi_shift, "r_scale": r_scale, "prf_scale": prf_scale}
+
+
+def _smoother(cortex: geometry.Cortex, keep: np.ndarray, smooth: float):
+    """Sparse noise mixer (V, V): independent plus neighbour-smoothed noise, unit variance per vertex.
+
+    Rows are ``sqrt(1 - smooth) * I + sqrt(smooth) * A^2`` (A = row-normalised neighbour
+    averaging over the subject's vertices), then scaled to unit norm so that the mixed noise keeps
+    each vertex's designed variance.
+    """
+    import scipy.sparse as sp
+
+    pos = -np.ones(len(cortex.vertices), np.int64)
+    pos[keep] = np.arange(len(keep))
+    rows, cols = [], []
+    for i, v in enumerate(keep):
+        nb = pos[cortex.neighbours[v]]
+        nb = np.r_[i, nb[nb >= 0]]
+        rows += [i] * len(nb)
+        cols += nb.tolist()
+    n = len(keep)
+    a = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n))
+    a = sp.diags(1 / np.asarray(a.sum(1)).ravel()) @ a
+    a2 = a @ a
+    a2 = sp.diags(1 / np.sqrt(np.asarray(a2.multiply(a2).sum(1)).ravel())) @ a2
+    m = np.sqrt(1 - smooth) * sp.identity(n, format="csr") + np.sqrt(smooth) * a2
+    return (sp.diags(1 / np.sqrt(np.asarray(m.multiply(m).sum(1)).ravel())) @ m).tocsr()
+
+
+def subject_signal(subject: dict, channels: dict) -> np.ndarray:
+    """Unit-variance signal (n, V) from stimulus channels, with the subject's stored scaling."""
+    raw = noiseless_response(channels, subject["weights"], subject["tuning"])
+    return (raw - subject["signal_mean"]) / subject["signal_std"]
+
+
+def trial_noise(subject: dict, mixer, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Single-trial noise (n, V): spatially mixed (see :func:`_smoother`), with the subject's per-vertex sd."""
+    e = rng.standard_normal((n, len(subject["noise_sd"]))).astype(np.float32)
+    return np.asarray(mixer @ e.T).T.astype(np.float32) * subject["noise_sd"].astype(np.float32)
+
+
+def build_twin(out, config: TwinConfig | None = None, preset: str | None = None, seed: int | None = None):
+    """Build a twin dataset in the canonical format (+ ground_truth/ beside it).
+
+    Returns the opened :class:`~brainit_core.data.Dataset`.
+    """
+    config = config or TwinConfig.preset(preset or "demo")
+    if seed is not None:
+        config = replace(config, seed=seed)
+    t0 = time.time()
+    out = Path(out)
+    cortex = geometry.load_visual_cortex()
+    plan = image_plan(config)
+    names = subject_names(config)
+    writer = DatasetWriter(out, source="twin", mesh="fsaverage5", image_size=config.image_size,
+                           twin_config=asdict(config))
+    gt_dir = out / "ground_truth"
+    gt_dir.mkdir(parents=True, exist_ok=True)
+
+    # 1. stimuli: render every image once; keep channels, category coverage and test masks
+    all_ids = np.arange(plan["ood"][-1] + 1) if len(plan["ood"]) else np.arange(plan["unlabeled"][-1] + 1)
+    ood = set(plan["ood"].tolist())
+    channels, coverage, objects, test_masks = {}, np.zeros((len(all_ids), len(CATEGORIES)), np.float32), {}, []
+    chunk = 256
+    for start in track(range(0, len(all_ids), chunk), desc="twin: stimuli"):
+        ids = all_ids[start:start + chunk]
+        rendered = [render(i, config.seed, config.image_size, i in ood) for i in ids]
+        imgs = np.stack([r[0] for r in rendered])
+        masks = np.stack([r[1] for r in rendered])
+        writer.add_images(ids, imgs)
+        ch = image_channels(imgs, masks)
+        for k, v in ch.items():
+            channels.setdefault(k, []).append(v.astype(np.float16))
+        coverage[ids] = masks.reshape(len(ids), len(CATEGORIES), -1).mean(-1)
+        for i, r in zip(ids, rendered):
+            objects[int(i)] = r[2]
+        test_masks += [r[1][:, ::max(1, config.image_size // 32), ::max(1, config.image_size // 32)]
+                       for i, r in zip(ids, rendered) if i < config.n_test]
+    channels = {k: np.concatenate(v) for k, v in channels.items()}
+    writer.add_image_set("unlabeled", plan["unlabeled"])
+    writer.add_image_set("ood", plan["ood"])
+
+    def chans(ids):
+        return {k: v[ids].astype(np.float32) for k, v in channels.items()}
+
+    # 2. subjects: design, responses, noise, sessions
+    for s_idx, name in enumerate(names):
+        sub = design_subject(cortex, s_idx, config)
+        sub["weights"] = prf_weights(sub["x"], sub["y"], sub["sigma"])
+        ref = np.r_[plan[name][:500], plan["test"]]
+        raw = noiseless_response(chans(ref), sub["weights"], sub["tuning"])
+        sub["signal_mean"], sub["signal_std"] = raw.mean(0), np.maximum(raw.std(0), 1e-6)
+        smoother = _smoother(cortex, sub["index"], config.smooth_noise)
+        rng = np.random.default_rng([config.seed, 2000 + s_idx])
+        shown = np.repeat(np.r_[plan["test"], plan[name]], config.repeats)
+        rng.shuffle(shown)
+        writer.begin_subject(name, sub["vertices"], sub["hemispheres"])
+        n_sess = int(np.ceil(len(shown) / TRIALS_PER_SESSION))
+        for k in track(range(n_sess), desc=f"twin: {name} sessions"):
+            ids = shown[k * TRIALS_PER_SESSION:(k + 1) * TRIALS_PER_SESSION]
+            signal = subject_signal(sub, chans(ids))
+            noise = trial_noise(sub, smoother, len(ids), rng)
+            drift = np.linspace(-1, 1, len(ids))[:, None] * rng.normal(0, 0.5, len(sub["vertices"]))[None]
+            offset = rng.normal(0, 2.0, len(sub["vertices"]))[None]
+            z, _, _ = standardize_session(signal + noise + drift + offset)
+            writer.append_session(name, z, ids, k + 1)
+        val_n = max(2, len(plan[name]) // 10)
+        writer.finalize_subject(name, plan[name][val_n:], plan[name][:val_n], plan["test"])
+        noiseless = subject_signal(sub, chans(plan["test"])) / np.sqrt(1 + sub["noise_sd"] ** 2)
+        np.savez_compressed(
+            gt_dir / f"{name}.npz", vertices=sub["vertices"], hemispheres=sub["hemispheres"],
+            area=np.array([AREA_CODES.index(a) for a in sub["area"]], np.int8), x=sub["x"], y=sub["y"],
+            sigma=sub["sigma"], designed_nc=sub["designed_nc"], noise_sd=sub["noise_sd"],
+            tuning_gabor=sub["tuning"]["gabor"], tuning_colour=sub["tuning"]["colour"],
+            tuning_category=sub["tuning"]["category"], signal_mean=sub["signal_mean"], signal_std=sub["signal_std"],
+            region_index=sub["index"], noiseless_test=noiseless.astype(np.float32),
+            shift=np.array([sub["phi_shift"], sub["r_scale"], sub["prf_scale"]]))
+    np.savez_compressed(gt_dir / "stimuli.npz", category_coverage=coverage, test_masks=np.stack(test_masks))
+    (gt_dir / "objects.json").write_text(json.dumps(objects))
+    (gt_dir / "twin.json").write_text(json.dumps({"config": asdict(config), "areas": list(AREA_CODES),
+                                                  "categories": list(CATEGORIES), "subjects": names}, indent=1))
+    return writer.finalize(heldout_subjects=names[-1:], provenance={
+        "generator": "brainit_core.data.twin", "preset_config": asdict(config),
+        "build_seconds": round(time.time() - t0, 1)})
+
+
+def load_ground_truth(dataset_dir, subject: str | None = None) -> dict:
+    """The twin's ground truth (validation, oracle bounds and tests only; never for decoding).
+
+    Returns the twin description, and with ``subject`` that subject's arrays (area names per
+    vertex, pRF x/y/sigma in degrees, designed noise ceilings, tuning, noiseless test responses).
+    """
+    from brainit_core.errors import DataFormatError
+
+    gt = Path(dataset_dir) / "ground_truth"
+    if not (gt / "twin.json").exists():
+        raise DataFormatError(f"{gt / 'twin.json'} not found: {dataset_dir} is not a twin dataset")
+    out = json.loads((gt / "twin.json").read_text())
+    if subject is not None:
+        z = dict(np.load(gt / f"{subject}.npz", allow_pickle=False))
+        z["area_names"] = np.array(out["areas"])[z["area"]]
+        out["subject"] = z
+    return out

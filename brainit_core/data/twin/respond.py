@@ -1,0 +1,84 @@
+"""The twin's in-silico experiment: show any image to a twin subject and get simulated betas."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from brainit_core.data.twin.encoding import image_channels, prf_weights
+from brainit_core.data.twin.experiment import TwinConfig, _smoother, load_ground_truth, subject_signal, trial_noise
+from brainit_core.errors import DataFormatError
+
+
+def _subject_model(dataset_dir, subject: str) -> tuple[dict, TwinConfig]:
+    gt = load_ground_truth(dataset_dir, subject)
+    z = gt["subject"]
+    sub = {"noise_sd": z["noise_sd"], "signal_mean": z["signal_mean"], "signal_std": z["signal_std"],
+           "weights": prf_weights(z["x"], z["y"], z["sigma"]), "index": z["region_index"],
+           "tuning": {"gabor": z["tuning_gabor"], "colour": z["tuning_colour"], "category": z["tuning_category"]}}
+    return sub, TwinConfig(**gt["config"])
+
+
+def respond(dataset_dir, subject: str, images, repeats: int = 3, seed: int = 0, noise: bool = True,
+            masks: np.ndarray | None = None) -> np.ndarray:
+    """Simulated single-trial betas of a twin subject for any RGB images.
+
+    Parameters
+    ----------
+    dataset_dir : path
+        A twin dataset (its ground truth holds the subject's encoding model).
+    subject : str
+    images : uint8 (n, H, W, 3) or a list of (H, W, 3) of any sizes (resized to the twin's size)
+    repeats : int
+        Trials per image, each with independent noise.
+    seed : int
+    noise : bool
+        ``False`` gives the noiseless response (same scale).
+    masks : uint8 (n, n_categories, H, W), optional
+        Object masks. Arbitrary photos have none, so category patches then get only their weak
+        low-level drive: a documented limit of the in-silico experiment.
+
+    Returns
+    -------
+    ndarray, float32, (n, repeats, n_vertices)
+        In the subject's vertex order and on the dataset's scale: signal plus noise divided by
+        the per-vertex standard deviation that per-session z-scoring removes (sqrt(1 + noise_sd^2)).
+    """
+    from brainit_core.data.twin.geometry import load_visual_cortex
+
+    sub, config = _subject_model(dataset_dir, subject)
+    size = config.image_size
+    resized = []
+    for im in images:  # an array (n, H, W, 3) or a list of (H, W, 3) arrays of any sizes
+        im = np.asarray(im)
+        if im.ndim != 3 or im.shape[-1] != 3:
+            raise DataFormatError(f"each image must be (H, W, 3) RGB, got {im.shape}")
+        if im.shape[:2] != (size, size):
+            im = np.asarray(Image.fromarray(im.astype(np.uint8)).resize((size, size), Image.BILINEAR))
+        resized.append(im)
+    images = np.stack(resized)
+    signal = subject_signal(sub, image_channels(images.astype(np.uint8), masks))  # (n, V)
+    out = np.repeat(signal[:, None], repeats, axis=1)
+    if noise:
+        rng = np.random.default_rng(seed)
+        mixer = _smoother(load_visual_cortex(), sub["index"], config.smooth_noise)
+        out = out + trial_noise(sub, mixer, len(images) * repeats, rng).reshape(out.shape)
+    return (out / np.sqrt(1 + sub["noise_sd"] ** 2)).astype(np.float32)
+
+
+def read_images(paths) -> np.ndarray:
+    """Load image files (or every image in a directory) as a list of uint8 RGB arrays."""
+    files = []
+    for p in map(Path, paths):
+        files += sorted(f for f in p.iterdir() if f.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp")) \
+            if p.is_dir() else [p]
+    if not files:
+        raise DataFormatError(f"no images found in {list(map(str, paths))}")
+    out = []
+    for f in files:
+        try:
+            out.append(np.asarray(Image.open(f).convert("RGB")))
+        except Exception as exc:
+            raise DataFormatError(f"{f}: cannot read as an image ({exc})") from exc
+    return out

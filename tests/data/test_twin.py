@@ -1,0 +1,87 @@
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+from brainit_core.data import load_dataset
+from brainit_core.data.twin import TwinConfig, build_twin, load_ground_truth, respond, validate_twin
+
+
+@pytest.fixture(scope="module")
+def twin(tmp_path_factory):
+    path = tmp_path_factory.mktemp("twin") / "ci"
+    build_twin(path, TwinConfig.preset("ci", seed=3))
+    return path
+
+
+def test_validation_figures(twin):
+    report = validate_twin(twin)
+    assert set(report) == {"twin01", "twin02", "twin03"}
+    for r in report.values():
+        assert r["contralateral_fraction"] > 0.95
+        assert r["eccentricity_gradient_rho"] > 0.6  # eccentricity grows from the pole forward
+        nc = r["noise_ceiling_median"]
+        assert 0.25 < nc["measured"] < 0.55 and abs(nc["measured"] - nc["designed"]) < 0.08
+        assert 0.08 < r["noise_ceiling_under_10pct"] < 0.35
+        early = r["noise_ceiling_per_area"]["V1"]["measured"]
+        assert early > r["noise_ceiling_per_area"]["face"]["measured"]
+        for patch, d in r["category_selectivity_dprime"].items():
+            assert d > 0.5, (patch, d)
+
+
+def test_layout_and_heldout(twin):
+    ds = load_dataset(twin)
+    assert ds.heldout_subjects == ["twin03"] and ds.training_subjects == ["twin01", "twin02"]
+    a, b = ds.subject("twin01"), ds.subject("twin02")
+    np.testing.assert_array_equal(a.test_image_ids, b.test_image_ids)
+    assert set(a.train_image_ids).isdisjoint(b.train_image_ids)
+    assert np.all(np.diff(a.vertices[a.hemispheres == 0]) > 0) and a.vertices.max() < 10242
+    assert np.all(np.bincount(a.image_ids)[np.unique(a.image_ids)] == 3)
+    assert len(ds.image_set("unlabeled")) == 60 and len(ds.image_set("ood")) == 10
+    assert np.abs(a.betas.mean(0)).max() < 1e-3  # z-scored (one session in ci)
+    # ground truth lives apart: no canonical file holds it
+    with h5py.File(twin / "subjects" / "twin01.h5") as f:
+        assert set(f.keys()) == {"betas", "image_ids", "sessions", "vertices", "hemispheres",
+                                 "train_image_ids", "val_image_ids", "test_image_ids"}
+    gt = load_ground_truth(twin, "twin01")["subject"]
+    np.testing.assert_array_equal(gt["vertices"], a.vertices)
+
+
+def test_determinism(twin, tmp_path):
+    again = build_twin(tmp_path / "again", TwinConfig.preset("ci", seed=3))
+    other = build_twin(tmp_path / "other", TwinConfig.preset("ci", seed=4))
+    ds = load_dataset(twin)
+    for name in ds.subjects:
+        np.testing.assert_array_equal(ds.subject(name).betas, again.subject(name).betas)
+        np.testing.assert_array_equal(ds.subject(name).image_ids, again.subject(name).image_ids)
+    np.testing.assert_array_equal(ds.images(ds.image_ids[:20]), again.images(ds.image_ids[:20]))
+    assert not np.array_equal(ds.images(ds.image_ids[:5]), other.images(other.image_ids[:5]))
+
+
+def test_respond_scale_and_agreement(twin):
+    ds = load_dataset(twin)
+    sub = ds.subject("twin01")
+    betas, ids = sub.averaged("test")
+    out = respond(twin, "twin01", ds.images(ids), repeats=3, seed=0)
+    assert out.shape == (len(ids), 3, sub.n_vertices)
+    assert abs(out.mean()) < 0.2 and 0.8 < out.std() < 1.2  # the dataset's scale
+    m = out.mean(1)
+    r = np.mean([np.corrcoef(m[:, v], betas[:, v])[0, 1] for v in range(sub.n_vertices)])
+    assert r > 0.2
+    clean = respond(twin, "twin01", [ds.images(ids[:1])[0][:40, :50]], repeats=2, noise=False)
+    np.testing.assert_array_equal(clean[:, 0], clean[:, 1])
+
+
+def test_cli_respond_and_validate(twin, tmp_path, capsys):
+    from PIL import Image
+
+    from brainit_core.cli import main
+
+    Image.fromarray(np.zeros((30, 40, 3), np.uint8) + 128).save(tmp_path / "grey.png")
+    assert main(["twin", "respond", "--data", str(twin), "--subject", "twin02", "--images", str(tmp_path),
+                 "--out", str(tmp_path / "r.npy")]) == 0
+    assert np.load(tmp_path / "r.npy").shape[:2] == (1, 3)
+    assert main(["twin", "validate", "--data", str(twin), "--json", str(tmp_path / "v.json")]) == 0
+    assert "contralateral" in capsys.readouterr().out
+    assert "twin01" in json.loads((tmp_path / "v.json").read_text())
