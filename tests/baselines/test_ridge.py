@@ -64,7 +64,8 @@ def test_save_load_round_trip_and_errors(tmp_path, rng):
     dec.save(tmp_path / "ridge")
     again = RidgeFeatureDecoder.load(tmp_path / "ridge")
     for name, p in dec.predict(x[:5]).items():
-        np.testing.assert_array_equal(again.predict(x[:5])[name], p)
+        # BLAS thread counts reorder sums: equal to float32 rounding, not bit for bit
+        np.testing.assert_allclose(again.predict(x[:5])[name], p, rtol=1e-5, atol=1e-6)
     assert again.alpha_ == dec.alpha_
     matched = dec.predict(x, match_train_stats=True)["block2"].reshape(50, -1)
     np.testing.assert_allclose(matched.std(0), y["block2"].reshape(50, -1).std(0), rtol=1e-4)
