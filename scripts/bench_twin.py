@@ -18,16 +18,18 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--preset", default="demo")
     ap.add_argument("--images", type=int, default=20)
-    ap.add_argument("--out", default=None, help="reuse/keep the built twin here")
+    ap.add_argument("--out", default=None, help="keep the built twin here")
+    ap.add_argument("--data", default=None, help="time respond() on this existing twin; skip the build")
     args = ap.parse_args()
     from brainit_core.data import load_dataset
     from brainit_core.data.twin import TwinConfig, build_twin, respond
 
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(args.out or tmp) / f"twin-{args.preset}"
-        t = time.time()
-        build_twin(out, TwinConfig.preset(args.preset, seed=0))
-        print(f"twin build --preset {args.preset}: {time.time() - t:.1f} s")
+        out = Path(args.data) if args.data else Path(args.out or tmp) / f"twin-{args.preset}"
+        if not args.data:
+            t = time.time()
+            build_twin(out, TwinConfig.preset(args.preset, seed=0))
+            print(f"twin build --preset {args.preset}: {time.time() - t:.1f} s")
         ds = load_dataset(out)
         imgs = ds.images(ds.image_set("ood")[: args.images])
         respond(out, ds.subjects[0], imgs[:1])  # warm the caches (mesh, ground truth)

@@ -122,6 +122,8 @@ def noiseless_response(channels: dict, weights: np.ndarray, tuning: dict) -> np.
     out = 0.0
     for key in ("gabor", "colour", "category"):
         ch = channels[key]  # (n, C, P)
-        pooled = (ch.reshape(-1, ch.shape[-1]) @ weights.T).reshape(ch.shape[0], ch.shape[1], -1)  # (n, C, V)
+        # float64 pooling: byte-identical results whatever the BLAS thread count
+        flat = ch.reshape(-1, ch.shape[-1]).astype(np.float64)  # (n * C, P)
+        pooled = (flat @ weights.T.astype(np.float64)).reshape(ch.shape[0], ch.shape[1], -1)  # (n, C, V)
         out = out + np.einsum("ncv,vc->nv", pooled, tuning[key])
     return np.power(np.clip(out, 0, None), POWER).astype(np.float32)

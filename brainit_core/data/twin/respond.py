@@ -1,6 +1,7 @@
 """The twin's in-silico experiment: show any image to a twin subject and get simulated betas."""
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -11,13 +12,18 @@ from brainit_core.data.twin.experiment import TwinConfig, _smoother, load_ground
 from brainit_core.errors import DataFormatError
 
 
-def _subject_model(dataset_dir, subject: str) -> tuple[dict, TwinConfig]:
+@lru_cache(maxsize=8)
+def _subject_model(dataset_dir: str, subject: str) -> tuple[dict, TwinConfig, object]:
+    """The subject's encoding model and noise mixer, built once per process (respond is interactive)."""
+    from brainit_core.data.twin.geometry import load_visual_cortex
+
     gt = load_ground_truth(dataset_dir, subject)
     z = gt["subject"]
     sub = {"noise_sd": z["noise_sd"], "signal_mean": z["signal_mean"], "signal_std": z["signal_std"],
            "weights": prf_weights(z["x"], z["y"], z["sigma"]), "index": z["region_index"],
            "tuning": {"gabor": z["tuning_gabor"], "colour": z["tuning_colour"], "category": z["tuning_category"]}}
-    return sub, TwinConfig(**gt["config"])
+    config = TwinConfig(**gt["config"])
+    return sub, config, _smoother(load_visual_cortex(), sub["index"], config.smooth_noise)
 
 
 def respond(dataset_dir, subject: str, images, repeats: int = 3, seed: int = 0, noise: bool = True,
@@ -45,9 +51,7 @@ def respond(dataset_dir, subject: str, images, repeats: int = 3, seed: int = 0, 
         In the subject's vertex order and on the dataset's scale: signal plus noise divided by
         the per-vertex standard deviation that per-session z-scoring removes (sqrt(1 + noise_sd^2)).
     """
-    from brainit_core.data.twin.geometry import load_visual_cortex
-
-    sub, config = _subject_model(dataset_dir, subject)
+    sub, config, mixer = _subject_model(str(Path(dataset_dir).resolve()), subject)
     size = config.image_size
     resized = []
     for im in images:  # an array (n, H, W, 3) or a list of (H, W, 3) arrays of any sizes
@@ -62,7 +66,6 @@ def respond(dataset_dir, subject: str, images, repeats: int = 3, seed: int = 0, 
     out = np.repeat(signal[:, None], repeats, axis=1)
     if noise:
         rng = np.random.default_rng(seed)
-        mixer = _smoother(load_visual_cortex(), sub["index"], config.smooth_noise)
         out = out + trial_noise(sub, mixer, len(images) * repeats, rng).reshape(out.shape)
     return (out / np.sqrt(1 + sub["noise_sd"] ** 2)).astype(np.float32)
 
