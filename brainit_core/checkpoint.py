@@ -55,7 +55,7 @@ def save_checkpoint(path, tensors: Mapping[str, Any], config: Mapping[str, Any],
         "tensors_file": st_path.name,
     }
     tmp_js = js_path.with_name(js_path.name + ".tmp")
-    tmp_js.write_text(json.dumps(record, indent=2, sort_keys=True, default=_json_default))
+    tmp_js.write_text(json.dumps(record, indent=2, sort_keys=True, default=json_default))
     os.replace(tmp_js, js_path)
     return js_path
 
@@ -109,9 +109,12 @@ def checkpoint_exists(path) -> bool:
     return st_path.exists() and js_path.exists()
 
 
-def _json_default(obj):
+def json_default(obj):
+    """``json.dumps(default=...)`` for NumPy scalars/arrays, paths and tuples."""
     import numpy as np
 
+    if isinstance(obj, tuple):
+        return list(obj)
     if isinstance(obj, (np.integer,)):
         return int(obj)
     if isinstance(obj, (np.floating,)):

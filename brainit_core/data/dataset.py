@@ -34,6 +34,7 @@ from typing import Iterable, Sequence
 import h5py
 import numpy as np
 
+from brainit_core.checkpoint import json_default
 from brainit_core.errors import DataFormatError
 
 FORMAT_VERSION = 1
@@ -357,7 +358,7 @@ class DatasetWriter:
 
     def _write_meta(self) -> None:
         tmp = self.path / "dataset.json.tmp"
-        tmp.write_text(json.dumps(self.metadata, indent=2, sort_keys=True, default=_to_json))
+        tmp.write_text(json.dumps(self.metadata, indent=2, sort_keys=True, default=json_default))
         os.replace(tmp, self.path / "dataset.json")
 
     # -- images -----------------------------------------------------------------------------
@@ -482,15 +483,3 @@ def standardize_session(betas: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
     ok = std > 1e-12 * np.maximum(1.0, np.abs(mean))
     z = np.where(finite & ok, (x - mean) / np.where(ok, std, 1.0), 0.0).astype(np.float32)
     return z, mean, np.where(ok, std, 0.0)
-
-
-def _to_json(obj):
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj)}")
