@@ -116,11 +116,11 @@ class BITConfig:
                        lowlevel_batch=16, eval_batch=16, lowlevel_samples=(32, 16, 8, 4),
                        synthetic_per_real=1.0, max_unlabeled=256, transfer_epochs=2)
         if name == "demo":
-            return cls(n_clusters=32, dim=128, heads=4, n_self_blocks=2, voxels_per_sample=2500,
-                       semantic_epochs=24, lowlevel_epochs=12, warmup_epochs=3, plateau_patience=3,
+            return cls(n_clusters=32, dim=128, heads=4, n_self_blocks=2, voxels_per_sample=1500,
+                       semantic_epochs=10, lowlevel_epochs=6, warmup_epochs=2, plateau_patience=2,
                        semantic_batch=64, lowlevel_batch=32, eval_batch=64,
-                       lowlevel_samples=(64, 64, 32, 16), lowlevel_mse_weight=5.0, synthetic_per_real=1.0,
-                       max_unlabeled=None, transfer_epochs=10)
+                       lowlevel_samples=(64, 64, 32, 16), lowlevel_mse_weight=5.0, synthetic_per_real=0.5,
+                       max_unlabeled=None, transfer_epochs=8)
         if name == "full":
             return cls()
         raise ValueError(f"unknown preset {name!r} (ci, demo, full)")

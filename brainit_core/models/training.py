@@ -33,7 +33,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from brainit_core.checkpoint import checkpoint_exists, load_checkpoint, save_checkpoint
+from brainit_core.checkpoint import checkpoint_exists, json_default, load_checkpoint, save_checkpoint
 from brainit_core.errors import BrainITError, CheckpointError
 from brainit_core.features.base import maps_to_tokens
 from brainit_core.models.bit import BITConfig, BrainITModel, config_dict, count_parameters, estimate_memory
@@ -55,7 +55,7 @@ def write_json(path: Path, obj) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default))
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=json_default))
     os.replace(tmp, path)
 
 
@@ -73,20 +73,6 @@ def save_npy(path: Path, arr: np.ndarray) -> None:
     tmp = path.with_name(path.name + ".tmp.npy")
     np.save(tmp, arr)
     os.replace(tmp, path)
-
-
-def _json_default(obj):
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (np.floating,)):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, tuple):
-        return list(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj)}")
 
 
 def _generator(seed: int, head: str, epoch: int) -> tuple[np.random.Generator, torch.Generator]:
@@ -472,7 +458,7 @@ def train_head(model: BrainITModel, head: str, data: BITData, config: BITConfig,
             best = min(best, val["val_loss"])
             save_checkpoint(best_path, head_state, {"bit": config_dict(config)}, {"epoch": epoch, "val": val})
         opt_t, opt_meta = _optimizer_tensors(opt)
-        save_checkpoint(state_path, {**{f"model.{k}": v for k, v in model.state_dict().items()}, **opt_t},
+        save_checkpoint(state_path, {**{f"model.{k}": v for k, v in head_state.items()}, **opt_t},
                         {"bit": config_dict(config)},
                         {"epoch": epoch, "best": best, "curves": curves, "optimizer": opt_meta,
                          "plateau": plateau.state_dict()})
@@ -619,6 +605,7 @@ def train_run(data, preset: str = "demo", out=None, device: str = "auto", space_
         raise CheckpointError(f"{run_dir / 'run.json'} was made for subjects {record.get('subjects')}, "
                               f"the dataset has {subjects}")
     config = BITConfig.from_dict(record["bit_config"])
+    enc_config = enc.EncoderConfig(**record["encoder_config"]) if record.get("encoder_config") else enc_config
     write_json(run_dir / "run.json", record)
     stages = _Stages(run_dir, record)
     space = get_feature_space(space_name, preset=preset, device=dev)
@@ -633,16 +620,16 @@ def train_run(data, preset: str = "demo", out=None, device: str = "auto", space_
 
     # 2. image-to-fMRI encoder
     t0 = time.time()
+    encoder = None
     if not stages.done("encoder"):
         encoder = enc.train_encoder(dataset, space, enc_config, run_dir / "encoder", subjects=subjects, device=dev)
         stages.finish("encoder", time.time() - t0)
-    else:
-        encoder = enc.load_encoder(run_dir / "encoder" / "encoder", device=dev)
     report(0.3, "encoder ready")
 
     # 3. V2C: GMM over all subjects' normalised encoder voxel embeddings
     t0 = time.time()
     if not stages.done("v2c"):
+        encoder = encoder if encoder is not None else enc.load_encoder(run_dir / "encoder" / "encoder", device=dev)
         embeddings = {s: encoder.voxel_embeddings(s).detach().cpu().numpy() for s in subjects}
         v2c = V2C(n_clusters=config.n_clusters, seed=config.seed).fit(embeddings)
         v2c.save(v2c_path(run_dir))
@@ -655,6 +642,7 @@ def train_run(data, preset: str = "demo", out=None, device: str = "auto", space_
     t0 = time.time()
     syn_dir = run_dir / "synthetic"
     if not stages.done("synthetic"):
+        encoder = encoder if encoder is not None else enc.load_encoder(run_dir / "encoder" / "encoder", device=dev)
         if len(unl):
             fs_unl = features.subset(np.arange(len(ids), len(ids) + len(unl)))
             for s in track(subjects, desc="synthetic fMRI"):

@@ -99,8 +99,10 @@ def test_resume_after_kill_equals_uninterrupted_run(tmp_path):
     curves_res = train_head(resumed, "lowlevel", data, cfg, tmp_path / "part", dev)
     assert [c["epoch"] for c in curves_res] == [0, 1, 2, 3]
     assert curves_res[-1]["train_loss"] == pytest.approx(curves_full[-1]["train_loss"], rel=1e-5)
-    for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
-        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5, msg=k)
+    res = resumed.state_dict()
+    for k, a in full.state_dict().items():
+        if k.startswith("lowlevel."):  # the state file holds the trained head
+            torch.testing.assert_close(a, res[k], atol=1e-6, rtol=1e-5, msg=k)
 
 
 def test_epoch_samples_mix_real_and_synthetic():
@@ -130,7 +132,7 @@ def test_subject_training_betas_average_and_single(tiny_dataset):
 
 
 # --------------------------------------------------------------------------------------------
-# the whole pipeline on a tiny dataset (real encoder/V2C when present, stand-ins otherwise)
+# the whole pipeline on a tiny dataset
 # --------------------------------------------------------------------------------------------
 def make_run_dataset(path, n_unlabeled=24, seed=0):
     """Like conftest's tiny dataset (3 subjects, the last held out) plus an "unlabeled" image set."""
@@ -159,10 +161,7 @@ def make_run_dataset(path, n_unlabeled=24, seed=0):
 
 
 @pytest.fixture
-def run_dataset(tmp_path, monkeypatch):
-    from tests.models._standins import install_if_missing
-
-    install_if_missing(monkeypatch)
+def run_dataset(tmp_path):
     return make_run_dataset(tmp_path / "data")
 
 

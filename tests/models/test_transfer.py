@@ -40,16 +40,12 @@ def test_training_only_voxel_embeddings_leaves_everything_else_bit_identical(tmp
 
 @pytest.fixture
 def trained_run(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    from tests.models._standins import install_if_missing
     from brainit_core.models.training import train_run
 
-    install_if_missing(mp)
     base = tmp_path_factory.mktemp("transfer")
     ds = make_run_dataset(base / "data")
     train_run(ds, preset="ci", out=base / "run", device="cpu")
-    yield ds, base
-    mp.undo()
+    return ds, base
 
 
 def test_transfer_end_to_end(trained_run):
