@@ -1,0 +1,180 @@
+"""The shipped demo bundle: a trained run, its generators and a test-set slice of the twin.
+
+``assets/demo/`` lets the app run the moment the project is installed, with no training and no
+download::
+
+    assets/demo/
+      MANIFEST.json      sha256 and size of every file, the configs, how the bundle was made
+      dataset/           canonical dataset: the first ``n_test`` test images of every training
+                         subject (all repeats) and a few OOD images, plus the twin's ground truth
+                         (validation views only)
+      run/               run.json, bit.*, v2c.*, encoder/encoder.* (no optimiser state)
+      generators/        generators.json, autoencoder.*, inverter.*, unet.*
+      benchmark/         (optional) the benchmark results the docs quote
+
+Checkpoints are stored in float16 (``--half``, the default) to keep the repository small; they
+are loaded into float32 models, and their JSON records hold the sha256 of the float16 files.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from brainit_core.checkpoint import checkpoint_exists, json_default, read_checkpoint_record, save_checkpoint, sha256_file
+from brainit_core.errors import CheckpointError
+
+RUN_CHECKPOINTS = ("bit", "encoder/encoder")
+RUN_FILES = ("run.json", "v2c.json", "v2c.npz", "curves.json", "curves.png", "encoder/curves.json")
+GENERATOR_CHECKPOINTS = ("autoencoder", "inverter", "unet")
+GT_FILES = ("twin.json", "stimuli.npz")
+
+
+def _copy(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(src, dst)
+
+
+def copy_checkpoint(src, dst, half: bool = True) -> Path:
+    """Copy the checkpoint ``src`` (``.safetensors`` + ``.json``) to ``dst``, float32 -> float16 if ``half``."""
+    from safetensors.torch import load_file
+    import torch
+
+    src, dst = Path(src), Path(dst)
+    if not checkpoint_exists(src):
+        raise CheckpointError(f"{src}.safetensors / {src}.json not found: train it first")
+    record = read_checkpoint_record(src)
+    if not half:
+        _copy(src.with_name(src.name + ".safetensors"), dst.with_name(dst.name + ".safetensors"))
+        _copy(src.with_name(src.name + ".json"), dst.with_name(dst.name + ".json"))
+        return dst
+    tensors = load_file(str(src.with_name(src.name + ".safetensors")))
+    tensors = {k: (v.half() if v.dtype == torch.float32 else v) for k, v in tensors.items()}
+    meta = dict(record.get("meta", {}))
+    meta["bundled_from_sha256"] = record["sha256"]
+    meta["stored_dtype"] = "float16"
+    save_checkpoint(dst, tensors, record["config"], meta)
+    return dst
+
+
+def export_dataset_slice(data, out, n_test: int = 100, n_ood: int = 24, subjects=None) -> Path:
+    """Write a canonical dataset with the first ``n_test`` test images of ``subjects`` (all trials).
+
+    The slice keeps the subjects' vertex sets, sessions and z-scored single-trial betas exactly
+    as in the source; train and val lists are empty. Twin ground truth files are copied for the
+    kept subjects.
+    """
+    from brainit_core.data import DatasetWriter, load_dataset
+
+    ds = load_dataset(data)
+    out = Path(out)
+    subjects = list(subjects or ds.training_subjects)
+    test_ids = None
+    for s in subjects:
+        ids = np.sort(ds.subject(s).test_image_ids)
+        test_ids = ids if test_ids is None else np.intersect1d(test_ids, ids)
+    test_ids = np.sort(test_ids)[:n_test]
+    ood = np.sort(ds.image_set("ood"))[:n_ood] if "ood" in ds.image_sets else np.zeros(0, np.int64)
+    meta = json.loads((Path(data) / "dataset.json").read_text())
+    extra = {k: v for k, v in meta.items() if k not in ("format_version", "source", "mesh", "image_size",
+                                                          "subjects", "complete", "heldout_subjects")}
+    extra["bundle"] = {"from": str(Path(data).resolve()), "n_test": int(len(test_ids)), "n_ood": int(len(ood))}
+    w = DatasetWriter(out, source=ds.source, mesh=ds.mesh, image_size=meta["image_size"], **extra)
+    keep = np.union1d(test_ids, ood)
+    w.add_images(keep, ds.images(keep))
+    if len(ood):
+        w.add_image_set("ood", ood)
+    for s in subjects:
+        sub = ds.subject(s)
+        w.begin_subject(s, sub.vertices, sub.hemispheres)
+        trials = np.flatnonzero(np.isin(sub.image_ids, test_ids))
+        sessions = sub.sessions[trials]
+        for sess in np.unique(sessions):
+            t = trials[sessions == sess]
+            w.append_session(s, sub.betas_for_trials(t), sub.image_ids[t], session=int(sess))
+        w.finalize_subject(s, np.zeros(0, np.int64), np.zeros(0, np.int64), test_ids)
+    gt = Path(data) / "ground_truth"
+    if gt.is_dir():
+        for name in GT_FILES + tuple(f"{s}.npz" for s in subjects):
+            if (gt / name).exists():
+                _copy(gt / name, out / "ground_truth" / name)
+    w.finalize(heldout_subjects=[])
+    return out
+
+
+def make_bundle(data, run, generators, out, n_test: int = 100, n_ood: int = 24, half: bool = True,
+                benchmark=None) -> dict:
+    """Assemble ``out`` (normally ``assets/demo``) and write its ``MANIFEST.json``.
+
+    Returns the manifest.
+    """
+    run, generators, out = Path(run).expanduser(), Path(generators).expanduser(), Path(out)
+    tmp = out.with_name(out.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    for name in RUN_CHECKPOINTS:
+        copy_checkpoint(run / name, tmp / "run" / name, half=half)
+    for name in RUN_FILES:
+        if (run / name).exists():
+            _copy(run / name, tmp / "run" / name)
+    for name in GENERATOR_CHECKPOINTS:
+        copy_checkpoint(generators / name, tmp / "generators" / name, half=half)
+    _copy(generators / "generators.json", tmp / "generators" / "generators.json")
+    export_dataset_slice(Path(data).expanduser(), tmp / "dataset", n_test=n_test, n_ood=n_ood,
+                         subjects=_run_subjects(run))
+    if benchmark is not None:
+        for f in Path(benchmark).expanduser().iterdir():
+            if f.is_file() and f.suffix in (".json", ".md", ".png", ".csv"):
+                _copy(f, tmp / "benchmark" / f.name)
+    manifest = {
+        "made": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "sources": {"data": str(Path(data).expanduser()), "run": str(run), "generators": str(generators)},
+        "half": half,
+        "configs": {"run": json.loads((run / "run.json").read_text()),
+                    "generators": json.loads((generators / "generators.json").read_text())},
+        "files": file_table(tmp),
+    }
+    (tmp / "MANIFEST.json").write_text(json.dumps(manifest, indent=2, sort_keys=True, default=json_default))
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return manifest
+
+
+def file_table(root) -> dict:
+    """``{relative path: {"sha256", "bytes"}}`` of every file under ``root`` except the manifest."""
+    root = Path(root)
+    return {str(p.relative_to(root)): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+            for p in sorted(root.rglob("*")) if p.is_file() and p.name != "MANIFEST.json"}
+
+
+def verify_bundle(root) -> list[str]:
+    """Problems with the bundle at ``root`` (missing files, changed files); empty when intact."""
+    root = Path(root)
+    mf = root / "MANIFEST.json"
+    if not mf.exists():
+        return [f"{mf} not found (make the bundle with `python -m brainit_core train-demo`)"]
+    manifest = json.loads(mf.read_text())
+    problems = []
+    for rel, info in manifest["files"].items():
+        p = root / rel
+        if not p.exists():
+            problems.append(f"{p} is missing")
+        elif p.stat().st_size != info["bytes"] or sha256_file(p) != info["sha256"]:
+            problems.append(f"{p} differs from MANIFEST.json (sha256 {info['sha256'][:12]}…)")
+    return problems
+
+
+def _run_subjects(run: Path) -> list[str]:
+    record = json.loads((run / "bit.json").read_text())
+    return list(record["config"]["subjects"])
+
+
+def digest(obj) -> str:
+    """Short stable hash of a JSON-able object (used for cache keys)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=json_default).encode()).hexdigest()[:16]

@@ -1,0 +1,109 @@
+"""``train-demo`` (rebuild every shipped demo model from scratch) and ``bundle`` (pack ``assets/demo``)."""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from brainit_core.utils import assets_dir, default_data_dir
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train-demo", help="rebuild the shipped demo from scratch: twin, run, generators, benchmark, bundle",
+        description="Builds the demo twin (seed 0), trains the Brain-IT run and the generators with the demo "
+                    "presets, optionally runs the benchmark, and packs assets/demo. Every stage is resumable: "
+                    "run the same command again after an interruption. Stage timings go to WORK/train-demo.json.")
+    p.add_argument("--work", default=str(default_data_dir()), help="where the twin, run and generators go "
+                   "(default: $BRAINIT_DATA or ~/.brainit)")
+    p.add_argument("--seed", type=int, default=0, help="twin seed (default 0)")
+    p.add_argument("--out", default=str(assets_dir() / "demo"), help="bundle directory (default: assets/demo)")
+    p.add_argument("--n-test", type=int, default=100, help="test images per subject kept in the bundle")
+    p.add_argument("--benchmark", action="store_true", help="also run the benchmark and ship its results")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (use 1 on a busy machine)")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_train_demo)
+
+    b = subparsers.add_parser("bundle", help="pack a run, its generators and a test slice of the data into a bundle",
+                              description="Writes OUT/{dataset,run,generators[,benchmark]} and OUT/MANIFEST.json "
+                                          "(sha256 of every file). Checkpoints are stored as float16 unless --full.")
+    b.add_argument("--data", required=True)
+    b.add_argument("--run", required=True)
+    b.add_argument("--generators", required=True)
+    b.add_argument("--benchmark", default=None, help="a benchmark output directory to include")
+    b.add_argument("--out", default=str(assets_dir() / "demo"))
+    b.add_argument("--n-test", type=int, default=100)
+    b.add_argument("--full", action="store_true", help="keep float32 weights")
+    b.set_defaults(func=_bundle)
+
+    v = subparsers.add_parser("verify-bundle", help="check a bundle's files against its MANIFEST.json")
+    v.add_argument("path", nargs="?", default=str(assets_dir() / "demo"))
+    v.set_defaults(func=_verify)
+
+
+def _bundle(args) -> int:
+    from brainit_core.bundle import make_bundle
+
+    m = make_bundle(args.data, args.run, args.generators, args.out, n_test=args.n_test, half=not args.full,
+                    benchmark=args.benchmark)
+    total = sum(f["bytes"] for f in m["files"].values())
+    print(f"bundle written to {args.out}: {len(m['files'])} files, {total / 1e6:.1f} MB")
+    return 0
+
+
+def _verify(args) -> int:
+    from brainit_core.bundle import verify_bundle
+
+    problems = verify_bundle(args.path)
+    for p in problems:
+        print(p)
+    print("bundle intact" if not problems else f"{len(problems)} problem(s)")
+    return 1 if problems else 0
+
+
+def _train_demo(args: argparse.Namespace) -> int:
+    import torch
+
+    from brainit_core.bundle import make_bundle
+    from brainit_core.data.twin import build_twin
+    from brainit_core.models.training import train_run
+    from brainit_core.reconstruction.training import train_generators
+    from brainit_core.utils import resolve_device
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    work = Path(args.work).expanduser()
+    data = work / f"twin-demo-seed{args.seed}"
+    run, gens, bench = work / "runs" / f"demo-seed{args.seed}", work / "generators" / f"demo-seed{args.seed}", \
+        work / "benchmarks" / f"demo-seed{args.seed}"
+    log_path = work / "train-demo.json"
+    timings = json.loads(log_path.read_text()) if log_path.exists() else {}
+    device = resolve_device(args.device)
+
+    def stage(name, fn):
+        t0 = time.time()
+        print(f"== train-demo: {name}", flush=True)
+        fn()
+        timings[name] = timings.get(name, 0.0) + time.time() - t0
+        timings["threads"] = torch.get_num_threads()
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_path.write_text(json.dumps(timings, indent=2))
+
+    if not (data / "dataset.json").exists() or not json.loads((data / "dataset.json").read_text()).get("complete"):
+        stage("twin", lambda: build_twin(data, preset="demo", seed=args.seed))
+    stage("run", lambda: train_run(data, preset="demo", out=run, device=str(device), resume=True))
+    stage("generators", lambda: train_generators(data, gens, preset="demo", device=device))
+    if not (gens / "unet.safetensors").exists():
+        print("generators are not finished; run train-demo again to continue")
+        return 1
+    if args.benchmark:
+        from brainit_core.benchmark import run_benchmark
+
+        stage("benchmark", lambda: run_benchmark(data=data, run=run, generators=gens, out=bench))
+    stage("bundle", lambda: make_bundle(data, run, gens, args.out, n_test=args.n_test,
+                                        benchmark=bench if args.benchmark else None))
+    total = sum(v for k, v in timings.items() if k != "threads")
+    print(f"train-demo finished: {total / 60:.1f} min in all ({', '.join(f'{k} {v / 60:.1f}' for k, v in timings.items() if k != 'threads')}); "
+          f"bundle in {args.out}")
+    return 0

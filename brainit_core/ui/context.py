@@ -1,0 +1,131 @@
+"""The shared sidebar (dataset, run, generators, subject, device badge) and the app context.
+
+``app.py`` calls :func:`sidebar` once per rerun, before the selected page runs; pages read the
+result with :func:`current`.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+
+from brainit_core.ui import sources as src
+
+KEY = "brainit_ctx"
+
+
+@dataclass(frozen=True)
+class AppContext:
+    """What the user has selected in the sidebar.
+
+    Attributes
+    ----------
+    dataset, run, generators : str or None
+        Absolute paths (``None`` when missing; then :attr:`problems` says why).
+    subject : str or None
+        Selected subject (decodable by the run and present in the dataset).
+    subjects : tuple of str
+        All subjects the run can decode that the dataset holds.
+    device : str
+        ``"cuda"`` or ``"cpu"``.
+    is_twin : bool
+        The dataset is a digital twin (ground truth available for validation views).
+    problems : tuple of str
+    """
+
+    dataset: str | None
+    run: str | None
+    generators: str | None
+    subject: str | None
+    subjects: tuple
+    device: str
+    is_twin: bool
+    problems: tuple
+
+    @property
+    def ready(self) -> bool:
+        return not self.problems and self.subject is not None
+
+
+def device_name() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _dataset_meta(path) -> dict:
+    try:
+        return json.loads((Path(path) / "dataset.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _options(kind: str, default, found: dict) -> list[str]:
+    opts = [str(default)] if default else []
+    opts += [str(p) for p in found.get(kind, []) if str(p) not in opts]
+    return opts
+
+
+def sidebar() -> AppContext:
+    """Render the shared sidebar and store the :class:`AppContext` in the session."""
+    default = src.default_sources()
+    found = src.discover()
+    with st.sidebar:
+        st.markdown("### Data and models")
+        ds = st.selectbox("Dataset", _options("dataset", default.dataset, found), key="sb_dataset",
+                          format_func=_short, help="A canonical dataset: the twin, or prepared NSD data")
+        rn = st.selectbox("Brain-IT run", _options("run", default.run, found), key="sb_run", format_func=_short)
+        gn = st.selectbox("Generators", _options("generators", default.generators, found), key="sb_generators",
+                          format_func=_short)
+        checked = src.check(ds, rn, gn, default.origin)
+        meta = _dataset_meta(ds) if ds else {}
+        run_subjects = src.run_subjects(rn) if rn else []
+        subjects = tuple(s for s in run_subjects if s in meta.get("subjects", []))
+        subject = st.selectbox("Subject", subjects, key="sb_subject") if subjects else None
+        device = device_name()
+        badge = "GPU" if device == "cuda" else "CPU"
+        space = _space_label(rn)
+        st.caption(f"Device: **{badge}** · features: {space} · source: {meta.get('source', '?')}"
+                   f" ({checked.origin})")
+        for p in checked.problems:
+            st.warning(p)
+        if not checked.problems and not subjects:
+            st.warning(f"the run decodes {run_subjects or 'no subjects'}, none of them is in this dataset")
+    ctx = AppContext(str(checked.dataset) if checked.dataset else None, str(checked.run) if checked.run else None,
+                     str(checked.generators) if checked.generators else None, subject, subjects, device,
+                     meta.get("source") == "twin", checked.problems)
+    st.session_state[KEY] = ctx
+    return ctx
+
+
+def current() -> AppContext:
+    """The context set by :func:`sidebar` on this rerun (rendering it if a page runs alone)."""
+    ctx = st.session_state.get(KEY)
+    return ctx if ctx is not None else sidebar()
+
+
+def require_ready(ctx: AppContext) -> bool:
+    """Show why the page cannot run (and return False) when data or models are missing."""
+    if ctx.problems:
+        st.error("This page needs a dataset, a trained run and generators:\n\n- " + "\n- ".join(ctx.problems))
+        return False
+    if ctx.subject is None:
+        st.error("No subject of the selected run is in the selected dataset.")
+        return False
+    return True
+
+
+def _short(path: str) -> str:
+    p = Path(path)
+    return f"{p.parent.name}/{p.name}" if p.parent.name else p.name
+
+
+def _space_label(run) -> str:
+    try:
+        record = json.loads((Path(run) / "run.json").read_text())
+        space = record.get("space") or {}
+        return f"{space.get('name', 'lite0')} ({space.get('preset', record.get('preset', '?'))})"
+    except (OSError, ValueError, TypeError):
+        return "?"

@@ -1,0 +1,95 @@
+"""Cached loaders, the heavy-job lock and progress bars: the only place the app loads models.
+
+Every page calls these instead of loading anything itself, so a model is read from disk once per
+server process and shared by all sessions (``st.cache_resource``), and two browser tabs cannot run
+two heavy jobs on the same objects at once (:func:`heavy_job`).
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from pathlib import Path
+
+import streamlit as st
+
+from brainit_core.progress import progress_handler
+
+
+@st.cache_resource(show_spinner="Opening the dataset…")
+def dataset(path: str):
+    """The canonical dataset at ``path`` (lazy: betas and images are read on demand)."""
+    from brainit_core.data import load_dataset
+
+    return load_dataset(path)
+
+
+@st.cache_resource(show_spinner="Loading the Brain-IT run…")
+def run(path: str, device: str = "auto"):
+    """A trained :class:`~brainit_core.models.run.BrainITRun`."""
+    from brainit_core.models.run import BrainITRun
+
+    return BrainITRun.load(path, device=device)
+
+
+@st.cache_resource(show_spinner="Loading the image generators…")
+def generators(path: str, run_path: str, device: str = "auto"):
+    """The :class:`~brainit_core.reconstruction.Generators` (sharing the run's feature space)."""
+    from brainit_core.reconstruction import Generators
+
+    return Generators.load(path, device=run(run_path, device).device, space=run(run_path, device).space)
+
+
+@st.cache_resource(show_spinner="Assembling the pipeline…")
+def pipeline(run_path: str, generators_path: str, device: str = "auto"):
+    """A :class:`~brainit_core.reconstruction.BrainITPipeline` over the cached run and generators."""
+    from brainit_core.reconstruction import BrainITPipeline
+
+    return BrainITPipeline(run(run_path, device), generators(generators_path, run_path, device))
+
+
+@st.cache_resource
+def _lock() -> threading.Lock:
+    return threading.Lock()
+
+
+@contextlib.contextmanager
+def heavy_job(label: str, wait_s: float = 600.0):
+    """Hold the process-wide lock for a heavy job (reconstruction, training, building a twin).
+
+    Another tab's job makes this one wait with a message instead of running concurrently on the
+    same models. Raises ``TimeoutError`` after ``wait_s`` seconds.
+    """
+    lock = _lock()
+    if not lock.acquire(blocking=False):
+        note = st.info(f"Waiting for another job to finish before: {label}")
+        t0 = time.time()
+        while not lock.acquire(timeout=0.5):
+            if time.time() - t0 > wait_s:
+                note.empty()
+                raise TimeoutError(f"another job held the models for more than {wait_s:.0f} s")
+        note.empty()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+@contextlib.contextmanager
+def progress(label: str):
+    """Show a ``st.progress`` bar driven by every ``brainit_core.progress.track`` inside the block."""
+    bar = st.progress(0.0, text=label)
+
+    def handler(fraction: float, message: str) -> None:
+        bar.progress(min(max(float(fraction), 0.0), 1.0), text=f"{label}: {message}" if message else label)
+
+    try:
+        with progress_handler(handler):
+            yield bar
+    finally:
+        bar.empty()
+
+
+def path_str(p) -> str:
+    """Canonical string for cache keys (``~`` expanded, absolute)."""
+    return str(Path(p).expanduser().resolve())
