@@ -85,3 +85,19 @@ def test_cli_respond_and_validate(twin, tmp_path, capsys):
     assert main(["twin", "validate", "--data", str(twin), "--json", str(tmp_path / "v.json")]) == 0
     assert "contralateral" in capsys.readouterr().out
     assert "twin01" in json.loads((tmp_path / "v.json").read_text())
+
+
+def test_stimuli_in_worker_processes_equal_serial(monkeypatch):
+    from brainit_core.data.twin.experiment import _pool, _stimuli_chunk
+
+    monkeypatch.setenv("BRAINIT_WORKERS", "2")
+    jobs = [(np.arange(k * 3, k * 3 + 3), 7, 32, {4, 20}) for k in range(8)]
+    with _pool(len(jobs)) as pool:
+        assert pool is not None
+        parallel = list(pool.imap(_stimuli_chunk, jobs))
+    for got, want in zip(parallel, map(_stimuli_chunk, jobs)):
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+        for k in want[2]:
+            np.testing.assert_array_equal(got[2][k], want[2][k])
+        assert got[3] == want[3]

@@ -1,12 +1,16 @@
 """Building the twin experiment: subjects, stimuli, responses, noise, sessions, ground truth."""
 from __future__ import annotations
 
+import contextlib
 import json
+import multiprocessing as mp
+import os
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from brainit_core.data.dataset import DatasetWriter, standardize_session
 from brainit_core.data.twin import geometry
@@ -146,6 +150,36 @@ def trial_noise(subject: dict, mixer, n: int, rng: np.random.Generator) -> np.nd
     return np.asarray(mixer @ e.T).T.astype(np.float32) * subject["noise_sd"].astype(np.float32)
 
 
+
+def _stimuli_chunk(job):
+    """Render a chunk of images and compute their encoding channels (runs in a worker process)."""
+    ids, seed, size, ood = job
+    rendered = [render(i, seed, size, i in ood) for i in ids]
+    imgs = np.stack([r[0] for r in rendered])
+    masks = np.stack([r[1] for r in rendered])
+    ch = {k: v.astype(np.float16) for k, v in image_channels(imgs, masks).items()}
+    return imgs, masks, ch, {int(i): r[2] for i, r in zip(ids, rendered)}
+
+
+def _worker_init() -> None:
+    torch.set_num_threads(1)
+
+
+@contextlib.contextmanager
+def _pool(n_jobs: int):
+    """Worker processes for the stimuli (``$BRAINIT_WORKERS``, default: the CPU count; 1 = none).
+
+    Small builds (a few chunks) stay in-process: starting workers costs more than it saves.
+    """
+    n = min(int(os.environ.get("BRAINIT_WORKERS", os.cpu_count() or 1)), n_jobs)
+    if n <= 1 or n_jobs < 8:
+        yield None
+        return
+    # spawn, not fork: the caller may be a threaded server (the app) or have started torch's thread pool
+    with mp.get_context("spawn").Pool(n, initializer=_worker_init) as pool:
+        yield pool
+
+
 def build_twin(out, config: TwinConfig | None = None, preset: str | None = None, seed: int | None = None):
     """Build a twin dataset in the canonical format (+ ground_truth/ beside it).
 
@@ -169,20 +203,17 @@ def build_twin(out, config: TwinConfig | None = None, preset: str | None = None,
     ood = set(plan["ood"].tolist())
     channels, coverage, objects, test_masks = {}, np.zeros((len(all_ids), len(CATEGORIES)), np.float32), {}, []
     chunk = 256
-    for start in track(range(0, len(all_ids), chunk), desc="twin: stimuli"):
-        ids = all_ids[start:start + chunk]
-        rendered = [render(i, config.seed, config.image_size, i in ood) for i in ids]
-        imgs = np.stack([r[0] for r in rendered])
-        masks = np.stack([r[1] for r in rendered])
-        writer.add_images(ids, imgs)
-        ch = image_channels(imgs, masks)
-        for k, v in ch.items():
-            channels.setdefault(k, []).append(v.astype(np.float16))
-        coverage[ids] = masks.reshape(len(ids), len(CATEGORIES), -1).mean(-1)
-        for i, r in zip(ids, rendered):
-            objects[int(i)] = r[2]
-        test_masks += [r[1][:, ::max(1, config.image_size // 32), ::max(1, config.image_size // 32)]
-                       for i, r in zip(ids, rendered) if i < config.n_test]
+    jobs = [(all_ids[i:i + chunk], config.seed, config.image_size, ood) for i in range(0, len(all_ids), chunk)]
+    with _pool(len(jobs)) as pool:
+        results = pool.imap(_stimuli_chunk, jobs) if pool is not None else map(_stimuli_chunk, jobs)
+        for (ids, *_), (imgs, masks, ch, objs) in track(zip(jobs, results), desc="twin: stimuli", total=len(jobs)):
+            writer.add_images(ids, imgs)
+            for k, v in ch.items():
+                channels.setdefault(k, []).append(v)
+            coverage[ids] = masks.reshape(len(ids), len(CATEGORIES), -1).mean(-1)
+            objects.update(objs)
+            step = max(1, config.image_size // 32)
+            test_masks += [m[:, ::step, ::step] for i, m in zip(ids, masks) if i < config.n_test]
     channels = {k: np.concatenate(v) for k, v in channels.items()}
     writer.add_image_set("unlabeled", plan["unlabeled"])
     writer.add_image_set("ood", plan["ood"])
