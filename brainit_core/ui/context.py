@@ -74,7 +74,8 @@ def sidebar() -> AppContext:
     found = src.discover()
     with st.sidebar:
         st.markdown("### Data and models")
-        ds = st.selectbox("Dataset", _options("dataset", default.dataset, found), key="sb_dataset",
+        extra = [p for p in st.session_state.get("extra_datasets", []) if p not in _options("dataset", default.dataset, found)]
+        ds = st.selectbox("Dataset", _options("dataset", default.dataset, found) + extra, key="sb_dataset",
                           format_func=_short, help="A canonical dataset: the twin, or prepared NSD data")
         rn = st.selectbox("Brain-IT run", _options("run", default.run, found), key="sb_run", format_func=_short)
         gn = st.selectbox("Generators", _options("generators", default.generators, found), key="sb_generators",

@@ -1,0 +1,75 @@
+"""Benchmark: the measured figures of the selected run and generators, read from the files the commands wrote."""
+import json
+from pathlib import Path
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from brainit_core.ui import loaders
+from brainit_core.ui.context import current
+
+ctx = current()
+st.title("Benchmark")
+st.caption("Figures measured by the project's commands on the selected run and generators, read from the "
+           "files those commands wrote. Nothing on this page is typed in by hand.")
+
+tab_feat, tab_gen = st.tabs(["Feature prediction (Brain-IT vs ridge)", "Generators (inverter vs DIP, fused timing)"])
+
+with tab_feat:
+    path = Path(ctx.run) / "eval_features.json" if ctx.run else None
+    st.markdown("Per subject, on the test images (repeat-averaged betas): token correlation and two-way "
+                "identification of the predicted features, for Brain-IT and for a ridge regression from the "
+                "same betas to the same features. Written by "
+                f"`python -m brainit_core evaluate-features --run {ctx.run} --data {ctx.dataset}`.")
+    res = json.loads(path.read_text()) if path and path.is_file() else None
+    if res is None:
+        st.info("No eval_features.json in this run yet.")
+        if ctx.run and ctx.dataset and st.button("Score the run now", help="a few minutes on a CPU"):
+            from brainit_core.models.evaluate import evaluate_run
+
+            with loaders.heavy_job("scoring the run"), loaders.progress("scoring"):
+                res = evaluate_run(ctx.run, ctx.dataset, device=ctx.device)
+            path.write_text(json.dumps(res, indent=2, default=float))
+            st.rerun()
+    else:
+        rows = []
+        for subject, s in res["subjects"].items():
+            for method in ("brainit", "ridge"):
+                for head in ("semantic", "lowlevel"):
+                    if method in s and head in s[method]:
+                        rows.append({"subject": subject, "method": "Brain-IT" if method == "brainit" else "ridge",
+                                     "head": head, **s[method][head]})
+        table = pd.DataFrame(rows)
+        if not table.empty:
+            metric = st.radio("score", ["two_way", "token_r"], horizontal=True,
+                              format_func=lambda m: {"two_way": "2-way identification", "token_r": "token r"}[m])
+            fig = px.bar(table, x="subject", y=metric, color="method", facet_col="head", barmode="group", height=380)
+            st.plotly_chart(fig, use_container_width=True)
+            st.dataframe(table, use_container_width=True, hide_index=True)
+        enc = res.get("encoder")
+        if isinstance(enc, dict):
+            st.markdown("**Image-to-fMRI encoder**, held-out voxel-wise correlation")
+            st.json(enc, expanded=False)
+
+with tab_gen:
+    path = Path(ctx.generators) / "benchmark.json" if ctx.generators else None
+    st.markdown("SSIM / PixCorr to the ground truth and seconds per image of the amortised inverter, the "
+                "inverter + DIP refinement and plain Deep Image Prior, from true or BIT-predicted features. "
+                f"Written by `python -m brainit_core benchmark-generators --generators {ctx.generators} "
+                f"--data {ctx.dataset} --n 8 --dip-steps 200 --sources true bit --run {ctx.run}`.")
+    if path is None or not path.is_file():
+        st.info("No benchmark.json in these generators yet: run the command above.")
+    else:
+        res = json.loads(path.read_text())
+        rows = [{"features": src, "method": m, **{k: v for k, v in r.items() if isinstance(v, (int, float))}}
+                for src, methods in res.items() if src not in ("setup", "fused") and isinstance(methods, dict)
+                for m, r in methods.items() if isinstance(r, dict)]
+        if rows:
+            st.dataframe(pd.DataFrame(rows), use_container_width=True, hide_index=True)
+        if "fused" in res:
+            st.markdown("**Fused reconstruction** (inverter + fusion diffusion)")
+            st.json(res["fused"], expanded=True)
+        grid = path.with_suffix(".png")
+        if grid.is_file():
+            st.image(str(grid), caption="ground truth and each method's images")

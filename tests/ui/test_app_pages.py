@@ -1,0 +1,209 @@
+"""The app frame, Home, Reconstructions and Data pages under ``streamlit.testing.v1.AppTest``.
+
+Every test runs ``app.py`` (the frame with its sidebar) against the tiny twin, run and generators
+of ``conftest.py`` and switches to a page, as a user would.
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGES = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "pages").glob("*.py"))
+TIMEOUT = 120
+
+
+def open_app(page: str | None = None):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.run()
+    if page is not None:
+        at.switch_page(page)
+        at.run()
+    return at
+
+
+def errors(at) -> list[str]:
+    return [e.value for e in at.exception] + [e.value for e in at.error]
+
+
+def button(at, label: str):
+    hits = [b for b in at.button if b.label == label]
+    assert hits, f"no button {label!r}; buttons: {[b.label for b in at.button]}"
+    return hits[0]
+
+
+def texts(at) -> str:
+    parts = [m.value for m in at.markdown] + [c.value for c in at.caption] + [s.value for s in at.success]
+    parts += [e.value for e in at.error] + [i.value for i in at.info] + [w.value for w in at.warning]
+    parts += [c for im in at.image for c in im.captions]
+    return "\n".join(str(p) for p in parts)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_opens_without_exception(app_env, page):
+    at = open_app(page)
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def test_frame_and_home(app_env):
+    at = open_app()
+    assert not errors(at)
+    assert at.title[0].value == "Brain-IT Explorer"
+    assert at.sidebar.selectbox(key="sb_subject").value == "twin01"
+    assert at.sidebar.selectbox(key="sb_subject").options == ["twin01", "twin02"]
+    body = texts(at)
+    assert str(app_env.dataset) in body and str(app_env.run) in body and "twin (simulated)" in body
+    links = {p.label for p in at.get("page_link")}
+    assert {"Reconstructions", "Data"} <= links
+
+
+def test_reconstructions_grid_is_cached_and_single_image_reruns(app_env):
+    import shutil
+
+    from brainit_core.ui import recon
+
+    shutil.rmtree(recon.cache_root(), ignore_errors=True)  # the smoke test may have filled it
+    at = open_app("pages/1_Reconstructions.py")
+    assert not errors(at)
+    n = at.slider(key="rc_n").value
+    assert n == 8  # the tiny twin has 8 test images; default 8
+    imgs = at.image
+    assert len(imgs) >= 4 * n  # ground truth, low-level, semantic, fused per image
+    assert "computed in" in at.metric[0].delta
+    n_cached = recon.cached_grids()
+    assert n_cached >= 1
+
+    at.run()  # a rerun (and a revisit) reads the disk cache
+    assert "from the disk cache" in at.metric[0].delta
+
+    # per-image metrics are in the captions and the table
+    table = at.dataframe[0].value
+    assert set(table["reconstruction"]) == {"low-level", "semantic", "fused"} and len(table) == 3 * n
+    assert table["PixCorr"].between(-1, 1).all() and table["SSIM"].between(-1, 1).all()
+    assert {d.label for d in at.get("download_button")} >= {"Download the grid (PNG)", "Download the metrics (CSV)"}
+
+    # one image with other settings: low-level only, DIP mode with 2 steps
+    at.selectbox(key="rc_image").select(int(table["image_id"].iloc[3]))
+    at.checkbox(key="rc_sem").uncheck()
+    at.radio(key="rc_mode").set_value("dip")
+    at.number_input(key="rc_dip_steps").set_value(2)
+    button(at, "Reconstruct").click()
+    at.run()
+    assert not errors(at)
+    subject, pick, one = at.session_state["rc_single"]
+    assert (subject, pick) == ("twin01", int(table["image_id"].iloc[3]))
+    assert list(one.images) == ["ground truth", "low-level"]
+    assert np.isfinite(one.metrics["low-level"]["SSIM"]).all()
+
+    # no branch: a warning, no crash
+    at.checkbox(key="rc_low").uncheck()
+    button(at, "Reconstruct").click()
+    at.run()
+    assert any("at least one branch" in w.value for w in at.warning)
+
+    # compare subjects on the same shared test image
+    button(at, f"Reconstruct image {pick} for all 2 subjects").click()
+    at.run()
+    assert not errors(at)
+    captions = texts(at)
+    assert "twin01: PixCorr" in captions and "twin02: PixCorr" in captions
+    assert recon.cached_grids() == n_cached + 2
+
+
+def test_data_page_report_bad_paths_and_nsd_check(app_env, tmp_path):
+    at = open_app("pages/5_Data.py")
+    assert not errors(at)
+    assert at.dataframe[0].value["subject"].tolist() == ["twin01", "twin02", "twin03"]
+    button(at, "Validate the twin").click()
+    at.run()
+    assert not errors(at)
+    report = at.dataframe[1].value
+    assert report["subject"].tolist() == ["twin01", "twin02", "twin03"]
+    assert (report["contralateral"] > 0.9).all()
+
+    at.radio(key="dt_kind").set_value("A prepared dataset folder")
+    at.text_input(key="dt_path").input(str(tmp_path / "nowhere"))
+    at.run()
+    assert any("nowhere" in e.value for e in at.error)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "dataset.json").write_text("{not json")
+    at.text_input(key="dt_path").input(str(bad))
+    at.run()
+    assert any(str(bad) in e.value for e in at.error) and not at.exception
+    at.text_input(key="dt_path").input(str(app_env.dataset))
+    at.run()
+    assert any("twin dataset" in s.value for s in at.success)
+
+    at.radio(key="dt_kind").set_value("An NSD download (root folder)")
+    at.run()
+    at.text_input(key="dt_nsd_root").input(str(tmp_path))
+    at.run()
+    button(at, "Check the files").click()
+    at.run()
+    assert any("missing" in e.value.lower() for e in at.error)
+    assert "MISSING experiment design" in at.code[-1].value
+
+
+def test_data_page_upload_betas(app_env):
+    from brainit_core.data import load_dataset
+
+    at = open_app("pages/5_Data.py")
+    V = len(load_dataset(app_env.dataset).subject("twin01").vertices)
+    bad = io.BytesIO()
+    np.save(bad, np.zeros(V + 1, np.float32))
+    at.file_uploader(key="dt_betas").upload("wrong.npy", bad.getvalue())
+    at.run()
+    assert any(f"expected one trial of {V} values" in e.value for e in at.error)
+
+    good = io.BytesIO()
+    np.save(good, np.random.default_rng(0).standard_normal(V).astype(np.float32))
+    at.file_uploader(key="dt_betas").upload("trial.npy", good.getvalue())
+    at.run()
+    assert any("trial.npy" in s.value for s in at.success)
+    button(at, "Reconstruct").click()
+    at.run()
+    assert not errors(at)
+    assert "fused" in [c for im in at.image for c in im.captions]
+
+
+def test_data_page_in_silico_and_build(app_env, monkeypatch):
+    import brainit_core.data.twin as twin
+    from tests.ui.conftest import TWIN_SIZE
+
+    at = open_app("pages/5_Data.py")
+    n_before = len(at.image)
+    button(at, "Show it and reconstruct").click()
+    at.run()
+    assert not errors(at)
+    assert len(at.image) >= n_before + 3  # photo | low-level | fused
+
+    real = twin.build_twin
+    monkeypatch.setattr(twin, "build_twin", lambda out, config: real(out, twin.TwinConfig.preset(
+        "ci", seed=config.seed, **{**TWIN_SIZE, "n_subjects": 1})))
+    at.text_input(key="dt_name").input("built-by-test")
+    at.run()
+    button(at, "Build the twin").click()
+    at.run()
+    assert not errors(at)
+    assert (app_env.root / "built-by-test" / "dataset.json").is_file()
+    assert any("built-by-test" in s.value for s in at.success)
+    button(at, "Use it").click()
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    built = str(app_env.root / "built-by-test")
+    assert at.session_state["sb_dataset"] == built and built in at.session_state["extra_datasets"]
+    # AppTest reruns only the page after switch_page; the frame picks the choice up on a full run
+    from streamlit.testing.v1 import AppTest
+
+    frame = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    frame.session_state["extra_datasets"] = [built]
+    frame.session_state["sb_dataset"] = built
+    frame.run()
+    assert not frame.exception
+    assert frame.session_state["brainit_ctx"].dataset == built

@@ -1,0 +1,53 @@
+"""Transfer lab and Benchmark pages under AppTest, on the tiny twin (twin03 held out)."""
+from __future__ import annotations
+
+from tests.ui.test_app_pages import button, errors, open_app, texts
+
+
+def test_transfer_lab_runs_scores_and_draws_the_curve(app_env):
+    from brainit_core.ui import transfer as tr
+
+    at = open_app("pages/3_Transfer_lab.py")
+    assert not errors(at)
+    assert at.selectbox[0].options == ["twin03"]
+    at.radio[0].set_value(15).run()
+    out = tr.transfer_dir(app_env.run, "twin03", 15, app_env.root)
+    assert str(out) in texts(at) and not tr.is_finished(out)
+    button(at, "Run the transfer").click().run()
+    assert not errors(at), errors(at)
+    assert tr.is_finished(out)
+    button(at, "Score it on the test images (Brain-IT vs ridge on full data)").click().run()
+    assert not errors(at), errors(at)
+    rows = tr.curve_rows(app_env.run, "twin03", app_env.root)
+    assert [r["amount"] for r in rows] == ["15 min"]
+    assert 0.0 <= rows[0]["brainit.semantic.two_way"] <= 1.0
+    assert len(at.get("plotly_chart")) == 1
+    button(at, "Reconstruct").click().run()
+    assert not errors(at) and len(at.image) >= 3
+
+
+def test_transfer_lab_explains_when_nobody_is_held_out(app_env, tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    copy = tmp_path / "twin"
+    shutil.copytree(app_env.dataset, copy)
+    meta = json.loads((copy / "dataset.json").read_text())
+    meta["subjects"] = ["twin01", "twin02"]
+    meta["heldout_subjects"] = []
+    (copy / "dataset.json").write_text(json.dumps(meta))
+    monkeypatch.setenv("BRAINIT_APP_DATA", str(copy))
+    at = open_app("pages/3_Transfer_lab.py")
+    assert not errors(at) and "nobody to transfer to" in texts(at)
+
+
+def test_benchmark_page_scores_the_run_and_shows_the_table(app_env):
+    at = open_app("pages/4_Benchmark.py")
+    assert not errors(at)
+    assert "No eval_features.json" in texts(at)
+    button(at, "Score the run now").click().run()
+    assert not errors(at), errors(at)
+    assert (app_env.run / "eval_features.json").is_file()
+    assert len(at.dataframe) >= 1 and len(at.get("plotly_chart")) == 1
+    table = at.dataframe[0].value
+    assert set(table["method"]) == {"Brain-IT", "ridge"} and table["two_way"].between(0, 1).all()
