@@ -14,7 +14,33 @@ st.title("Benchmark")
 st.caption("Figures measured by the project's commands on the selected run and generators, read from the "
            "files those commands wrote. Nothing on this page is typed in by hand.")
 
-tab_feat, tab_gen = st.tabs(["Feature prediction (Brain-IT vs ridge)", "Generators (inverter vs DIP, fused timing)"])
+tab_img, tab_feat, tab_gen = st.tabs(["Images (Brain-IT, ridge, oracles)", "Feature prediction (Brain-IT vs ridge)",
+                                      "Generators (inverter vs DIP, fused timing)"])
+
+with tab_img:
+    from brainit_core.ui.sources import bundle_dir
+    from brainit_core.utils import default_data_dir
+
+    found = [p.parent for p in [bundle_dir() / "benchmark" / "results.json",
+                                *sorted((default_data_dir() / "benchmarks").glob("*/results.json"))] if p.is_file()]
+    st.markdown("Every method reconstructs the same test images through the same generators and is scored with "
+                "the protocol's PixCorr / SSIM and the offline identification columns. Written by "
+                "`python -m brainit_core benchmark --data DATA --run RUN --generators GEN --out DIR`.")
+    if not found:
+        st.info("No benchmark results found (looked in assets/demo/benchmark and ~/.brainit/benchmarks/).")
+    else:
+        from brainit_core.benchmark import load_results
+
+        where = st.selectbox("results", found, format_func=str)
+        res = load_results(where)
+        setup = res["setup"]
+        st.caption(f"{setup['n_images']} test images x {len(setup['subjects'])} subjects; run "
+                   f"{setup['run_sha256'][:12]}; {setup.get('wall_seconds', 0):.0f} s; not covered: "
+                   f"{', '.join(setup.get('not_covered', []))}")
+        st.dataframe(pd.DataFrame(res["mean"]).T, use_container_width=True)
+        if (Path(where) / "scores.png").is_file():
+            st.image(str(Path(where) / "scores.png"))
+        st.markdown((Path(where) / "results.md").read_text().split("\n\n", 1)[-1])
 
 with tab_feat:
     path = Path(ctx.run) / "eval_features.json" if ctx.run else None

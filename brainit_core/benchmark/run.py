@@ -185,10 +185,14 @@ def claims(results: dict) -> dict:
         "1_beats_baselines": {"columns": c1, "holds": bool(c1) and all(v["holds"] for v in c1.values()),
                               "baselines": ["ridge"]},
         "2_fusion": c2,
-        "4_contralateral": {"mean_index": float(np.nanmean(contra)) if contra else None,
-                            "mean_fraction": float(np.nanmean(frac)) if frac else None},
+        "4_contralateral": {"mean_index": float(np.nanmean(contra)) if np.isfinite(contra).any() else None,
+                            "mean_fraction": float(np.nanmean(frac)) if np.isfinite(frac).any() else None},
         "target_ssim_ratio": None if not oracle_ssim else fused.get("SSIM", float("nan")) / oracle_ssim,
     }
+
+
+def _f(x) -> str:
+    return "n/a" if x is None or not np.isfinite(x) else f"{x:.3f}"
 
 
 def markdown(results: dict) -> str:
@@ -200,12 +204,12 @@ def markdown(results: dict) -> str:
         t = np.mean([secs[s][m] for s in secs if m in secs[s]])
         lines.append(f"| {m} | " + " | ".join(f"{vals.get(c, float('nan')):.3f}" for c in cols) + f" | {t:.2f} |")
     c = results["claims"]
-    lines += ["", f"Claim 1 (Brain-IT fused beats ridge on every column): {c['1_beats_baselines']['holds']}",
-              f"Claim 2 (fusion): SSIM fused {c['2_fusion']['ssim_fused']:.3f} vs low-level only "
-              f"{c['2_fusion']['ssim_low_level']:.3f}",
-              f"Claim 4 (contralaterality, low-level head): mean index {c['4_contralateral']['mean_index']:.3f}, "
-              f"fraction of lateralised tokens attending contralaterally {c['4_contralateral']['mean_fraction']:.3f}",
-              f"Target fused SSIM / oracle SSIM >= 0.8: {c['target_ssim_ratio']:.3f}"]
+    lines += ["", f"- Claim 1 (Brain-IT fused beats ridge on every column): {c['1_beats_baselines']['holds']}",
+              f"- Claim 2 (fusion): SSIM fused {_f(c['2_fusion']['ssim_fused'])} vs low-level only "
+              f"{_f(c['2_fusion']['ssim_low_level'])}",
+              f"- Claim 4 (contralaterality, low-level head): mean index {_f(c['4_contralateral']['mean_index'])}, "
+              f"fraction of lateralised tokens attending contralaterally {_f(c['4_contralateral']['mean_fraction'])}",
+              f"- Target fused SSIM / oracle SSIM >= 0.8: {_f(c['target_ssim_ratio'])}"]
     return "\n".join(lines) + "\n"
 
 

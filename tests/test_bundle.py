@@ -1,0 +1,93 @@
+"""The shipped demo bundle (assets/demo): intact, loadable, made with the code's current presets."""
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict
+
+import numpy as np
+import pytest
+
+from brainit_core.bundle import export_dataset_slice, verify_bundle
+from brainit_core.ui.sources import bundle_dir
+
+BUNDLE = bundle_dir()
+
+
+def test_shipped_bundle_matches_manifest():
+    assert (BUNDLE / "MANIFEST.json").exists(), f"{BUNDLE} is missing: run `python -m brainit_core train-demo`"
+    assert verify_bundle(BUNDLE) == []
+
+
+def test_shipped_configs_match_the_code_presets():
+    from brainit_core.features import get_feature_space
+    from brainit_core.models.bit import BITConfig
+    from brainit_core.models.encoder import EncoderConfig
+    from brainit_core.reconstruction.generators import ReconstructionConfig
+    from brainit_core.reconstruction.training import generator_configs
+
+    run = json.loads((BUNDLE / "run" / "run.json").read_text())
+    assert run["preset"] == "demo"
+    assert BITConfig.from_dict(run["bit_config"]) == BITConfig.preset("demo"), \
+        "the demo BIT preset changed since the shipped run was trained: retrain with train-demo"
+    assert EncoderConfig(**run["encoder_config"]) == EncoderConfig.preset("demo")
+    gens = json.loads((BUNDLE / "generators" / "generators.json").read_text())
+    space = get_feature_space("lite0", preset="demo")
+    expected = {k: json.loads(json.dumps(asdict(v))) for k, v in generator_configs(space, "demo").items()}
+    assert gens["train_configs"] == expected, "the demo generator presets changed: retrain with train-demo"
+    assert gens["reconstruction"] == json.loads(json.dumps(asdict(ReconstructionConfig.preset("demo"))))
+
+
+def test_shipped_models_reconstruct_a_test_image():
+    import torch
+
+    from brainit_core.data import load_dataset
+    from brainit_core.metrics.pixel import pixcorr
+    from brainit_core.models.run import BrainITRun
+    from brainit_core.reconstruction import BrainITPipeline, Generators
+
+    torch.set_num_threads(1)
+    run = BrainITRun.load(BUNDLE / "run", device="cpu")
+    gens = Generators.load(BUNDLE / "generators", device=run.device, space=run.space)
+    ds = load_dataset(BUNDLE / "dataset")
+    subject = run.subjects[0]
+    betas, ids = ds.subject(subject).averaged("test")
+    out = BrainITPipeline(run, gens)(betas[:4], subject, mode="fast", seed=0)
+    assert out.fused.shape == (4, 128, 128, 3) and out.fused.dtype == np.uint8
+    gt = ds.images(ids[:4]).astype(np.float32).transpose(0, 3, 1, 2) / 255
+    low = out.low_level.astype(np.float32).transpose(0, 3, 1, 2) / 255
+    # the trained low-level branch must carry the layout: far above the ~0 of unrelated images
+    assert pixcorr(gt, low) > 0.2
+
+
+def test_tampered_or_missing_files_are_reported(tmp_path):
+    copy = tmp_path / "demo"
+    shutil.copytree(BUNDLE / "run", copy / "run")
+    shutil.copy(BUNDLE / "MANIFEST.json", copy / "MANIFEST.json")
+    manifest = json.loads((copy / "MANIFEST.json").read_text())
+    manifest["files"] = {k: v for k, v in manifest["files"].items() if k.startswith("run/")}
+    (copy / "MANIFEST.json").write_text(json.dumps(manifest))
+    assert verify_bundle(copy) == []
+    target = copy / "run" / "v2c.json"
+    target.write_text(target.read_text() + " ")
+    (copy / "run" / "curves.json").unlink()
+    problems = verify_bundle(copy)
+    assert any("v2c.json differs" in p for p in problems) and any("curves.json is missing" in p for p in problems)
+
+
+def test_dataset_slice_keeps_trials_exactly(tiny_dataset, tmp_path):
+    from brainit_core.data import load_dataset
+
+    src = tiny_dataset
+    out = load_dataset(export_dataset_slice(src.path, tmp_path / "slice", n_test=3, n_ood=0))
+    for name in out.subjects:
+        a, b = src.subject(name), out.subject(name)
+        keep = np.sort(b.test_image_ids)
+        assert len(keep) == 3 and set(keep) <= set(a.test_image_ids)
+        np.testing.assert_array_equal(b.vertices, a.vertices)
+        for image_id in keep:
+            want = a.betas_for_trials(np.flatnonzero(a.image_ids == image_id))
+            got = b.betas_for_trials(np.flatnonzero(b.image_ids == image_id))
+            np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(out.images(keep), src.images(keep))
+        assert len(b.train_image_ids) == 0
