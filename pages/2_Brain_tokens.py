@@ -9,7 +9,6 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from brainit_core.errors import BrainITError
 from brainit_core.ui import loaders
 from brainit_core.ui.attention import attention_maps, ground_truth
 from brainit_core.ui.context import current, require_ready
@@ -29,17 +28,7 @@ st.caption("Brain-IT groups voxels into functional clusters (the V2C map, shared
 if not require_ready(ctx):
     st.stop()
 
-ds = loaders.dataset(ctx.dataset)
-try:
-    run = loaders.run(ctx.run, ctx.device)
-except BrainITError as exc:
-    st.error(f"Cannot load the run: {exc}")
-    st.stop()
-sd = ds.subject(ctx.subject)
-test_ids = [int(i) for i in sd.test_image_ids]
-if not test_ids:
-    st.error(f"{ctx.subject} has no test images in {ctx.dataset}.")
-    st.stop()
+ds, run, sd, test_ids = loaders.run_and_subject(ctx)
 
 # 1. choices
 c = st.columns([2, 2, 2, 1.4, 1.4])

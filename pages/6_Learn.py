@@ -23,17 +23,7 @@ st.title("Learn: how Brain-IT reconstructs an image")
 if not require_ready(ctx):
     st.stop()
 
-ds = loaders.dataset(ctx.dataset)
-try:
-    run = loaders.run(ctx.run, ctx.device)
-except BrainITError as exc:
-    st.error(f"Cannot load the run: {exc}")
-    st.stop()
-sd = ds.subject(ctx.subject)
-test_ids = [int(i) for i in sd.test_image_ids]
-if not test_ids:
-    st.error(f"{ctx.subject} has no test images in {ctx.dataset}.")
-    st.stop()
+ds, run, sd, test_ids = loaders.run_and_subject(ctx)
 
 top = st.columns([1, 3])
 image_id = top[0].selectbox("Test image", test_ids, key="ln_image", format_func=lambda i: f"image {i}")

@@ -3,9 +3,9 @@
 Methods (rows of the table), each decoded by the SAME generators (``BrainITPipeline``):
 
 ========================  ===================================================================
-``brainit``               Brain-IT, both branches fused (BIT features -> inverter -> fusion)
-``lowlevel_only``         the low-level branch alone (the inverted image)
-``semantic_only``         the semantic branch alone (diffusion from pure noise)
+``brainit_fused``         Brain-IT, both branches fused (BIT features -> inverter -> fusion)
+``brainit_low_level``     the low-level branch alone (the inverted image)
+``brainit_semantic``      the semantic branch alone (diffusion from pure noise)
 ``ridge``                 ridge regression betas -> semantic tokens and low-level maps, fused
 ``global_embedding``      MLP betas -> one global semantic vector (broadcast to every token)
                           and a blurry image (its low-level pyramid is inverted), fused
@@ -34,9 +34,9 @@ from brainit_core.progress import report, track
 
 log = logging.getLogger(__name__)
 
-METHODS = ("brainit", "lowlevel_only", "semantic_only", "ridge", "global_embedding", "oracle", "oracle_noiseless")
+METHODS = ("brainit_fused", "brainit_low_level", "brainit_semantic", "ridge", "global_embedding", "oracle", "oracle_noiseless")
 LABELS = {
-    "brainit": "Brain-IT (fused)", "lowlevel_only": "low-level only", "semantic_only": "semantic only",
+    "brainit_fused": "Brain-IT (fused)", "brainit_low_level": "low-level only", "brainit_semantic": "semantic only",
     "ridge": "ridge (Brain-Diffuser style)", "global_embedding": "global embedding (MindEye style)",
     "oracle": "oracle (true features)", "oracle_noiseless": "oracle-noiseless (twin, BIT)",
 }
@@ -288,15 +288,21 @@ class _Bench:
         if hit is not None:
             return hit[0]["images"], hit[1]
         n = len(ids)
-        if method in ("brainit", "lowlevel_only", "semantic_only"):
+        if method.startswith("transfer_"):  # a transferred run (self.run) on the held-out subject
+            images, timing, t_feat, _ = self._bit(self.run, betas, subject, ids, f"{subject}: {method}")
+            sec = (t_feat + timing.get("low_level", 0.0) + timing.get("fusion", 0.0)) / n
+            meta = self.cache.put(subject, method, key, {"images": images["fused"]},
+                                  {"method": method, "seconds_per_image": sec, "n": n})
+            return images["fused"], meta
+        if method in ("brainit_fused", "brainit_low_level", "brainit_semantic"):
             images, timing, t_feat, att = self._bit(self.run, betas, subject, ids, f"{subject}: Brain-IT")
-            parts = {"brainit": ("fused", ["low_level", "fusion"]), "lowlevel_only": ("low_level", ["low_level"]),
-                     "semantic_only": ("semantic", ["semantic"])}
+            parts = {"brainit_fused": ("fused", ["low_level", "fusion"]), "brainit_low_level": ("low_level", ["low_level"]),
+                     "brainit_semantic": ("semantic", ["semantic"])}
             result = None
             for m, (kind, stages) in parts.items():
                 sec = (t_feat + sum(timing.get(s, 0.0) for s in stages)) / n
                 arrays = {"images": images[kind]}
-                if att is not None and m == "brainit":
+                if att is not None and m == "brainit_fused":
                     arrays.update(att)
                 meta = self.cache.put(subject, m, _key(self.base, subject, m, [int(i) for i in ids]), arrays,
                                       {"method": m, "seconds_per_image": sec, "n": n})
@@ -420,7 +426,7 @@ class _Bench:
     def attention(self, subject: str, ids) -> dict | None:
         from brainit_core.benchmark.attention import contralaterality, prf_agreement
 
-        hit = self.cache.get(subject, "brainit", _key(self.base, subject, "brainit", [int(i) for i in ids]))
+        hit = self.cache.get(subject, "brainit_fused", _key(self.base, subject, "brainit_fused", [int(i) for i in ids]))
         if hit is None or "cross_lowlevel" not in hit[0]:
             return None
         a = hit[0]
@@ -542,6 +548,13 @@ def run_benchmark(data, run, generators, out, subjects=None, limit: int | None =
     results["transfer"] = _transfer(b, transfer_runs, transfer, heldout, notes)
     results["claims"] = compute_claims(results)
     results["wall_seconds"] = time.perf_counter() - t_start
+    # compact views the app's Benchmark page reads
+    results["mean"] = {m: {c: v for c, v in scores[m]["mean"].items() if _finite(v)} for m in methods}
+    results["setup"] = {"data": results["dataset"], "run": results["run"], "generators": results["generators"],
+                        "subjects": list(subjects), "n_images": int(min(n_images.values())), "seed": seed,
+                        "networks": networks, "twin": results["is_twin"], "run_sha256": results["run_sha256"],
+                        "generators_sha256": results["generators_sha256"], "not_covered": list(notes),
+                        "wall_seconds": results["wall_seconds"]}
     out = b.out
     _write_json(out / "results.json", results)
     (out / "results.md").write_text(results_markdown(results))
@@ -635,30 +648,6 @@ def _transfer(b: _Bench, transfer_runs, train: bool, heldout, notes) -> dict:
             "note": "baselines are fitted on the held-out subject's full training data"}
 
 
-# the transfer methods reuse the same cache machinery
-def _method_images_transfer(self: _Bench, subject, method, betas, ids):
-    key = _key(self.base, subject, method, [int(i) for i in ids])
-    hit = self.cache.get(subject, method, key)
-    if hit is not None:
-        return hit[0]["images"], hit[1]
-    images, timing, t_feat, _ = self._bit(self.run, betas, subject, ids, f"{subject}: {method}")
-    sec = (t_feat + timing.get("low_level", 0.0) + timing.get("fusion", 0.0)) / len(ids)
-    meta = self.cache.put(subject, method, key, {"images": images["fused"]},
-                          {"method": method, "seconds_per_image": sec, "n": len(ids)})
-    return images["fused"], meta
-
-
-_plain_method_images = _Bench.method_images
-
-
-def _dispatch(self, subject, method, betas, ids):
-    if method.startswith("transfer_"):
-        return _method_images_transfer(self, subject, method, betas, ids)
-    return _plain_method_images(self, subject, method, betas, ids)
-
-
-_Bench.method_images = _dispatch
-
 
 # ---------------------------------------------------------------------------------------------
 # claims
@@ -682,7 +671,7 @@ def compute_claims(results: dict) -> dict:
     for c, info in cols.items():
         rows = {}
         for base in BASELINES:
-            ok, margin = _better(mean["brainit"].get(c), mean[base].get(c), info["higher_is_better"])
+            ok, margin = _better(mean["brainit_fused"].get(c), mean[base].get(c), info["higher_is_better"])
             rows[base] = {"beats": ok, "margin": margin}
         oks = [r["beats"] for r in rows.values()]
         per_metric[c] = {**rows, "beats_both": None if None in oks else all(oks)}
@@ -694,15 +683,15 @@ def compute_claims(results: dict) -> dict:
     # 2. fusion
     fusion = {"ssim": {}, "semantic": {}}
     for c in ("SSIM", "PixCorr"):
-        ok, margin = _better(mean["brainit"].get(c), mean["lowlevel_only"].get(c), True)
-        fusion["ssim" if c == "SSIM" else "pixcorr"] = {"fused": mean["brainit"].get(c),
-                                                        "lowlevel_only": mean["lowlevel_only"].get(c),
+        ok, margin = _better(mean["brainit_fused"].get(c), mean["brainit_low_level"].get(c), True)
+        fusion["ssim" if c == "SSIM" else "pixcorr"] = {"fused": mean["brainit_fused"].get(c),
+                                                        "brainit_low_level": mean["brainit_low_level"].get(c),
                                                         "fused_better": ok, "margin": margin}
     for c in SEMANTIC_COLUMNS:
         if c in cols:
-            ok, margin = _better(mean["brainit"].get(c), mean["semantic_only"].get(c), cols[c]["higher_is_better"])
+            ok, margin = _better(mean["brainit_fused"].get(c), mean["brainit_semantic"].get(c), cols[c]["higher_is_better"])
             if ok is not None:
-                fusion["semantic"][c] = {"fused": mean["brainit"][c], "semantic_only": mean["semantic_only"][c],
+                fusion["semantic"][c] = {"fused": mean["brainit_fused"][c], "brainit_semantic": mean["brainit_semantic"][c],
                                          "fused_better": ok, "margin": margin}
     sem_ok = [v["fused_better"] for v in fusion["semantic"].values()]
     fusion["semantic_all"] = bool(sem_ok) and all(sem_ok)
@@ -738,7 +727,7 @@ def compute_claims(results: dict) -> dict:
         claims["contralaterality"]["prf_agreement"] = {k[4:]: v for k, v in summ.items() if k.startswith("prf_")}
 
     # targets
-    f, o = mean["brainit"].get("SSIM"), mean["oracle"].get("SSIM")
+    f, o = mean["brainit_fused"].get("SSIM"), mean["oracle"].get("SSIM")
     ratio = float(f / o) if _finite(f) and _finite(o) and o != 0 else float("nan")
     claims["targets"] = {
         "fused_ssim_vs_oracle": {"fused": f, "oracle": o, "ratio": ratio, "target": SSIM_TARGET,
@@ -812,11 +801,11 @@ def results_markdown(results: dict) -> str:
            "### 2. Fusion", ""]
     f = c["fusion"]
     md += [_table(["score", "fused", "single branch", "fused better", "margin"],
-                  [["SSIM (vs low-level only)", f["ssim"]["fused"], f["ssim"]["lowlevel_only"],
+                  [["SSIM (vs low-level only)", f["ssim"]["fused"], f["ssim"]["brainit_low_level"],
                     f["ssim"]["fused_better"], f["ssim"]["margin"]],
-                   ["PixCorr (vs low-level only)", f["pixcorr"]["fused"], f["pixcorr"]["lowlevel_only"],
+                   ["PixCorr (vs low-level only)", f["pixcorr"]["fused"], f["pixcorr"]["brainit_low_level"],
                     f["pixcorr"]["fused_better"], f["pixcorr"]["margin"]]]
-                  + [[f"{k} (vs semantic only)", v["fused"], v["semantic_only"], v["fused_better"], v["margin"]]
+                  + [[f"{k} (vs semantic only)", v["fused"], v["brainit_semantic"], v["fused_better"], v["margin"]]
                      for k, v in f["semantic"].items()]), ""]
     t = c["transfer_60min"]
     md += ["### 3. Transfer: 60 minutes vs baselines on all data", ""]

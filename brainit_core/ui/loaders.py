@@ -93,3 +93,21 @@ def progress(label: str):
 def path_str(p) -> str:
     """Canonical string for cache keys (``~`` expanded, absolute)."""
     return str(Path(p).expanduser().resolve())
+
+
+def run_and_subject(ctx):
+    """Dataset, run, the selected subject's data and its test image ids, or stop the page with an error."""
+    from brainit_core.errors import BrainITError
+
+    ds = dataset(ctx.dataset)
+    try:
+        brun = run(ctx.run, ctx.device)
+    except BrainITError as exc:
+        st.error(f"Cannot load the run: {exc}")
+        st.stop()
+    sd = ds.subject(ctx.subject)
+    test_ids = [int(i) for i in sd.test_image_ids]
+    if not test_ids:
+        st.error(f"{ctx.subject} has no test images in {ctx.dataset}.")
+        st.stop()
+    return ds, brun, sd, test_ids
