@@ -17,7 +17,6 @@ are loaded into float32 models, and their JSON records hold the sha256 of the fl
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -174,7 +173,3 @@ def _run_subjects(run: Path) -> list[str]:
     record = json.loads((run / "bit.json").read_text())
     return list(record["config"]["subjects"])
 
-
-def digest(obj) -> str:
-    """Short stable hash of a JSON-able object (used for cache keys)."""
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=json_default).encode()).hexdigest()[:16]

@@ -59,13 +59,11 @@ def main() -> int:
         betas, ids = sub.average_trials(pick)
         out = pipe(betas, s, mode="fast", seed=[args.seed + int(i) for i in ids], semantic_only=True)
         per = out.timing["per_image"]
-        gt = truth.astype(np.float32).transpose(0, 3, 1, 2) / 255
         for name, imgs in zip(ROWS, (truth, out.low_level, out.semantic, out.fused)):
             rows.append(imgs)
             labels.append(f"{s}\n{name}")
             if name != "ground truth":
-                x = imgs.astype(np.float32).transpose(0, 3, 1, 2) / 255
-                print(f"{s} {name:10s} PixCorr {pixcorr(gt, x):.3f} SSIM {ssim(gt, x):.3f}")
+                print(f"{s} {name:10s} PixCorr {pixcorr(truth, imgs):.3f} SSIM {ssim(truth, imgs):.3f}")
         print(f"{s}: {per:.2f} s per image (features + inverter + fusion + semantic-only)")
     n = len(pick)
     fig, axes = plt.subplots(len(rows), n, figsize=(1.3 * n + 1.2, 1.3 * len(rows)), squeeze=False)

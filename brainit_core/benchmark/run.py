@@ -33,10 +33,6 @@ log = logging.getLogger(__name__)
 METHODS = ("brainit_fused", "brainit_low_level", "brainit_semantic", "ridge", "oracle", "oracle_noiseless")
 
 
-def _float_nchw(images: np.ndarray) -> np.ndarray:
-    return images.astype(np.float32).transpose(0, 3, 1, 2) / 255.0
-
-
 def score(truth: np.ndarray, recon: np.ndarray, networks: str = "offline") -> dict:
     """Metric columns of one reconstruction set (uint8 NHWC both)."""
     from brainit_core.metrics.networks import evaluate_reconstructions

@@ -252,13 +252,18 @@ def vgg_weight_candidates() -> list[Path]:
     return out
 
 
+def _first_file(candidates: list[Path]) -> tuple[Path | None, str]:
+    """The first existing file among ``candidates`` (or None) and the list of places looked at."""
+    found = next((p for p in candidates if p.is_file()), None)
+    return found, "\n  ".join(str(p) for p in candidates)
+
+
 def find_clip_weights(path: str | None = None) -> Path:
     """The local OpenCLIP ViT-bigG/14 weight file, or :class:`MissingWeightsError` saying where to put it."""
     cands = [Path(path)] if path else clip_weight_candidates()
-    for p in cands:
-        if p.is_file():
-            return p
-    tried = "\n  ".join(str(p) for p in cands)
+    found, tried = _first_file(cands)
+    if found is not None:
+        return found
     raise MissingWeightsError(
         f"OpenCLIP {BIGG_MODEL} ({BIGG_TAG}) weights not found: expected {' or '.join(BIGG_FILES)} "
         f"from the Hugging Face repository {BIGG_HF_REPO} (about 10 GB). Looked at:\n  {tried}\n"
@@ -269,10 +274,9 @@ def find_clip_weights(path: str | None = None) -> Path:
 def find_vgg_weights(path: str | None = None) -> Path:
     """The local torchvision VGG16-BN weight file, or :class:`MissingWeightsError` saying where to put it."""
     cands = [Path(path)] if path else vgg_weight_candidates()
-    for p in cands:
-        if p.is_file():
-            return p
-    tried = "\n  ".join(str(p) for p in cands)
+    found, tried = _first_file(cands)
+    if found is not None:
+        return found
     raise MissingWeightsError(
         f"torchvision VGG16-BN ImageNet weights not found: expected {VGG_FILE} (528 MB). Looked at:\n  {tried}\n"
         f"Get it on a machine with internet access ({VGG_URL}), put it in {Path(torch.hub.get_dir()) / 'checkpoints'} "

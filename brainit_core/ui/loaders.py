@@ -37,7 +37,8 @@ def generators(path: str, run_path: str, device: str = "auto"):
     """The :class:`~brainit_core.reconstruction.Generators` (sharing the run's feature space)."""
     from brainit_core.reconstruction import Generators
 
-    return Generators.load(path, device=run(run_path, device).device, space=run(run_path, device).space)
+    brun = run(run_path, device)
+    return Generators.load(path, device=brun.device, space=brun.space)
 
 
 @st.cache_resource(show_spinner="Assembling the pipeline…")

@@ -49,10 +49,6 @@ class Sources:
     def complete(self) -> bool:
         return not self.problems
 
-    def as_dict(self) -> dict:
-        return {"dataset": str(self.dataset) if self.dataset else None, "run": str(self.run) if self.run else None,
-                "generators": str(self.generators) if self.generators else None, "origin": self.origin}
-
 
 def is_dataset(path) -> bool:
     return path is not None and (Path(path) / "dataset.json").is_file()
