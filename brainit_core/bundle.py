@@ -172,4 +172,3 @@ def verify_bundle(root) -> list[str]:
 def _run_subjects(run: Path) -> list[str]:
     record = json.loads((run / "bit.json").read_text())
     return list(record["config"]["subjects"])
-
