@@ -6,6 +6,7 @@ are appended; what is already there is never recomputed, so an interrupted extra
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,6 +62,23 @@ def feature_cache_path(dataset, space: FeatureSpace) -> Path:
     return Path(dataset.path) / "features" / f"{space.cache_key()}.h5"
 
 
+def _open_locked(path: Path, mode: str, wait_s: float = 900.0) -> h5py.File:
+    """Open an HDF5 cache file, waiting while another process holds its lock.
+
+    Two jobs on one dataset (e.g. two transfers started side by side) share the cache; HDF5 locks a
+    file while it is written, so the second job waits for the first instead of failing.
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return h5py.File(path, mode)
+        except BlockingIOError as err:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"feature cache {path} stayed locked by another process for {wait_s:.0f} s; "
+                                   "is another extraction still running?") from err
+            time.sleep(2.0)
+
+
 def extract_features(dataset, ids, space: FeatureSpace, batch_size: int = 32, device=None, cache: bool = True,
                      read_lowlevel: bool = True) -> FeatureSet:
     """Features of dataset images by id, computed once and cached on disk.
@@ -86,7 +104,28 @@ def extract_features(dataset, ids, space: FeatureSpace, batch_size: int = 32, de
         return fs
     path = feature_cache_path(dataset, space)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with h5py.File(path, "a") as f:
+    if not _cache_has(path, ids):
+        _append_missing(path, ids, dataset, space, batch_size, device)
+    with _open_locked(path, "r") as f:
+        all_ids = f["ids"][()]
+        order = np.argsort(all_ids)
+        rows = order[np.searchsorted(all_ids[order], ids)]
+        uniq, inverse = np.unique(rows, return_inverse=True)
+        sem = f["semantic"][uniq][inverse]
+        low = [f[f"lowlevel/{i}"][uniq][inverse] for i in range(len(space.lowlevel_specs))] if read_lowlevel else []
+    return FeatureSet(ids, sem, low)
+
+
+def _cache_has(path: Path, ids: np.ndarray) -> bool:
+    if not path.exists():
+        return False
+    with _open_locked(path, "r") as f:
+        return "ids" in f and bool(np.isin(np.unique(ids), f["ids"][()]).all())
+
+
+def _append_missing(path: Path, ids, dataset, space: FeatureSpace, batch_size: int, device) -> None:
+    """Compute the features of the ids the cache lacks and append them, in blocks."""
+    with _open_locked(path, "a") as f:
         if "ids" not in f:
             s = space.semantic_spec
             f.attrs["space"] = str(space.describe())
@@ -96,8 +135,7 @@ def extract_features(dataset, ids, space: FeatureSpace, batch_size: int = 32, de
             for i, t in enumerate(space.lowlevel_specs):
                 f.create_dataset(f"lowlevel/{i}", shape=(0, t.dim, *t.grid), maxshape=(None, t.dim, *t.grid),
                                  dtype="f2", chunks=(16, t.dim, *t.grid))
-        have = f["ids"][()]
-        todo = np.setdiff1d(np.unique(ids), have)
+        todo = np.setdiff1d(np.unique(ids), f["ids"][()])
         chunk = batch_size * 16  # append in blocks so an interruption loses little
         for start in track(range(0, len(todo), chunk), desc=f"features ({space.name})"):
             block = todo[start:start + chunk]
@@ -109,10 +147,3 @@ def extract_features(dataset, ids, space: FeatureSpace, batch_size: int = 32, de
             f["ids"].resize((n + len(block),))
             f["ids"][n:] = block  # ids last: a row counts only once its features are written
             f.flush()
-        all_ids = f["ids"][()]
-        order = np.argsort(all_ids)
-        rows = order[np.searchsorted(all_ids[order], ids)]
-        uniq, inverse = np.unique(rows, return_inverse=True)
-        sem = f["semantic"][uniq][inverse]
-        low = [f[f"lowlevel/{i}"][uniq][inverse] for i in range(len(space.lowlevel_specs))] if read_lowlevel else []
-    return FeatureSet(ids, sem, low)

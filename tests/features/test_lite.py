@@ -40,3 +40,29 @@ def test_cache_matches_direct_and_resumes(tmp_path):
     np.testing.assert_array_equal(fs.semantic[0], fs2.semantic[0])
     for a, b in zip(fs2.lowlevel, direct.lowlevel):
         np.testing.assert_allclose(a.astype(np.float32), b.astype(np.float32), atol=1e-2)
+
+
+def test_cache_waits_for_another_process_holding_the_lock(tmp_path):
+    """Two jobs on one dataset share the cache: the second waits for the writer instead of failing."""
+    import subprocess
+    import sys
+    import time
+
+    from brainit_core.features.cache import feature_cache_path
+
+    ds = make_tiny_dataset(tmp_path / "d")
+    space = get_feature_space("lite0", preset="ci")
+    ids = ds.image_ids[:3]
+    extract_features(ds, ids, space, batch_size=2)
+    path = feature_cache_path(ds, space)
+    holder = subprocess.Popen([sys.executable, "-c",
+                               f"import h5py, time\nf = h5py.File({str(path)!r}, 'a')\nprint('locked', flush=True)\n"
+                               "time.sleep(4)\nf.close()"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        t0 = time.monotonic()
+        fs = extract_features(ds, ids, space, batch_size=2)
+        assert time.monotonic() - t0 > 1.0  # it really waited for the lock
+    finally:
+        holder.wait(timeout=30)
+    assert fs.semantic.shape[0] == 3
