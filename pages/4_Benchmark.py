@@ -35,12 +35,22 @@ with tab_img:
         res = load_results(where)
         setup = res["setup"]
         st.caption(f"{setup['n_images']} test images x {len(setup['subjects'])} subjects; run "
-                   f"{setup['run_sha256'][:12]}; {setup.get('wall_seconds', 0):.0f} s; not covered: "
-                   f"{', '.join(setup.get('not_covered', []))}")
-        st.dataframe(pd.DataFrame(res["mean"]).T, use_container_width=True)
-        if (Path(where) / "scores.png").is_file():
-            st.image(str(Path(where) / "scores.png"))
-        st.markdown((Path(where) / "results.md").read_text().split("\n\n", 1)[-1])
+                   f"{str(setup['run_sha256'])[:12]}; {setup.get('wall_seconds', 0):.0f} s")
+        for note in setup.get("not_covered", []):
+            st.info(note)
+        labels = res.get("method_labels", {})
+        table = pd.DataFrame(res["mean"]).T.rename(index=labels)
+        secs = res.get("seconds_per_image", {})
+        table["s / image"] = [secs.get(m, {}).get("mean") for m in res["mean"]]
+        st.dataframe(table, use_container_width=True)
+        plots = [Path(p) for p in res.get("plots", [])] or [Path(where) / "scores.png"]
+        cols = st.columns(2)
+        for i, png in enumerate(p for p in plots if p.is_file()):
+            cols[i % 2].image(str(png), caption=png.stem)
+        text = res.get("markdown") or ""
+        if "## Claims" in text:  # the claims and notes, as the command wrote them (plots are shown above)
+            claims = text[text.index("## Claims"):]
+            st.markdown("\n".join(line for line in claims.splitlines() if not line.startswith("![")))
 
 with tab_feat:
     path = Path(ctx.run) / "eval_features.json" if ctx.run else None

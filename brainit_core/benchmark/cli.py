@@ -1,35 +1,56 @@
-"""``python -m brainit_core benchmark``."""
+"""``python -m brainit_core benchmark``: the command over :mod:`brainit_core.benchmark.run`."""
 from __future__ import annotations
+
+COMMAND = "benchmark"
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "benchmark", help="image-level benchmark: Brain-IT branches, ridge and oracles, same generators",
-        description="Scores Brain-IT fused / low-level only / semantic only, ridge and oracles on the shared test "
-                    "images of each subject; writes OUT/results.json, OUT/results.md and OUT/scores.png. "
-                    "Reconstructions are cached in OUT/cache, so a rerun only scores.")
-    p.add_argument("--data", required=True)
-    p.add_argument("--run", required=True)
-    p.add_argument("--generators", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--subjects", nargs="*", default=None)
-    p.add_argument("--limit", type=int, default=50, help="test images per subject (0 = all)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--networks", default="offline", help="'offline' (default), 'auto' or 'protocol'")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--device", default="auto")
+        COMMAND, help="benchmark: Brain-IT, its branches, ridge + global-embedding baselines, oracles, transfer",
+        description="Reconstruct each subject's test images with Brain-IT (fused, low-level only, semantic only), "
+                    "ridge and global-embedding baselines (fitted here on the subject's training data), the oracle "
+                    "(true features) and, on a twin, the noiseless responses, all through the same generators; "
+                    "score every metric, time every method, draw the transfer curve and compute the claims "
+                    "(incl. brain-token contralaterality). Writes OUT/results.json, OUT/results.md and PNG plots. "
+                    "Everything is cached in OUT, so a rerun or a resumed run only does what is missing.")
+    p.add_argument("--data", required=True, help="dataset directory")
+    p.add_argument("--run", required=True, help="trained run directory")
+    p.add_argument("--generators", required=True, help="generators directory")
+    p.add_argument("--out", required=True, help="output directory (results and cache)")
+    p.add_argument("--subjects", nargs="+", default=None,
+                   help="subjects (default: the run's subjects that are not held out)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N test images of each subject")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--transfer-runs", nargs="+", default=None, metavar="AMOUNT=DIR",
+                   help="runs transferred to the held-out subject: 15=DIR 60=DIR all=DIR")
+    g.add_argument("--transfer", action="store_true",
+                   help="train the missing transfer runs (15 min, 60 min, all) under OUT/transfer/")
+    p.add_argument("--heldout", default=None, help="transfer subject (default: the dataset's held-out subject)")
+    p.add_argument("--networks", default="auto",
+                   help="metric networks: 'auto' (every column; missing weights say 'unavailable'), 'offline' "
+                        "(PixCorr, SSIM, Lite1/Lite2), 'protocol', or comma-separated names")
+    p.add_argument("--weights", default=None, help="folder with the protocol networks' weight files")
+    p.add_argument("--mode", choices=("fast", "dip"), default=None, help="low-level inversion (default from GEN)")
+    p.add_argument("--steps", type=int, default=None, help="diffusion schedule length (default from GEN)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0, help="image i uses seed + its image id in every method")
+    p.add_argument("--device", default="auto", help="'auto' (CUDA when available), 'cpu', 'cuda:1', ...")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 on a busy shared CPU)")
     p.set_defaults(func=_benchmark)
 
 
 def _benchmark(args) -> int:
-    import torch
+    from pathlib import Path
 
-    from brainit_core.benchmark.run import run_benchmark
+    from brainit_core.benchmark.run import parse_transfer_runs, run_benchmark
+    from brainit_core.reconstruction._common import cpu_threads
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    res = run_benchmark(args.data, args.run, args.generators, args.out, subjects=args.subjects,
-                        limit=args.limit or None, seed=args.seed, networks=args.networks, device=args.device)
-    print((__import__("pathlib").Path(args.out).expanduser() / "results.md").read_text())
-    print(f"benchmark: {res['setup']['wall_seconds']:.0f} s")
+    cpu_threads(args.threads)
+    networks = args.networks.split(",") if "," in args.networks else args.networks
+    res = run_benchmark(args.data, args.run, args.generators, args.out, subjects=args.subjects, limit=args.limit,
+                        transfer_runs=parse_transfer_runs(args.transfer_runs), transfer=args.transfer,
+                        heldout=args.heldout, networks=networks, weights=args.weights, device=args.device,
+                        seed=args.seed, batch_size=args.batch_size, mode=args.mode, steps=args.steps)
+    print((Path(args.out).expanduser() / "results.md").read_text())
+    print(f"benchmark: {res['wall_seconds']:.0f} s; results in {Path(args.out).expanduser() / 'results.json'}")
     return 0

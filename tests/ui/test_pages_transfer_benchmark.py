@@ -51,3 +51,17 @@ def test_benchmark_page_scores_the_run_and_shows_the_table(app_env):
     assert len(at.dataframe) >= 1 and len(at.get("plotly_chart")) == 1
     table = at.dataframe[0].value
     assert set(table["method"]) == {"Brain-IT", "ridge"} and table["two_way"].between(0, 1).all()
+
+
+def test_benchmark_page_shows_the_benchmark_results(app_env):
+    from brainit_core.benchmark import run_benchmark
+
+    out = app_env.root / "benchmarks" / "tiny"
+    run_benchmark(app_env.dataset, app_env.run, app_env.generators, out, limit=3, networks="offline", device="cpu")
+    at = open_app("pages/4_Benchmark.py")
+    assert not errors(at), errors(at)
+    table = at.dataframe[0].value
+    assert "Brain-IT (fused)" in table.index and "global embedding (MindEye style)" in table.index
+    assert table.loc["oracle (true features)", "s / image"] > 0
+    assert len(at.image) >= 2  # scores and timing plots at least
+    assert "Claims" in texts(at) and "Contralaterality" in texts(at)

@@ -1,0 +1,219 @@
+"""Attention checks of the benchmark: contralaterality of brain tokens, agreement with pRFs.
+
+A brain token is one V2C cluster. Its **image position** is the centroid of the low-level
+cross-attention it receives: every low-level query (one per location of every pyramid level)
+attends over the C brain tokens (softmax over tokens), so column k of the (n_queries, C) map says
+which image locations read token k. Its **hemisphere** is the tokenizer-attention-weighted
+hemisphere of its voxels. The left hemisphere represents the right visual field, so a token of
+left-hemisphere voxels is *contralateral* when its centroid lies right of the vertical meridian.
+
+Image coordinates: x in [-1, 1] from the left edge to the right edge, y in [-1, 1] from the bottom
+to the top (upper visual field positive), each query at the centre of its cell.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def query_positions(grids) -> np.ndarray:
+    """Image position of every low-level query, levels concatenated, each level row-major.
+
+    Parameters
+    ----------
+    grids : sequence of (h, w)
+        The low-level grids in the order BIT concatenates them.
+
+    Returns
+    -------
+    ndarray, float64, (sum h*w, 2)
+        Columns x (left -1, right +1) and y (bottom -1, top +1).
+    """
+    out = []
+    for h, w in grids:
+        xs = (np.arange(w) + 0.5) / w * 2 - 1
+        ys = 1 - (np.arange(h) + 0.5) / h * 2
+        gx, gy = np.meshgrid(xs, ys)  # (h, w): rows top to bottom, row-major like maps_to_tokens
+        out.append(np.stack([gx.ravel(), gy.ravel()], 1))
+    return np.concatenate(out)
+
+
+def token_centroids(cross_attention: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Image-space centroid and spread of the attention each brain token receives.
+
+    Parameters
+    ----------
+    cross_attention : ndarray, (B, n_queries, C) or (n_queries, C)
+        Low-level cross-attention (averaged over images when B is given).
+    positions : ndarray, (n_queries, 2)
+        From :func:`query_positions`.
+
+    Returns
+    -------
+    centroid : ndarray, (C, 2)
+        Attention-weighted mean (x, y) of the queries reading each token.
+    spread : ndarray, (C,)
+        Attention-weighted RMS distance of those queries from the centroid.
+    """
+    a = np.asarray(cross_attention, dtype=np.float64)
+    if a.ndim == 3:
+        a = a.mean(0)  # (n_queries, C)
+    if a.shape[0] != len(positions):
+        raise ValueError(f"cross-attention has {a.shape[0]} queries but {len(positions)} positions were given")
+    w = a / np.clip(a.sum(0, keepdims=True), 1e-30, None)  # (n_queries, C), columns sum to 1
+    centroid = w.T @ positions  # (C, 2)
+    d2 = ((positions[:, None, :] - centroid[None]) ** 2).sum(-1)  # (n_queries, C)
+    return centroid, np.sqrt((w * d2).sum(0))
+
+
+def token_hemispheres(clusters: np.ndarray, hemispheres: np.ndarray, weights: np.ndarray | None,
+                      n_tokens: int) -> tuple[np.ndarray, np.ndarray]:
+    """Left-minus-right balance of each token's voxels, weighted by tokenizer attention.
+
+    Parameters
+    ----------
+    clusters : ndarray, int, (V,)
+        Cluster (token) of each voxel.
+    hemispheres : ndarray, (V,)
+        0 left, 1 right.
+    weights : ndarray, (B, V) or (V,), optional
+        Tokenizer attention (averaged over images); uniform when None.
+    n_tokens : int
+
+    Returns
+    -------
+    balance : ndarray, (C,)
+        In [-1, 1]: +1 all weight on left-hemisphere voxels, -1 all on the right; NaN for an
+        empty token.
+    n_voxels : ndarray, int, (C,)
+    """
+    clusters = np.asarray(clusters, dtype=np.int64)
+    sign = np.where(np.asarray(hemispheres) == 0, 1.0, -1.0)
+    w = np.ones(len(clusters)) if weights is None else np.asarray(weights, dtype=np.float64)
+    if w.ndim == 2:
+        w = w.mean(0)
+    total = np.bincount(clusters, w, minlength=n_tokens)
+    signed = np.bincount(clusters, w * sign, minlength=n_tokens)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        balance = np.where(total > 0, signed / np.where(total > 0, total, 1), np.nan)
+    return balance, np.bincount(clusters, minlength=n_tokens)
+
+
+def contralaterality(cross_attention, grids, clusters, hemispheres, tokenizer_attention=None,
+                     target: float = 0.8, min_offset: float = 1e-3) -> dict:
+    """Contralaterality index of the brain tokens.
+
+    Parameters
+    ----------
+    cross_attention : ndarray, (B, n_queries, C) or (n_queries, C)
+        Low-level cross-attention (query locations x brain tokens).
+    grids : sequence of (h, w)
+        Low-level grids, in query order.
+    clusters : ndarray, int, (V,)
+        Token of each voxel.
+    hemispheres : ndarray, (V,)
+        0 left, 1 right (the dataset's convention).
+    tokenizer_attention : ndarray, (B, V) or (V,), optional
+        Weights of the voxels inside their token (the low-level head's).
+    target : float
+        The index the report compares against (reported, never asserted).
+    min_offset : float
+        A centroid closer than this to the vertical meridian (image units) counts as not
+        lateralised (uniform attention gives centroids of ~1e-6, whose sign is noise).
+
+    Returns
+    -------
+    dict
+        ``index``: fraction of lateralised tokens (non-empty, hemisphere balance != 0, centroid
+        off the meridian) whose centroid lies in the contralateral hemifield; ``signed_mean``: mean
+        over those tokens of sign(balance) * centroid_x (positive = contralateral); ``weighted``: the same with each token
+        weighted by |balance|; ``n_tokens``; ``per_token``: list of dicts (token, n_voxels,
+        balance, centroid_x, centroid_y, spread, contralateral); ``target``, ``pass``, ``ratio``.
+    """
+    positions = query_positions(grids)
+    centroid, spread = token_centroids(cross_attention, positions)
+    n_tokens = len(centroid)
+    balance, n_vox = token_hemispheres(clusters, hemispheres, tokenizer_attention, n_tokens)
+    per_token, scored = [], []
+    for k in range(n_tokens):
+        b, cx = balance[k], centroid[k, 0]
+        lateral = bool(np.isfinite(b) and b != 0 and abs(cx) >= min_offset)
+        contra = bool(lateral and np.sign(b) == np.sign(cx))  # left hemisphere (b > 0) -> right field (x > 0)
+        per_token.append({"token": k, "n_voxels": int(n_vox[k]), "balance": None if not np.isfinite(b) else float(b),
+                          "centroid_x": float(cx), "centroid_y": float(centroid[k, 1]), "spread": float(spread[k]),
+                          "contralateral": contra if lateral else None})
+        if lateral:
+            scored.append((contra, np.sign(b) * cx, abs(b)))
+    if scored:
+        contra, signed, weight = map(np.asarray, zip(*scored))
+        index = float(contra.mean())
+        signed_mean = float(signed.mean())
+        weighted = float((contra * weight).sum() / weight.sum())
+    else:
+        index = signed_mean = weighted = float("nan")
+    return {"index": index, "signed_mean": signed_mean, "weighted": weighted, "n_tokens": n_tokens,
+            "max_abs_centroid_x": float(np.abs(centroid[:, 0]).max()) if n_tokens else float("nan"),
+            "n_scored": len(scored), "per_token": per_token, "target": target,
+            "pass": bool(np.isfinite(index) and index >= target),
+            "ratio": float(index / target) if np.isfinite(index) else float("nan")}
+
+
+def _corr(a, b) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    ok = np.isfinite(a) & np.isfinite(b)
+    if ok.sum() < 3 or a[ok].std() == 0 or b[ok].std() == 0:
+        return float("nan")
+    return float(np.corrcoef(a[ok], b[ok])[0, 1])
+
+
+def prf_agreement(cross_attention, grids, clusters, tokenizer_attention, prf_x, prf_y, areas=None,
+                  image_deg: float = 8.4) -> dict:
+    """Agreement of the tokens' attention positions with the twin's ground-truth pRFs.
+
+    Parameters
+    ----------
+    cross_attention, grids, clusters, tokenizer_attention
+        As in :func:`contralaterality`.
+    prf_x, prf_y : ndarray, (V,)
+        pRF centres in degrees (x right positive, y up positive), in the dataset's vertex order.
+    areas : ndarray of str, (V,), optional
+        Area name per vertex; adds per-area summaries (category patches included).
+    image_deg : float
+        Stimulus width in degrees (maps pRF degrees to [-1, 1]).
+
+    Returns
+    -------
+    dict
+        ``voxel_r_x`` / ``voxel_r_y``: correlation over vertices between a vertex's pRF x (y) and
+        the attention centroid of the token it feeds; ``token_r_x`` / ``token_r_y``: correlation
+        over tokens between the tokenizer-weighted mean pRF position of a token's vertices and its
+        centroid; ``per_area``: for each area, vertex count, mean pRF eccentricity (image units),
+        the attention-weighted mean |centroid x| and spread of the tokens its vertices feed.
+    """
+    positions = query_positions(grids)
+    centroid, spread = token_centroids(cross_attention, positions)
+    n_tokens = len(centroid)
+    clusters = np.asarray(clusters, dtype=np.int64)
+    px, py = np.asarray(prf_x, np.float64) / (image_deg / 2), np.asarray(prf_y, np.float64) / (image_deg / 2)
+    w = np.ones(len(clusters)) if tokenizer_attention is None else np.asarray(tokenizer_attention, np.float64)
+    if w.ndim == 2:
+        w = w.mean(0)
+    tot = np.bincount(clusters, w, minlength=n_tokens)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tx = np.bincount(clusters, w * px, minlength=n_tokens) / tot
+        ty = np.bincount(clusters, w * py, minlength=n_tokens) / tot
+    out = {"voxel_r_x": _corr(px, centroid[clusters, 0]), "voxel_r_y": _corr(py, centroid[clusters, 1]),
+           "token_r_x": _corr(tx, centroid[:, 0]), "token_r_y": _corr(ty, centroid[:, 1]),
+           "n_vertices": int(len(clusters)), "n_tokens": n_tokens}
+    if areas is not None:
+        areas = np.asarray(areas).astype(str)
+        per_area = {}
+        for name in sorted(set(areas.tolist())):
+            sel = areas == name
+            if not name or not sel.any():
+                continue
+            per_area[name] = {"n_vertices": int(sel.sum()),
+                              "prf_eccentricity": float(np.hypot(px[sel], py[sel]).mean()),
+                              "token_abs_centroid_x": float(np.abs(centroid[clusters[sel], 0]).mean()),
+                              "token_spread": float(spread[clusters[sel]].mean())}
+        out["per_area"] = per_area
+    return out
