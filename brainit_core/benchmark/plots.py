@@ -16,6 +16,13 @@ def _plt():
     return plt
 
 
+def _save(plt, fig, path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
 def _num(v) -> float:
     return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else np.nan
 
@@ -49,10 +56,7 @@ def plot_scores(results: dict, path) -> Path:
         ax.set_xticklabels([results["method_labels"][m] for m in methods], rotation=60, ha="right", fontsize=6)
         ax.tick_params(axis="y", labelsize=7)
     fig.suptitle("Mean over subjects (bars) and each subject (dots)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return _save(plt, fig, path)
 
 
 def plot_timing(results: dict, path) -> Path:
@@ -67,10 +71,7 @@ def plot_timing(results: dict, path) -> Path:
     s = results["settings"]
     ax.set_xlabel(f"seconds per image ({s['device']}, {s['torch_threads']} threads; baseline fitting excluded)",
                   fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return _save(plt, fig, path)
 
 
 def plot_transfer(results: dict, path) -> Path | None:
@@ -93,10 +94,7 @@ def plot_transfer(results: dict, path) -> Path | None:
     if cols:
         axes[0].legend(fontsize=6)
     fig.suptitle(f"Transfer to {tr['subject']}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return _save(plt, fig, path)
 
 
 def plot_contralaterality(results: dict, path) -> Path | None:
@@ -118,10 +116,7 @@ def plot_contralaterality(results: dict, path) -> Path | None:
         ax.set_title(f"{s}: index {_num(c['index']):.2f}", fontsize=8)
         ax.tick_params(labelsize=7)
     fig.suptitle("Contralaterality of brain tokens (green: contralateral)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return _save(plt, fig, path)
 
 
 def make_plots(results: dict, out) -> list[Path]:

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from brainit_core.checkpoint import json_default
 from brainit_core.errors import BrainITError
 from brainit_core.progress import report, track
 
@@ -61,20 +62,8 @@ def _key(*parts) -> str:
 def _write_json(path: Path, obj) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=_json_default))
+    tmp.write_text(json.dumps(obj, indent=1, default=json_default))
     tmp.replace(path)
-
-
-def _json_default(o):
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 def _read_json(path: Path):

@@ -1,0 +1,62 @@
+"""Print the transfer table of docs/models.md from the transfer runs' eval_features.json files.
+
+    python scripts/transfer_table.py ~/.brainit/runs/demo-twin05-15min ~/.brainit/runs/demo-twin05-60min \
+        ~/.brainit/runs/demo-twin05-all
+
+Each run must have been scored first (`python -m brainit_core evaluate-features --run RUN --data DATA`).
+Rows: Brain-IT per amount of data, ridge on the same trials, and ridge on all of the subject's data.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def rows(run_dir: Path) -> list[list[str]]:
+    run = json.loads((run_dir / "run.json").read_text())
+    tr = run["transfer"]
+    res = json.loads((run_dir / "eval_features.json").read_text())
+    subject = tr["subject"]
+    s = res["subjects"][subject]
+    enc = (res.get("encoder") or {}).get(subject, {})
+    stages = run["stages"]
+    minutes = sum(stages[k]["seconds"] for k in ("features", "encoder", "v2c", "synthetic")) + stages["bit"]["total_seconds"]
+    label = f"{tr['minutes']} min" if tr["minutes"] != "all" else "all"
+    out = []
+    for key, name in (("brainit", f"Brain-IT, {label} ({tr['n_trials']} trials)"),
+                      ("ridge_same_data", f"ridge, same {tr['n_trials']} trials")):
+        row = [name]
+        for head in ("semantic", "lowlevel"):
+            row += [f"{s[key][head]['token_r']:.3f}", f"{100 * s[key][head]['two_way']:.1f}%"]
+        row.append(f"{enc.get('median_r_over_ceiling', float('nan')):.2f}" if key == "brainit" else "")
+        row.append(f"{minutes / 60:.1f}" if key == "brainit" else "")
+        out.append(row)
+    full = ["ridge, all of the subject's data"]
+    for head in ("semantic", "lowlevel"):
+        full += [f"{s['ridge'][head]['token_r']:.3f}", f"{100 * s['ridge'][head]['two_way']:.1f}%"]
+    return out + [full + ["", ""]]
+
+
+def main(argv: list[str]) -> int:
+    if not argv:
+        print(__doc__)
+        return 2
+    header = ["model", "semantic token r", "semantic 2-way", "low-level token r", "low-level 2-way",
+              "encoder r / ceiling", "transfer minutes"]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    seen_full = None
+    for d in argv:
+        for r in rows(Path(d).expanduser()):
+            if r[0].startswith("ridge, all"):
+                seen_full = r  # the same for every run: print it once, last
+                continue
+            print("| " + " | ".join(r) + " |")
+    if seen_full:
+        print("| " + " | ".join(seen_full) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
