@@ -26,6 +26,8 @@ def rows(run_dir: Path) -> list[list[str]]:
     out = []
     for key, name in (("brainit", f"Brain-IT, {label} ({tr['n_trials']} trials)"),
                       ("ridge_same_data", f"ridge, same {tr['n_trials']} trials")):
+        if key not in s:  # "all": ridge on the same trials is the full-data ridge below
+            continue
         row = [name]
         for head in ("semantic", "lowlevel"):
             row += [f"{s[key][head]['token_r']:.3f}", f"{100 * s[key][head]['two_way']:.1f}%"]
