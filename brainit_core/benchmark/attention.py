@@ -99,7 +99,7 @@ def token_hemispheres(clusters: np.ndarray, hemispheres: np.ndarray, weights: np
 
 
 def contralaterality(cross_attention, grids, clusters, hemispheres, tokenizer_attention=None,
-                     target: float = 0.8, min_offset: float = 1e-3) -> dict:
+                     target: float = 0.8, min_offset: float = 1e-3, lateral_balance: float = 0.5) -> dict:
     """Contralaterality index of the brain tokens.
 
     Parameters
@@ -119,6 +119,9 @@ def contralaterality(cross_attention, grids, clusters, hemispheres, tokenizer_at
     min_offset : float
         A centroid closer than this to the vertical meridian (image units) counts as not
         lateralised (uniform attention gives centroids of ~1e-6, whose sign is noise).
+    lateral_balance : float
+        ``index_lateralised`` counts only tokens with |balance| >= this (mostly one hemisphere's
+        voxels, so the expected hemifield is clear; 0.5 = at least 75 % of the weight on one side).
 
     Returns
     -------
@@ -126,7 +129,8 @@ def contralaterality(cross_attention, grids, clusters, hemispheres, tokenizer_at
         ``index``: fraction of lateralised tokens (non-empty, hemisphere balance != 0, centroid
         off the meridian) whose centroid lies in the contralateral hemifield; ``signed_mean``: mean
         over those tokens of sign(balance) * centroid_x (positive = contralateral); ``weighted``: the same with each token
-        weighted by |balance|; ``n_tokens``; ``per_token``: list of dicts (token, n_voxels,
+        weighted by |balance|; ``index_lateralised`` / ``n_lateralised``: the index over the tokens with
+        |balance| >= ``lateral_balance``; ``n_tokens``; ``per_token``: list of dicts (token, n_voxels,
         balance, centroid_x, centroid_y, spread, contralateral); ``target``, ``pass``, ``ratio``.
     """
     positions = query_positions(grids)
@@ -148,9 +152,13 @@ def contralaterality(cross_attention, grids, clusters, hemispheres, tokenizer_at
         index = float(contra.mean())
         signed_mean = float(signed.mean())
         weighted = float((contra * weight).sum() / weight.sum())
+        lateral = weight >= lateral_balance
+        index_lateral = float(contra[lateral].mean()) if lateral.any() else float("nan")
     else:
-        index = signed_mean = weighted = float("nan")
-    return {"index": index, "signed_mean": signed_mean, "weighted": weighted, "n_tokens": n_tokens,
+        index = signed_mean = weighted = index_lateral = float("nan")
+        lateral = np.zeros(0, bool)
+    return {"index": index, "signed_mean": signed_mean, "weighted": weighted, "index_lateralised": index_lateral,
+            "n_lateralised": int(lateral.sum()), "n_tokens": n_tokens,
             "max_abs_centroid_x": float(np.abs(centroid[:, 0]).max()) if n_tokens else float("nan"),
             "n_scored": len(scored), "per_token": per_token, "target": target,
             "pass": bool(np.isfinite(index) and index >= target),

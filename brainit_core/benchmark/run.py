@@ -574,7 +574,8 @@ def _attention_summary(attention: dict) -> dict:
     contra = [a["contralaterality"] for a in attention.values()]
     out = {"contralaterality_index": _nanmean([c["index"] for c in contra]),
            "contralaterality_signed_mean": _nanmean([c["signed_mean"] for c in contra]),
-           "contralaterality_weighted": _nanmean([c["weighted"] for c in contra])}
+           "contralaterality_weighted": _nanmean([c["weighted"] for c in contra]),
+           "contralaterality_lateralised": _nanmean([c.get("index_lateralised") for c in contra])}
     prf = [a["prf_agreement"] for a in attention.values() if "prf_agreement" in a]
     if prf:
         for k in ("voxel_r_x", "voxel_r_y", "token_r_x", "token_r_y"):
@@ -712,6 +713,7 @@ def compute_claims(results: dict) -> dict:
     idx = summ.get("contralaterality_index", float("nan"))
     claims["contralaterality"] = {
         "mean_index": idx, "signed_mean": summ.get("contralaterality_signed_mean"),
+        "weighted": summ.get("contralaterality_weighted"), "lateralised": summ.get("contralaterality_lateralised"),
         "per_subject": {s: a["contralaterality"]["index"] for s, a in results.get("attention", {}).items()},
         "target": CONTRA_TARGET, "pass": bool(_finite(idx) and idx >= CONTRA_TARGET),
         "ratio": float(idx / CONTRA_TARGET) if _finite(idx) else float("nan")}
@@ -812,7 +814,9 @@ def results_markdown(results: dict) -> str:
     md += ["### 4. Contralaterality", "",
            f"Mean index {_fmt(k['mean_index'])} (fraction of lateralised brain tokens whose low-level "
            f"cross-attention centroid lies in the contralateral hemifield); signed mean "
-           f"{_fmt(k['signed_mean'])}; per subject "
+           f"{_fmt(k['signed_mean'])}; weighted by hemisphere balance {_fmt(k.get('weighted'))}; over the "
+           f"lateralised tokens only (>= 75 % of their voxels' weight in one hemisphere) "
+           f"{_fmt(k.get('lateralised'))}; per subject "
            + ", ".join(f"{s} {_fmt(v)}" for s, v in k["per_subject"].items()) + ". NaN: no token's centroid "
            "lies >= 1e-3 off the vertical meridian (near-uniform cross-attention).", ""]
     if "prf_agreement" in k:

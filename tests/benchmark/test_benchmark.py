@@ -171,6 +171,10 @@ def test_tokenizer_weights_decide_a_mixed_token_and_empty_tokens_are_not_scored(
     assert res["index"] == 1.0
     w[25:] = 10.0  # now its right-hemisphere voxels dominate token 0, whose attention is on the right
     assert contralaterality(att, GRIDS, clusters, hemis, tokenizer_attention=w)["index"] == pytest.approx(0.8)
+    w[25:] = 1.2  # token 0 nearly bilateral (balance -0.09): counted as ipsilateral by the index, left
+    res = contralaterality(att, GRIDS, clusters, hemis, tokenizer_attention=w)  # out of the lateralised one
+    assert res["per_token"][0]["balance"] == pytest.approx(-1 / 11) and res["index"] == pytest.approx(0.8)
+    assert res["index_lateralised"] == 1.0 and res["n_lateralised"] == 4
 
 
 def test_prf_agreement_is_high_when_tokens_sit_at_their_voxels_prfs():
