@@ -14,7 +14,7 @@ st.title("Benchmark")
 st.caption("Figures measured by the project's commands on the selected run and generators, read from the "
            "files those commands wrote. Nothing on this page is typed in by hand.")
 
-tab_img, tab_feat, tab_gen = st.tabs(["Images (Brain-IT, ridge, oracles)", "Feature prediction (Brain-IT vs ridge)",
+tab_img, tab_feat, tab_gen = st.tabs(["Images (Brain-IT, baselines, oracles, transfer)", "Feature prediction (Brain-IT vs ridge)",
                                       "Generators (inverter vs DIP, fused timing)"])
 
 with tab_img:

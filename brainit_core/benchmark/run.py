@@ -812,7 +812,7 @@ def results_markdown(results: dict) -> str:
                        for m, v in t["per_metric"].items()]), ""]
     k = c["contralaterality"]
     md += ["### 4. Contralaterality", "",
-           f"Mean index {_fmt(k['mean_index'])} (fraction of lateralised brain tokens whose low-level "
+           f"Mean index {_fmt(k['mean_index'])} (fraction of the brain tokens with any hemisphere imbalance whose low-level "
            f"cross-attention centroid lies in the contralateral hemifield); signed mean "
            f"{_fmt(k['signed_mean'])}; weighted by hemisphere balance {_fmt(k.get('weighted'))}; over the "
            f"lateralised tokens only (>= 75 % of their voxels' weight in one hemisphere) "
