@@ -115,9 +115,9 @@ class _Evaluator:
     ground truth's features computed once per subject."""
 
     def __init__(self, networks="auto", weights=None, device="cpu", batch_size: int = 32):
-        from brainit_core.metrics.networks import _select_networks
+        from brainit_core.metrics.networks import select_networks
 
-        self.networks = _select_networks(networks)
+        self.networks = select_networks(networks)
         self.weights, self.device, self.batch_size = weights, device, batch_size
         self._extractors: dict = {}
         self._truth: dict = {}

@@ -374,7 +374,7 @@ def extract_features(extractor: FeatureExtractor, gt, recon, batch_size: int = 3
 # the table
 
 
-def _select_networks(networks) -> list[str]:
+def select_networks(networks) -> list[str]:
     if networks == "auto":
         return list(NETWORKS)
     if networks == "protocol":
@@ -453,7 +453,7 @@ def evaluate_reconstructions(gt, recon, networks="auto", device="auto", weights=
     """
     from brainit_core.utils import resolve_device
 
-    chosen = _select_networks(networks)
+    chosen = select_networks(networks)
     dev = resolve_device(device)
     scores = {"PixCorr": pixcorr(gt, recon, reduce=reduce), "SSIM": ssim(gt, recon, reduce=reduce)}
     if len(gt) < 2 and chosen:
