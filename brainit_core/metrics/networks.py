@@ -375,6 +375,7 @@ def extract_features(extractor: FeatureExtractor, gt, recon, batch_size: int = 3
 
 
 def select_networks(networks) -> list[str]:
+    """Network names for ``networks``: "auto" (all), "protocol", "offline", one name or a list of names."""
     if networks == "auto":
         return list(NETWORKS)
     if networks == "protocol":
