@@ -21,7 +21,7 @@ def rows(run_dir: Path) -> list[list[str]]:
     s = res["subjects"][subject]
     enc = (res.get("encoder") or {}).get(subject, {})
     stages = run["stages"]
-    minutes = sum(stages[k]["seconds"] for k in ("features", "encoder", "v2c", "synthetic")) + stages["bit"]["total_seconds"]
+    minutes = stages["bit"]["total_seconds"]  # the sum of every stage, written by the transfer
     label = f"{tr['minutes']} min" if tr["minutes"] != "all" else "all"
     out = []
     for key, name in (("brainit", f"Brain-IT, {label} ({tr['n_trials']} trials)"),
