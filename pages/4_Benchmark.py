@@ -35,7 +35,8 @@ with tab_img:
         res = load_results(where)
         setup = res["setup"]
         st.caption(f"{setup['n_images']} test images x {len(setup['subjects'])} subjects; run "
-                   f"{str(setup['run_sha256'])[:12]}; {setup.get('wall_seconds', 0):.0f} s")
+                   f"{str(setup['run_sha256'])[:12]}; last call {setup.get('wall_seconds', 0):.0f} s (a rerun reads its cache; "
+                   "docs/benchmark.md has the time of a full run)")
         for note in setup.get("not_covered", []):
             st.info(note)
         labels = res.get("method_labels", {})
