@@ -30,7 +30,7 @@ class AppData:
                 "BRAINIT_APP_GENERATORS": str(self.generators), "BRAINIT_DATA": str(self.root)}
 
 
-def build_app_data(root) -> AppData:
+def build_app_data(root, seed: int = 0) -> AppData:
     """Build the tiny twin (twin01, twin02 trained; twin03 held out), a ci run and ci generators."""
     import torch
 
@@ -41,7 +41,7 @@ def build_app_data(root) -> AppData:
 
     torch.set_num_threads(1)
     root = Path(root)
-    ds = build_twin(root / "twin-tiny", TwinConfig.preset("ci", seed=0, **TWIN_SIZE))
+    ds = build_twin(root / "twin-tiny", TwinConfig.preset("ci", seed=seed, **TWIN_SIZE))
     train_run(ds, preset="ci", out=root / "runs" / "tiny", device="cpu")
     run = BrainITRun.load(root / "runs" / "tiny", device="cpu")
     build_tiny_generators(run.space).save(root / "generators" / "tiny")
