@@ -42,6 +42,7 @@ LABELS = {
     "oracle": "oracle (true features)", "oracle_noiseless": "oracle-noiseless (twin, BIT)",
 }
 BASELINES = ("ridge", "global_embedding")
+SHARED = "_shared"  # cache folder of what does not depend on the subject (the oracle)
 TRANSFER_AMOUNTS = ("15", "60", "all")
 RESULTS_VERSION = 1
 SSIM_TARGET = 0.8
@@ -270,10 +271,17 @@ class _Bench:
         return images, timing, t_feat, attention
 
     # -- methods -------------------------------------------------------------------------------------
+    @staticmethod
+    def cache_slot(subject: str, method: str) -> str:
+        """The oracle decodes the images' own features: one cache entry serves every subject with the
+        same test images (the key holds the image ids), so it is made and scored once."""
+        return SHARED if method == "oracle" else subject
+
     def method_images(self, subject: str, method: str, betas, ids) -> tuple[np.ndarray, dict]:
         """Images of one method for one subject (cached). Returns (uint8 images, meta)."""
-        key = _key(self.base, subject, method, [int(i) for i in ids])
-        hit = self.cache.get(subject, method, key)
+        slot = self.cache_slot(subject, method)
+        key = _key(self.base, slot, method, [int(i) for i in ids])
+        hit = self.cache.get(slot, method, key)
         if hit is not None:
             return hit[0]["images"], hit[1]
         n = len(ids)
@@ -332,7 +340,7 @@ class _Bench:
         t_feat = time.perf_counter() - t0
         images, timing = self._generate(semantic, lowlevel, ids, f"{subject}: {method}")
         sec = (t_feat + timing.get("low_level", 0.0) + timing.get("fusion", 0.0)) / n
-        meta = self.cache.put(subject, method, key, {"images": images["fused"]},
+        meta = self.cache.put(slot, method, key, {"images": images["fused"]},
                               {"method": method, "seconds_per_image": sec, "n": n,
                                "note": "baseline fit time excluded" if method in BASELINES else None})
         return images["fused"], meta
@@ -342,7 +350,7 @@ class _Bench:
         cols = [c.name for c in self.evaluator.columns()]
         if meta.get("scores") is None or set(meta["scores"]) != set(cols):
             meta["scores"] = self.evaluator.score(truth_key or subject, self.truth(ids), images)
-            self.cache.update_meta(subject, method, meta)
+            self.cache.update_meta(self.cache_slot(subject, method), method, meta)
         return meta
 
     # -- baselines -----------------------------------------------------------------------------------

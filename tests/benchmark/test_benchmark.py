@@ -54,6 +54,8 @@ def test_benchmark_end_to_end_complete_results_cached_rerun(tiny, tmp_path, caps
             assert -1 <= res["scores"][m][s]["SSIM"] <= 1 and 0 <= res["scores"][m][s]["Lite2-late (2-way)"] <= 1
     # the oracle's true features do not depend on the subject (same images, same seeds, same generators)
     assert res["scores"]["oracle"]["twin01"] == res["scores"]["oracle"]["twin02"]
+    assert (out / "cache" / "_shared" / "oracle.npz").is_file()  # ... so it is made once, not per subject
+    assert not any((out / "cache" / s / "oracle.npz").exists() for s in ("twin01", "twin02", "twin03"))
     # transfer curve: three amounts from the same run give the same scores; baselines on the held-out subject
     tr = res["transfer"]
     assert tr["subject"] == "twin03" and tr["amounts"] == ["15", "60", "all"]
