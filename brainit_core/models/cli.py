@@ -29,6 +29,10 @@ def register(subparsers) -> None:
     p.add_argument("--device", default="auto", help="'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1', ...")
     p.add_argument("--space", default="lite0", help="feature space BIT predicts (default: lite0, offline)")
     p.add_argument("--resume", action="store_true", help="continue a run directory that already has content")
+    p.add_argument("--semantic-epochs", type=int, default=None,
+                   help="with --resume: train the semantic head further, up to this many epochs in total")
+    p.add_argument("--lowlevel-epochs", type=int, default=None,
+                   help="with --resume: train the low-level head further, up to this many epochs in total")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for torch (default: torch's choice; use 1 on a machine shared with other jobs)")
     p.set_defaults(func=_train)
@@ -74,8 +78,9 @@ def _train(args) -> int:
     from brainit_core.models.training import train_run
 
     _set_threads(args.threads)
+    more = {h: n for h, n in (("semantic", args.semantic_epochs), ("lowlevel", args.lowlevel_epochs)) if n}
     out = train_run(args.data, preset=args.preset, out=Path(args.out).expanduser(), device=args.device,
-                    space_name=args.space, resume=args.resume)
+                    space_name=args.space, resume=args.resume, head_epochs=more)
     print(f"run written to {out}")
     return 0
 

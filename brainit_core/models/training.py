@@ -496,6 +496,30 @@ def describe_memory(model: BrainITModel, config: BITConfig, n_voxels: int, amp: 
     return lines
 
 
+def _extend_heads(record: dict, head_epochs: dict) -> None:
+    """Raise a head's epoch count in ``record`` so that a resumed run trains it further.
+
+    The head continues from its last per-epoch state (``bit_<head>_state``) up to the new total; the
+    finished stage is reopened and its earlier seconds are kept in ``stages[...]["earlier_seconds"]``.
+    """
+    for head, epochs in head_epochs.items():
+        if head not in HEADS:
+            raise BrainITError(f"unknown BIT head {head!r}; heads are {list(HEADS)}")
+        key = f"{head}_epochs"
+        old = int(record["bit_config"][key])
+        if int(epochs) < old:
+            raise BrainITError(f"{head} head: {epochs} epochs is fewer than the {old} it was trained for")
+        if int(epochs) == old:
+            continue
+        record["bit_config"][key] = int(epochs)
+        done = record.setdefault("stages", {}).pop(f"bit-{head}", None)
+        record["stages"].pop("bit", None)
+        if done is not None:
+            earlier = done.get("earlier_seconds", 0.0) + done["seconds"]
+            record.setdefault("extended", {})[head] = {"from_epochs": old, "to_epochs": int(epochs),
+                                                       "earlier_seconds": round(earlier, 2)}
+
+
 class _Stages:
     """Book-keeping of the stages of a run in ``run.json``."""
 
@@ -557,7 +581,8 @@ def build_bit_data(dataset, features, subjects: Sequence[str], mode: str, synthe
 
 
 def train_run(data, preset: str = "demo", out=None, device: str = "auto", space_name: str = "lite0",
-              bit_config: BITConfig | None = None, encoder_config=None, resume: bool = True) -> Path:
+              bit_config: BITConfig | None = None, encoder_config=None, resume: bool = True,
+              head_epochs: dict | None = None) -> Path:
     """Train a complete Brain-IT run (resumable; see the module docstring for the layout).
 
     Parameters
@@ -604,6 +629,7 @@ def train_run(data, preset: str = "demo", out=None, device: str = "auto", space_
     if record.get("subjects") != subjects:
         raise CheckpointError(f"{run_dir / 'run.json'} was made for subjects {record.get('subjects')}, "
                               f"the dataset has {subjects}")
+    _extend_heads(record, head_epochs or {})
     config = BITConfig.from_dict(record["bit_config"])
     enc_config = enc.EncoderConfig(**record["encoder_config"]) if record.get("encoder_config") else enc_config
     write_json(run_dir / "run.json", record)

@@ -200,6 +200,25 @@ def test_train_run_end_to_end_and_resume(run_dataset, tmp_path, capsys):
     assert BrainITRun.load(out, device="cpu").checkpoint_sha256 == sha
     assert read_json(out / "run.json")["stages"]["bit-semantic"] == rec["stages"]["bit-semantic"]
 
+    # more low-level epochs: that head continues from its last state, the semantic head is untouched
+    from brainit_core.checkpoint import load_checkpoint
+    from brainit_core.errors import BrainITError
+
+    n_low = rec["bit_config"]["lowlevel_epochs"]
+    sem_best = load_checkpoint(out / "bit_semantic_best", device="cpu")[0]
+    train_run(run_dataset, preset="ci", out=out, device="cpu", resume=True, head_epochs={"lowlevel": n_low + 1})
+    rec2 = read_json(out / "run.json")
+    assert rec2["bit_config"]["lowlevel_epochs"] == n_low + 1 and set(rec2["stages"]) == set(rec["stages"])
+    assert rec2["extended"]["lowlevel"]["from_epochs"] == n_low
+    low = read_json(out / "curves.json")["lowlevel"]
+    assert [c["epoch"] for c in low] == list(range(n_low + 2))  # epochs 0..n_low kept, one more appended
+    assert low[:n_low + 1] == curves["lowlevel"]
+    for k, v in load_checkpoint(out / "bit_semantic_best", device="cpu")[0].items():
+        assert torch.equal(v, sem_best[k]), k
+    assert read_json(out / "bit.json")["config"]["bit"]["lowlevel_epochs"] == n_low + 1  # the final checkpoint is rewritten
+    with pytest.raises(BrainITError, match="fewer"):
+        train_run(run_dataset, preset="ci", out=out, device="cpu", resume=True, head_epochs={"lowlevel": 1})
+
 
 def test_train_run_refuses_existing_dir_without_resume(run_dataset, tmp_path):
     from brainit_core.errors import BrainITError
