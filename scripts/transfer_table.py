@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 
-def rows(run_dir: Path) -> list[list[str]]:
+def rows(run_dir: Path) -> tuple[list[list[str]], list[str]]:
+    """Brain-IT (and same-trials ridge) rows of one transfer run, and the full-data ridge row."""
     run = json.loads((run_dir / "run.json").read_text())
     tr = run["transfer"]
     res = json.loads((run_dir / "eval_features.json").read_text())
@@ -21,7 +22,7 @@ def rows(run_dir: Path) -> list[list[str]]:
     s = res["subjects"][subject]
     enc = (res.get("encoder") or {}).get(subject, {})
     stages = run["stages"]
-    minutes = stages["bit"]["total_seconds"]  # the sum of every stage, written by the transfer
+    seconds = stages["bit"]["total_seconds"]  # the sum of every stage, written by the transfer
     label = f"{tr['minutes']} min" if tr["minutes"] != "all" else "all"
     out = []
     for key, name in (("brainit", f"Brain-IT, {label} ({tr['n_trials']} trials)"),
@@ -32,12 +33,12 @@ def rows(run_dir: Path) -> list[list[str]]:
         for head in ("semantic", "lowlevel"):
             row += [f"{s[key][head]['token_r']:.3f}", f"{100 * s[key][head]['two_way']:.1f}%"]
         row.append(f"{enc.get('median_r_over_ceiling', float('nan')):.2f}" if key == "brainit" else "")
-        row.append(f"{minutes / 60:.1f}" if key == "brainit" else "")
+        row.append(f"{seconds / 60:.1f}" if key == "brainit" else "")
         out.append(row)
     full = ["ridge, all of the subject's data"]
     for head in ("semantic", "lowlevel"):
         full += [f"{s['ridge'][head]['token_r']:.3f}", f"{100 * s['ridge'][head]['two_way']:.1f}%"]
-    return out + [full + ["", ""]]
+    return out, full + ["", ""]
 
 
 def main(argv: list[str]) -> int:
@@ -48,15 +49,12 @@ def main(argv: list[str]) -> int:
               "encoder r / ceiling", "transfer minutes"]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
-    seen_full = None
+    full = None
     for d in argv:
-        for r in rows(Path(d).expanduser()):
-            if r[0].startswith("ridge, all"):
-                seen_full = r  # the same for every run: print it once, last
-                continue
+        own, full = rows(Path(d).expanduser())  # the full-data ridge row is the same for every run
+        for r in own:
             print("| " + " | ".join(r) + " |")
-    if seen_full:
-        print("| " + " | ".join(seen_full) + " |")
+    print("| " + " | ".join(full) + " |")
     return 0
 
 

@@ -14,6 +14,7 @@ import h5py
 import numpy as np
 import torch
 
+from brainit_core.errors import BrainITError
 from brainit_core.features.base import FeatureSpace, images_to_tensor
 from brainit_core.progress import track
 
@@ -74,7 +75,7 @@ def _open_locked(path: Path, mode: str, wait_s: float = 900.0) -> h5py.File:
             return h5py.File(path, mode)
         except BlockingIOError as err:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"feature cache {path} stayed locked by another process for {wait_s:.0f} s; "
+                raise BrainITError(f"feature cache {path} stayed locked by another process for {wait_s:.0f} s; "
                                    "is another extraction still running?") from err
             time.sleep(2.0)
 

@@ -500,7 +500,8 @@ def _extend_heads(record: dict, head_epochs: dict) -> None:
     """Raise a head's epoch count in ``record`` so that a resumed run trains it further.
 
     The head continues from its last per-epoch state (``bit_<head>_state``) up to the new total; the
-    finished stage is reopened and its earlier seconds are kept in ``stages[...]["earlier_seconds"]``.
+    finished stage is reopened, and ``record["extended"][head]`` keeps the first epoch count and the
+    seconds of every earlier training of that head.
     """
     for head, epochs in head_epochs.items():
         if head not in HEADS:
@@ -515,9 +516,10 @@ def _extend_heads(record: dict, head_epochs: dict) -> None:
         done = record.setdefault("stages", {}).pop(f"bit-{head}", None)
         record["stages"].pop("bit", None)
         if done is not None:
-            earlier = done.get("earlier_seconds", 0.0) + done["seconds"]
-            record.setdefault("extended", {})[head] = {"from_epochs": old, "to_epochs": int(epochs),
-                                                       "earlier_seconds": round(earlier, 2)}
+            before = record.setdefault("extended", {}).get(head, {})
+            record["extended"][head] = {"from_epochs": before.get("from_epochs", old), "to_epochs": int(epochs),
+                                        "earlier_seconds": round(before.get("earlier_seconds", 0.0)
+                                                                 + done["seconds"], 2)}
 
 
 class _Stages:
