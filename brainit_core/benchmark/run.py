@@ -42,6 +42,7 @@ LABELS = {
     "oracle": "oracle (true features)", "oracle_noiseless": "oracle-noiseless (twin, BIT)",
 }
 BASELINES = ("ridge", "global_embedding")
+RUN_FREE = BASELINES + ("oracle",)  # methods whose images do not depend on the BIT run
 SHARED = "_shared"  # cache folder of what does not depend on the subject (the oracle)
 TRANSFER_AMOUNTS = ("15", "60", "all")
 RESULTS_VERSION = 1
@@ -277,10 +278,20 @@ class _Bench:
         same test images (the key holds the image ids), so it is made and scored once."""
         return SHARED if method == "oracle" else subject
 
+    def method_key(self, slot: str, method: str, ids) -> str:
+        """Cache key of one method's images. The baselines and the oracle do not use the BIT run: their
+        key holds the feature space instead of the run's checksum, so a new or further-trained run
+        reuses their images and scores."""
+        base = self.base
+        if method in RUN_FREE:
+            base = {**{k: v for k, v in base.items() if k != "run"}, "space": self.run.space.describe(),
+                    "space_key": self.run.space.cache_key()}
+        return _key(base, slot, method, [int(i) for i in ids])
+
     def method_images(self, subject: str, method: str, betas, ids) -> tuple[np.ndarray, dict]:
         """Images of one method for one subject (cached). Returns (uint8 images, meta)."""
         slot = self.cache_slot(subject, method)
-        key = _key(self.base, slot, method, [int(i) for i in ids])
+        key = self.method_key(slot, method, ids)
         hit = self.cache.get(slot, method, key)
         if hit is not None:
             return hit[0]["images"], hit[1]

@@ -96,6 +96,16 @@ def test_benchmark_end_to_end_complete_results_cached_rerun(tiny, tmp_path, caps
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert again["scores"] == res["scores"]
 
+    # another BIT run (here the transfer run, which holds the same two subjects and more) decodes its own
+    # images again; the baselines and the oracle do not depend on it and are read from the cache
+    other = run_benchmark(tiny.dataset, trun, tiny.generators, out, subjects=["twin01", "twin02"], limit=4,
+                          device="cpu", networks="lite2")
+    changed = {p.relative_to(out).as_posix() for p, t in stamps.items() if p.stat().st_mtime_ns != t}
+    assert {"cache/twin01/brainit_fused.npz", "cache/twin02/oracle_noiseless.npz"} <= changed
+    assert not any(m in c for c in changed for m in ("ridge", "global_embedding", "oracle.npz"))
+    for m in ("ridge", "global_embedding", "oracle"):
+        assert other["scores"][m] == res["scores"][m]
+
 
 def test_benchmark_on_non_twin_data_skips_twin_parts(tmp_path):
     from brainit_core.models.run import BrainITRun
