@@ -135,15 +135,10 @@ class _Evaluator:
                 self._extractors[name] = None
         return self._extractors[name]
 
-    def _features(self, extractor, images) -> dict[str, np.ndarray]:
-        from brainit_core.metrics.images import PROTOCOL_SIZE, resize, to_float_nchw
+    def _features(self, extractor, images, name: str) -> dict[str, np.ndarray]:
+        from brainit_core.metrics.networks import image_features
 
-        out: dict[str, list] = {}
-        for s in range(0, len(images), self.batch_size):
-            x = resize(to_float_nchw(images[s:s + self.batch_size]).to(self.device), PROTOCOL_SIZE)
-            for layer, f in extractor(x).items():
-                out.setdefault(layer, []).append(f.float().flatten(1).cpu().numpy())
-        return {k: np.concatenate(v) for k, v in out.items()}
+        return image_features(extractor, images, self.batch_size, self.device, name)
 
     def columns(self) -> list:
         from brainit_core.metrics.networks import COLUMNS
@@ -151,8 +146,8 @@ class _Evaluator:
         return [c for c in COLUMNS if c.network is None or c.network in self.networks]
 
     def score(self, truth_key: str, truth: np.ndarray, recon: np.ndarray) -> dict:
-        from brainit_core.metrics import correlation_distance, pixcorr, ssim, two_way_identification
-        from brainit_core.metrics.networks import UNAVAILABLE
+        from brainit_core.metrics import pixcorr, ssim
+        from brainit_core.metrics.networks import UNAVAILABLE, score_columns
 
         scores = {"PixCorr": pixcorr(truth, recon), "SSIM": ssim(truth, recon)}
         for name in self.networks:
@@ -162,11 +157,9 @@ class _Evaluator:
                 scores.update({c.name: UNAVAILABLE for c in cols})
                 continue
             if (truth_key, name) not in self._truth:
-                self._truth[(truth_key, name)] = self._features(ext, truth)
-            real, fake = self._truth[(truth_key, name)], self._features(ext, recon)
-            for c in cols:
-                fn = two_way_identification if c.metric == "two-way" else correlation_distance
-                scores[c.name] = float(fn(real[c.layer], fake[c.layer]))
+                self._truth[(truth_key, name)] = self._features(ext, truth, "ground truth")
+            fake = self._features(ext, recon, "reconstructions")
+            scores.update({k: float(v) for k, v in score_columns(cols, self._truth[(truth_key, name)], fake).items()})
         return {c.name: scores[c.name] for c in self.columns()}
 
 

@@ -7,12 +7,12 @@ from brainit_core.metrics.identification import correlation_distance, two_way_id
 from brainit_core.metrics.images import to_float_nchw
 from brainit_core.metrics.networks import (
     COLUMNS, NETWORKS, UNAVAILABLE, build_extractor, describe_columns, evaluate_reconstructions, extract_features,
-    find_weights,
+    find_weights, image_features, score_columns,
 )
 from brainit_core.metrics.pixel import pixcorr, ssim
 
 __all__ = [
     "COLUMNS", "NETWORKS", "UNAVAILABLE", "build_extractor", "correlation_distance", "describe_columns",
-    "evaluate_reconstructions", "extract_features", "find_weights", "pixcorr", "ssim", "to_float_nchw",
-    "two_way_identification",
+    "evaluate_reconstructions", "extract_features", "find_weights", "image_features", "pixcorr", "score_columns", "ssim",
+    "to_float_nchw", "two_way_identification",
 ]

@@ -70,23 +70,44 @@ def to_float_nchw(images, name: str = "images") -> torch.Tensor:
     return _as_float(_validated(images, name))
 
 
-def iter_image_pairs(gt, recon, batch_size: int = 32, device="cpu"):
-    """Validate both sets, then yield float batches resized to 256 x 256 as the protocol starts.
+def _batches(images: torch.Tensor, batch_size: int, device):
+    for s in range(0, len(images), batch_size):
+        yield resize(_as_float(images[s:s + batch_size].to(device)), PROTOCOL_SIZE)
+
+
+def iter_image_batches(images, batch_size: int = 32, device="cpu", name: str = "images"):
+    """Validate one image set, then yield float batches resized to 256 x 256 as the protocol starts.
 
     Images are converted one batch at a time, so uint8 inputs never exist as one float copy.
 
     Yields
     ------
+    torch.Tensor
+        float32 (B, 3, 256, 256) on ``device``
+    """
+    yield from _batches(_validated(images, name), batch_size, device)
+
+
+def iter_image_pairs(gt, recon, batch_size: int = 32, device="cpu"):
+    """Validate both sets (same count), then yield their batches side by side (see
+    :func:`iter_image_batches`).
+
+    Yields
+    ------
     (gt_batch, recon_batch) : torch.Tensor, each float32 (B, 3, 256, 256) on ``device``
     """
+    a, b = validate_pair(gt, recon)
+    yield from zip(_batches(a, batch_size, device), _batches(b, batch_size, device))
+
+
+def validate_pair(gt, recon) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate ground truth and reconstructions (see :func:`to_float_nchw`) and check that they hold
+    as many images; returns both as unconverted tensors."""
     a = _validated(gt, "ground truth")
     b = _validated(recon, "reconstructions")
     if a.shape[0] != b.shape[0]:
         raise ValueError(f"{a.shape[0]} ground-truth images but {b.shape[0]} reconstructions")
-    for s in range(0, len(a), batch_size):
-        x = _as_float(a[s:s + batch_size].to(device))
-        y = _as_float(b[s:s + batch_size].to(device))
-        yield resize(x, PROTOCOL_SIZE), resize(y, PROTOCOL_SIZE)
+    return a, b
 
 
 def resize(images: torch.Tensor, size: int) -> torch.Tensor:

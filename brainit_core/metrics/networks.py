@@ -44,7 +44,7 @@ from torch import nn
 
 from brainit_core.errors import CheckpointError, MissingWeightsError
 from brainit_core.metrics.identification import correlation_distance, two_way_identification
-from brainit_core.metrics.images import iter_image_pairs, resize
+from brainit_core.metrics.images import iter_image_batches, resize, validate_pair
 from brainit_core.metrics.pixel import pixcorr, ssim
 from brainit_core.progress import track
 
@@ -350,24 +350,44 @@ def build_extractor(name: str, weights=None, device="cpu", random_init: bool = F
     return FeatureExtractor(NETWORKS[name], _build_model(name, path)).to(device)
 
 
+def image_features(extractor: FeatureExtractor, images, batch_size: int = 32, device="cpu",
+                   name: str = "images") -> dict[str, np.ndarray]:
+    """Features of one image set, flattened per image: layer name -> float32 (N, D).
+
+    Images are validated and resized as in :func:`extract_features`; use this to compute the
+    ground truth's features once and score several reconstruction sets against them.
+    """
+    out: dict[str, list] = {layer: [] for layer in extractor.layers}
+    total = math.ceil(len(images) / batch_size)
+    for batch in track(iter_image_batches(images, batch_size, device, name),
+                       desc=f"metrics: {extractor.spec.name} ({name})", total=total):
+        for layer, feats in extractor(batch).items():
+            out[layer].append(feats.float().flatten(1).cpu().numpy())
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def score_columns(columns, real: dict, fake: dict, reduce: bool = True) -> dict:
+    """Score network columns from the features of the ground truth (``real``) and the
+    reconstructions (``fake``): two-way identification or correlation distance per column."""
+    out = {}
+    for c in columns:
+        score = two_way_identification if c.metric == "two-way" else correlation_distance
+        out[c.name] = score(real[c.layer], fake[c.layer], reduce=reduce)
+    return out
+
+
 def extract_features(extractor: FeatureExtractor, gt, recon, batch_size: int = 32,
                      device="cpu") -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Features of both image sets, flattened per image.
+    """Features of both image sets, flattened per image (:func:`image_features` of each).
 
     Returns
     -------
     real, fake : dict of str -> numpy.ndarray
         Layer name -> float32 (N, D), for the ground truth and the reconstructions.
     """
-    real: dict[str, list] = {layer: [] for layer in extractor.layers}
-    fake: dict[str, list] = {layer: [] for layer in extractor.layers}
-    total = math.ceil(len(gt) / batch_size)
-    for x, y in track(iter_image_pairs(gt, recon, batch_size, device), desc=f"metrics: {extractor.spec.name}",
-                      total=total):
-        for out, batch in ((real, x), (fake, y)):
-            for layer, feats in extractor(batch).items():
-                out[layer].append(feats.float().flatten(1).cpu().numpy())
-    return ({k: np.concatenate(v) for k, v in real.items()}, {k: np.concatenate(v) for k, v in fake.items()})
+    gt, recon = validate_pair(gt, recon)
+    return (image_features(extractor, gt, batch_size, device, "ground truth"),
+            image_features(extractor, recon, batch_size, device, "reconstructions"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -470,7 +490,5 @@ def evaluate_reconstructions(gt, recon, networks="auto", device="auto", weights=
         del extractor
         if dev.type == "cuda":
             torch.cuda.empty_cache()
-        for c in columns:
-            score = two_way_identification if c.metric == "two-way" else correlation_distance
-            scores[c.name] = score(real[c.layer], fake[c.layer], reduce=reduce)
+        scores.update(score_columns(columns, real, fake, reduce=reduce))
     return {c.name: scores[c.name] for c in COLUMNS if c.name in scores}

@@ -109,7 +109,7 @@ class BITConfig:
 
     @classmethod
     def preset(cls, name: str) -> "BITConfig":
-        """``ci`` (seconds), ``demo`` (2 CPU cores, ~1 h with the encoder), ``full`` (method.md sizes)."""
+        """``ci`` (seconds), ``demo`` (2 CPU cores, about 1.5 h with the encoder), ``full`` (method.md sizes)."""
         if name == "ci":
             return cls(n_clusters=8, dim=32, heads=2, n_self_blocks=1, voxels_per_sample=10**9,
                        semantic_epochs=3, lowlevel_epochs=3, warmup_epochs=1, semantic_batch=16,
@@ -117,7 +117,7 @@ class BITConfig:
                        synthetic_per_real=1.0, max_unlabeled=256, transfer_epochs=2)
         if name == "demo":
             return cls(n_clusters=32, dim=128, heads=4, n_self_blocks=2, voxels_per_sample=1500,
-                       semantic_epochs=10, lowlevel_epochs=6, warmup_epochs=2, plateau_patience=2,
+                       semantic_epochs=10, lowlevel_epochs=20, warmup_epochs=2, plateau_patience=2,
                        semantic_batch=64, lowlevel_batch=32, eval_batch=64,
                        lowlevel_samples=(64, 64, 32, 16), lowlevel_mse_weight=5.0, synthetic_per_real=0.5,
                        max_unlabeled=None, transfer_epochs=8)

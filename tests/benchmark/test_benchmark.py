@@ -224,3 +224,23 @@ def test_tokens_on_the_meridian_are_not_scored():
     uniform = np.full_like(att, 1 / att.shape[-1])
     res = contralaterality(uniform, GRIDS, clusters, hemis)
     assert res["n_scored"] == 0 and math.isnan(res["index"]) and res["pass"] is False
+
+
+def test_benchmark_scores_are_the_metrics_table_and_reuse_the_truth_features():
+    from brainit_core.benchmark.run import _Evaluator
+    from brainit_core.metrics import evaluate_reconstructions
+
+    rng = np.random.default_rng(0)
+    gt = rng.integers(0, 256, (5, 48, 48, 3), dtype=np.uint8)
+    recons = [np.clip(gt.astype(int) + rng.integers(-60, 60, gt.shape), 0, 255).astype(np.uint8),
+              rng.integers(0, 256, gt.shape, dtype=np.uint8)]
+    ev = _Evaluator("lite2", device="cpu", batch_size=2)
+    for recon in recons:
+        table = evaluate_reconstructions(gt, recon, networks="lite2", device="cpu", batch_size=2)
+        assert ev.score("s", gt, recon) == pytest.approx(table)
+    assert list(ev._truth) == [("s", "lite2")]  # the ground truth's features were computed once
+    bad = recons[0].astype(np.float32) / 255
+    bad = np.ascontiguousarray(bad.transpose(0, 3, 1, 2))
+    bad[0, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="reconstructions: contains NaN"):
+        ev.score("s", gt, bad)
