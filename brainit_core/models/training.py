@@ -712,7 +712,9 @@ def train_run(data, preset: str = "demo", out=None, device: str = "auto", space_
     # 6. the final checkpoint
     t0 = time.time()
     save_bit(run_dir / "bit", model, record, meta={"curves_file": "curves.json"})
-    stages.finish("bit", time.time() - t0, total_seconds=sum(v["seconds"] for v in record["stages"].values()))
+    earlier = sum(v["earlier_seconds"] for v in record.get("extended", {}).values())  # a head trained further
+    stages.finish("bit", time.time() - t0,
+                  total_seconds=round(sum(v["seconds"] for v in record["stages"].values()) + earlier, 2))
     plot_curves(curves, run_dir / "curves.png")
     return run_dir
 

@@ -210,6 +210,11 @@ def test_train_run_end_to_end_and_resume(run_dataset, tmp_path, capsys):
     rec2 = read_json(out / "run.json")
     assert rec2["bit_config"]["lowlevel_epochs"] == n_low + 1 and set(rec2["stages"]) == set(rec["stages"])
     assert rec2["extended"]["lowlevel"]["from_epochs"] == n_low
+    # the run's total time counts the head's first training as well as its extension
+    earlier = rec2["extended"]["lowlevel"]["earlier_seconds"]
+    assert earlier == rec["stages"]["bit-lowlevel"]["seconds"] > 0
+    assert rec2["stages"]["bit"]["total_seconds"] == pytest.approx(
+        sum(v["seconds"] for k, v in rec2["stages"].items() if k != "bit") + earlier, abs=0.02)
     low = read_json(out / "curves.json")["lowlevel"]
     assert [c["epoch"] for c in low] == list(range(n_low + 2))  # epochs 0..n_low kept, one more appended
     assert low[:n_low + 1] == curves["lowlevel"]
