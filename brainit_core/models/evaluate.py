@@ -34,18 +34,14 @@ def token_correlation(pred: np.ndarray, true: np.ndarray) -> float:
 
 
 def two_way_identification(pred: np.ndarray, true: np.ndarray) -> float:
-    """Two-way identification accuracy (chance 0.5). pred, true: (n, ...) flattened per image."""
-    p = pred.reshape(len(pred), -1).astype(np.float64)
-    t = true.reshape(len(true), -1).astype(np.float64)
-    p = (p - p.mean(1, keepdims=True)) / (p.std(1, keepdims=True) + 1e-12)
-    t = (t - t.mean(1, keepdims=True)) / (t.std(1, keepdims=True) + 1e-12)
-    r = t @ p.T / p.shape[1]  # r[j, i] = corr(true_j, pred_i)
-    n = len(p)
-    if n < 2:
+    """Two-way identification accuracy of predicted features among the true ones (chance 0.5), as
+    :func:`brainit_core.metrics.two_way_identification` scores reconstructions. pred, true: (n, ...)
+    flattened per image; NaN for fewer than 2 images."""
+    from brainit_core.metrics.identification import two_way_identification as identify
+
+    if len(pred) < 2:
         return float("nan")
-    diag = np.diag(r)
-    wins = (r < diag[None, :]).sum(0)  # strict: ties fail; the diagonal itself is never < itself
-    return float(np.mean(wins / (n - 1)))
+    return float(identify(true, pred))
 
 
 def _standardize(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:

@@ -20,3 +20,13 @@ def test_token_correlation():
     t = rng.standard_normal((4, 6, 8))
     assert token_correlation(2 * t + 1, t) == pytest.approx(1.0)
     assert token_correlation(-t, t) == pytest.approx(-1.0)
+
+
+def test_two_way_identification_scores_predictions_among_the_true_features():
+    from brainit_core.metrics import two_way_identification as metric
+
+    rng = np.random.default_rng(1)
+    true = rng.standard_normal((12, 40))
+    pred = true + rng.standard_normal((12, 40)) * rng.uniform(0.5, 3, (12, 1))  # noise differs per image
+    assert two_way_identification(pred, true) == pytest.approx(metric(true, pred))  # real = true, recon = pred
+    assert np.isnan(two_way_identification(pred[:1], true[:1]))
