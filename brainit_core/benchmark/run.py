@@ -305,7 +305,7 @@ class _Bench:
                 arrays = {"images": images[kind]}
                 if att is not None and m == "brainit_fused":
                     arrays.update(att)
-                meta = self.cache.put(subject, m, _key(self.base, subject, m, [int(i) for i in ids]), arrays,
+                meta = self.cache.put(subject, m, self.method_key(subject, m, ids), arrays,
                                       {"method": m, "seconds_per_image": sec, "n": n})
                 if m == method:
                     result = (images[kind], meta)
@@ -430,7 +430,7 @@ class _Bench:
     def attention(self, subject: str, ids) -> dict | None:
         from brainit_core.benchmark.attention import contralaterality, prf_agreement
 
-        hit = self.cache.get(subject, "brainit_fused", _key(self.base, subject, "brainit_fused", [int(i) for i in ids]))
+        hit = self.cache.get(subject, "brainit_fused", self.method_key(subject, "brainit_fused", ids))
         if hit is None or "cross_lowlevel" not in hit[0]:
             return None
         a = hit[0]
