@@ -19,7 +19,9 @@ def test_dip_reduces_feature_loss(space):
     x, targets = _targets(space)
     cfg = DIPConfig.preset("ci")
     start = invert_dip(targets, space, cfg, seeds=0, steps=0)
-    out = invert_dip(targets, space, cfg, seeds=0, steps=30)
+    # 60 steps: the EMA output (decay 0.99) lags the raw one early on; at 30 steps the ratio was
+    # 0.67-0.71 with one set of package versions and under 0.7 with another, at 60 it is 0.39-0.48
+    out = invert_dip(targets, space, cfg, seeds=0, steps=60)
     with torch.no_grad():
         l0 = feature_matching_loss(space.lowlevel_maps(start), targets)
         l1 = feature_matching_loss(space.lowlevel_maps(out), targets)
