@@ -63,7 +63,12 @@ def test_one_image_matches_its_row_in_the_grid(pipe_and_data, tmp_path):
     pipe, ds = pipe_and_data
     grid = recon.reconstruct_grid(pipe, ds, "twin01", 3, root=tmp_path)
     one = recon.reconstruct_grid(pipe, ds, "twin01", image_ids=[grid.image_ids[2]], root=tmp_path, cache=False)
-    np.testing.assert_array_equal(one.images["fused"][0], grid.images["fused"][2])  # seed = seed + image id
+    # seed = seed + image id, so the image alone equals its row; a batch of 1 and a batch of 3 may
+    # round a few float sums differently (seen: 1 pixel of 12,288 off by 1 with other package versions)
+    diff = np.abs(one.images["fused"][0].astype(int) - grid.images["fused"][2].astype(int))
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-3, (diff.max(), (diff > 0).mean())
+    other = recon.reconstruct_grid(pipe, ds, "twin01", image_ids=[grid.image_ids[1]], root=tmp_path, cache=False)
+    assert np.abs(other.images["fused"][0].astype(int) - grid.images["fused"][2].astype(int)).mean() > 1
     with pytest.raises(DataFormatError, match="no test betas"):
         recon.reconstruct_grid(pipe, ds, "twin01", image_ids=[10 ** 9], root=tmp_path)
 
