@@ -1,9 +1,30 @@
 """Launch the app on its default (the shipped demo bundle) and time it in headless chromium.
 
 Run from a checkout with the venv of the README: .venv/bin/python scripts/bench_app_demo.py
-Prints: ready after launch, and the first visit of three pages; saves screenshots to /tmp/demo_*.png.
+Prints: ready after launch, and the first visit of every page (in the sidebar's order, or the
+page titles given as arguments, e.g. "Brain tokens" "Reconstructions"); saves
+screenshots to /tmp/demo_*.png. A page counts as loaded when Streamlit's running indicator and every
+spinner have been gone for 0.5 s (a click starts the run a moment later, so an absent indicator
+right after the click does not count).
 """
 import subprocess, time, urllib.request, sys, os
+BUSY = '[data-testid="stStatusWidget"], [data-testid="stSpinner"]'
+PAGES = ("Reconstructions", "Brain tokens", "Transfer lab", "Benchmark", "Data", "Learn", "Home")
+
+
+def wait_loaded(pg, timeout_s=600.0):
+    """Wait until nothing has been running for 0.5 s; returns the time it became quiet."""
+    deadline, quiet_since = time.time() + timeout_s, None
+    while time.time() < deadline:
+        if pg.locator(BUSY).count() > 0:
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = time.time()
+        elif time.time() - quiet_since > 0.5:
+            return quiet_since
+        time.sleep(0.05)
+    raise TimeoutError("the page kept running")
+
 from playwright.sync_api import sync_playwright
 port = 8599
 t0 = time.time()
@@ -22,13 +43,14 @@ try:
         pg.goto(f"http://localhost:{port}/")
         pg.wait_for_selector("h1", timeout=60000)
         print("ready after launch %.1f s" % (time.time() - t0))
-        for name, path in (("Reconstructions", "Reconstructions"), ("Brain tokens", "Brain_tokens"), ("Benchmark", "Benchmark")):
+        for name in sys.argv[1:] or PAGES:
             t1 = time.time()
             pg.get_by_role("link", name=name).first.click()
-            pg.wait_for_function("() => !document.querySelector('[data-testid=stStatusWidget]')", timeout=180000)
-            time.sleep(1)
-            print("%s first visit %.1f s, errors: %d" % (name, time.time() - t1, pg.locator("[data-testid=stException]").count()))
-            pg.screenshot(path=f"/tmp/demo_{path}.png", full_page=False)
+            pg.wait_for_function("() => document.querySelector('h1') !== null", timeout=60000)
+            done = wait_loaded(pg)
+            print("%s first visit %.1f s, errors: %d" % (name, done - t1, pg.locator("[data-testid=stException]").count()),
+                  flush=True)
+            pg.screenshot(path=f"/tmp/demo_{name.replace(' ', '_')}.png", full_page=False)
         b.close()
 finally:
     proc.terminate()
