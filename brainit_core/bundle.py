@@ -11,6 +11,8 @@ download::
       run/               run.json, bit.*, v2c.*, encoder/encoder.* (no optimiser state)
       generators/        generators.json, autoencoder.*, inverter.*, unet.*
       benchmark/         (optional) the benchmark results the docs quote
+      grids/             the Reconstructions page's default grid of the first subject(s), so the
+                         app's first visit reads it instead of running the pipeline (:func:`add_grids`)
 
 Checkpoints are stored in float16 (``--half``, the default) to keep the repository small; they
 are loaded into float32 models, and their JSON records hold the sha256 of the float16 files.
@@ -21,6 +23,7 @@ import json
 import os
 import shutil
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -107,9 +110,10 @@ def export_dataset_slice(data, out, n_test: int = 100, n_ood: int = 24, subjects
 
 
 def make_bundle(data, run, generators, out, n_test: int = 100, n_ood: int = 24, half: bool = True,
-                benchmark=None) -> dict:
+                benchmark=None, grid_subjects: int = 1) -> dict:
     """Assemble ``out`` (normally ``assets/demo``) and write its ``MANIFEST.json``.
 
+    ``grid_subjects``: ship the default Reconstructions grid of the run's first N subjects (0: none).
     Returns the manifest.
     """
     run, generators, out = Path(run).expanduser(), Path(generators).expanduser(), Path(out)
@@ -139,9 +143,50 @@ def make_bundle(data, run, generators, out, n_test: int = 100, n_ood: int = 24, 
         "files": file_table(tmp),
     }
     (tmp / "MANIFEST.json").write_text(json.dumps(manifest, indent=2, sort_keys=True, default=json_default))
+    if grid_subjects > 0:
+        manifest = add_grids(tmp, subjects=_run_subjects(run)[:grid_subjects])
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)
+    return manifest
+
+
+def add_grids(root, subjects=None, n: int | None = None, device: str = "cpu", pipeline=None) -> dict:
+    """(Re)compute the bundle's shipped grids (``root/grids/``) and refresh ``MANIFEST.json``'s file table.
+
+    Parameters
+    ----------
+    root : path
+        A bundle with ``run/``, ``generators/``, ``dataset/`` and ``MANIFEST.json``.
+    subjects : list of str, optional
+        Default: the run's first subject (the app opens on it).
+    n : int, optional
+        Images per grid (default: the page's, :data:`brainit_core.ui.recon.GRID_SIZE`).
+    pipeline : BrainITPipeline, optional
+        Default: built from ``root/run`` and ``root/generators`` on ``device``.
+
+    Returns the new manifest.
+    """
+    from brainit_core.data import load_dataset
+    from brainit_core.ui import recon
+
+    root = Path(root)
+    mf = root / "MANIFEST.json"
+    if not mf.is_file():
+        raise CheckpointError(f"{mf} not found: add_grids works on a bundle made by make_bundle")
+    if pipeline is None:
+        from brainit_core.models.run import BrainITRun
+        from brainit_core.reconstruction import BrainITPipeline, Generators
+
+        brun = BrainITRun.load(root / "run", device=device)
+        pipeline = BrainITPipeline(brun, Generators.load(root / "generators", device=brun.device, space=brun.space))
+    subjects = list(subjects) if subjects else list(pipeline.run.subjects[:1])
+    shutil.rmtree(root / "grids", ignore_errors=True)  # entries under old keys would only take space
+    recon.add_shipped_grids(pipeline, load_dataset(root / "dataset"), subjects, n or recon.GRID_SIZE)
+    manifest = json.loads(mf.read_text())
+    manifest["files"] = file_table(root)
+    manifest["grids"] = {"subjects": subjects, "n": n or recon.GRID_SIZE, "settings": asdict(recon.GRID_SETTINGS)}
+    mf.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=json_default))
     return manifest
 
 

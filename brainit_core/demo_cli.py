@@ -35,7 +35,19 @@ def register(subparsers) -> None:
     b.add_argument("--out", default=str(assets_dir() / "demo"))
     b.add_argument("--n-test", type=int, default=100)
     b.add_argument("--full", action="store_true", help="keep float32 weights")
+    b.add_argument("--grid-subjects", type=int, default=1,
+                   help="ship the Reconstructions page's default grid of the run's first N subjects (default 1; 0: none)")
     b.set_defaults(func=_bundle)
+
+    g = subparsers.add_parser("bundle-grids", help="(re)compute a bundle's shipped Reconstructions grids",
+                              description="Writes BUNDLE/grids/ (the app's default grid, read on the first visit "
+                                          "instead of running the pipeline) and refreshes BUNDLE/MANIFEST.json.")
+    g.add_argument("path", nargs="?", default=str(assets_dir() / "demo"))
+    g.add_argument("--subjects", nargs="+", default=None, help="default: the run's first subject")
+    g.add_argument("--n", type=int, default=None, help="images per grid (default: the page's, 8)")
+    g.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    g.add_argument("--device", default="cpu")
+    g.set_defaults(func=_bundle_grids)
 
     v = subparsers.add_parser("verify-bundle", help="check a bundle's files against its MANIFEST.json")
     v.add_argument("path", nargs="?", default=str(assets_dir() / "demo"))
@@ -46,9 +58,22 @@ def _bundle(args) -> int:
     from brainit_core.bundle import make_bundle
 
     m = make_bundle(args.data, args.run, args.generators, args.out, n_test=args.n_test, half=not args.full,
-                    benchmark=args.benchmark)
+                    benchmark=args.benchmark, grid_subjects=args.grid_subjects)
     total = sum(f["bytes"] for f in m["files"].values())
     print(f"bundle written to {args.out}: {len(m['files'])} files, {total / 1e6:.1f} MB")
+    return 0
+
+
+def _bundle_grids(args) -> int:
+    import torch
+
+    from brainit_core.bundle import add_grids
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    m = add_grids(args.path, subjects=args.subjects, n=args.n, device=args.device)
+    grids = [k for k in m["files"] if k.startswith("grids/")]
+    print(f"{len(grids)} grid(s) for {', '.join(m['grids']['subjects'])} written to {args.path}/grids; MANIFEST.json updated")
     return 0
 
 

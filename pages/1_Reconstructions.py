@@ -32,9 +32,9 @@ if n_test == 0:
 
 # 1. the grid (fast mode, cached on disk)
 top = st.columns([3, 1])
-n = top[0].slider("Test images in the grid", 1, min(n_test, 32), min(8, n_test), key="rc_n",
+n = top[0].slider("Test images in the grid", 1, min(n_test, 32), min(recon.GRID_SIZE, n_test), key="rc_n",
                   help="The grid is computed once per model, subject and size, then read from the disk cache.")
-grid_settings = recon.ReconSettings(mode="fast", seed=0)
+grid_settings = recon.GRID_SETTINGS
 grid = recon.reconstruct_grid(pipe, ds, ctx.subject, n, grid_settings, compute=False)
 if grid is None:
     try:

@@ -38,24 +38,43 @@ def test_shipped_configs_match_the_code_presets():
     assert gens["reconstruction"] == json.loads(json.dumps(asdict(ReconstructionConfig.preset("demo"))))
 
 
-def test_shipped_models_reconstruct_a_test_image():
+@pytest.fixture(scope="module")
+def shipped_pipeline():
     import torch
 
-    from brainit_core.data import load_dataset
-    from brainit_core.metrics.pixel import pixcorr
     from brainit_core.models.run import BrainITRun
     from brainit_core.reconstruction import BrainITPipeline, Generators
 
     torch.set_num_threads(1)
     run = BrainITRun.load(BUNDLE / "run", device="cpu")
-    gens = Generators.load(BUNDLE / "generators", device=run.device, space=run.space)
+    return BrainITPipeline(run, Generators.load(BUNDLE / "generators", device=run.device, space=run.space))
+
+
+def test_shipped_models_reconstruct_a_test_image(shipped_pipeline):
+    from brainit_core.data import load_dataset
+    from brainit_core.metrics.pixel import pixcorr
+
     ds = load_dataset(BUNDLE / "dataset")
-    subject = run.subjects[0]
+    subject = shipped_pipeline.run.subjects[0]
     betas, ids = ds.subject(subject).averaged("test")
-    out = BrainITPipeline(run, gens)(betas[:4], subject, mode="fast", seed=0)
+    out = shipped_pipeline(betas[:4], subject, mode="fast", seed=0)
     assert out.fused.shape == (4, 128, 128, 3) and out.fused.dtype == np.uint8
     # the trained low-level branch must carry the layout: far above the ~0 of unrelated images
     assert pixcorr(ds.images(ids[:4]), out.low_level) > 0.2
+
+
+def test_shipped_bundle_has_the_app_default_grid(shipped_pipeline, tmp_path):
+    """The Reconstructions page opens on the run's first subject; its default grid ships with the bundle
+    (else the first visit runs the pipeline: `python -m brainit_core bundle-grids` makes it)."""
+    from brainit_core.data import load_dataset
+    from brainit_core.ui import recon
+
+    ds = load_dataset(BUNDLE / "dataset")
+    subject = shipped_pipeline.run.subjects[0]
+    n = min(recon.GRID_SIZE, len(ds.subject(subject).test_image_ids))
+    grid = recon.reconstruct_grid(shipped_pipeline, ds, subject, n, recon.GRID_SETTINGS, root=tmp_path, compute=False)
+    assert grid is not None and grid.cached, "assets/demo/grids lacks the default grid: run bundle-grids"
+    assert list(grid.images) == list(recon.COLUMNS) and len(grid.image_ids) == n
 
 
 def test_tampered_or_missing_files_are_reported(tmp_path):

@@ -4,7 +4,9 @@
   branches plus semantic-only), with per-image metrics, cached on disk under
   ``$BRAINIT_DATA/cache/app`` (default ``~/.brainit/cache/app``) keyed by the run's and the
   generators' sha256, the dataset, the subject, the image ids and the settings, so revisiting the
-  page is instant and a retrained model never shows stale images.
+  page is instant and a retrained model never shows stale images. A bundle (``assets/demo``) can
+  ship the default grids in ``<bundle>/grids/`` (:func:`add_shipped_grids`), read when the disk
+  cache has no entry, so the app's first visit to Reconstructions does not wait for the pipeline.
 - :func:`image_metrics`, :func:`metrics_csv`, :func:`grid_png`: per-image PixCorr / SSIM and exports.
 - :func:`read_betas`: one trial's betas from an uploaded ``.npy`` / ``.h5`` / ``.mgh`` file, checked.
 - :func:`nsd_check`, :func:`twin_report_rows`: the Data page's checks as data.
@@ -28,6 +30,7 @@ from brainit_core.utils import default_data_dir
 COLUMNS = ("ground truth", "low-level", "semantic", "fused")
 MAX_UPLOAD_MB = 50
 CACHE_VERSION = 1
+GRID_SIZE = 8  # test images in the Reconstructions page's grid by default (and in a bundle's shipped grids)
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,9 @@ class ReconSettings:
                 "seed": [int(self.seed) + int(i) for i in image_ids],
                 "dip_steps": self.dip_steps if self.mode == "dip" else None,
                 "semantic_only": self.semantic_only and len(self.branches) == 2, "return_attention": False}
+
+
+GRID_SETTINGS = ReconSettings(mode="fast", seed=0)  # the Reconstructions page's grid
 
 
 @dataclass
@@ -109,11 +115,67 @@ def cache_root() -> Path:
 
 
 def cache_key(run_sha: str, generators_sha: str, dataset: str, subject: str, image_ids, settings: ReconSettings) -> str:
-    """sha256 of everything a reconstruction depends on (checkpoints, data, ids, settings)."""
+    """sha256 of everything a reconstruction depends on (checkpoints, data, ids, settings).
+
+    ``dataset`` is the dataset's directory; see :func:`dataset_identity` for how it enters the key.
+    """
     blob = json.dumps({"v": CACHE_VERSION, "run": run_sha, "generators": generators_sha,
-                       "dataset": str(Path(dataset).expanduser().resolve()), "subject": subject,
+                       "dataset": dataset_identity(dataset), "subject": subject,
                        "ids": [int(i) for i in image_ids], "settings": asdict(settings)}, sort_keys=True, default=list)
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _bundle_of(dataset) -> Path | None:
+    """The bundle directory holding ``dataset`` as its ``dataset/`` (with a ``MANIFEST.json``), else None."""
+    path = Path(dataset).expanduser().resolve()
+    return path.parent if path.name == "dataset" and (path.parent / "MANIFEST.json").is_file() else None
+
+
+def dataset_identity(dataset) -> str:
+    """What identifies a dataset in the cache key.
+
+    A dataset inside a bundle is identified by the sha256 of its files as the bundle's
+    ``MANIFEST.json`` lists them (``verify-bundle`` checks the files against it), so the same bundle
+    has the same key in every checkout and a bundle can ship its grids. Any other dataset is
+    identified by its resolved path.
+    """
+    bundle = _bundle_of(dataset)
+    if bundle is not None:
+        try:
+            files = json.loads((bundle / "MANIFEST.json").read_text())["files"]
+        except (OSError, ValueError, KeyError, TypeError):
+            files = None
+        if isinstance(files, dict):
+            listed = {k: v.get("sha256") for k, v in files.items() if k.startswith("dataset/") and isinstance(v, dict)}
+            if listed:
+                return "bundle:" + hashlib.sha256(json.dumps(listed, sort_keys=True).encode()).hexdigest()
+    return str(Path(dataset).expanduser().resolve())
+
+
+def shipped_grids_dir(dataset) -> Path | None:
+    """``<bundle>/grids`` when ``dataset`` is a bundle's dataset (whether or not it ships grids)."""
+    bundle = _bundle_of(dataset)
+    return None if bundle is None else bundle / "grids"
+
+
+def add_shipped_grids(pipeline, dataset, subjects=None, n: int = GRID_SIZE,
+                      settings: ReconSettings = GRID_SETTINGS) -> list[Path]:
+    """Compute the default grid of each subject into the bundle's ``grids/`` directory.
+
+    ``dataset`` must be the bundle's ``dataset/`` and ``pipeline`` its run and generators; the bundle's
+    ``MANIFEST.json`` must already list the dataset files (its file table is refreshed afterwards by
+    the caller, see :func:`brainit_core.bundle.add_grids`). Returns the files written.
+    """
+    out_dir = shipped_grids_dir(dataset.path)
+    if out_dir is None:
+        raise DataFormatError(f"{dataset.path} is not the dataset/ of a bundle with a MANIFEST.json")
+    written = []
+    for subject in subjects or pipeline.run.subjects:
+        result = reconstruct_grid(pipeline, dataset, subject, n, settings, cache=False)
+        path = out_dir / f"{result.key}.npz"
+        _save(path, result)
+        written.append(path)
+    return written
 
 
 def cached_grids(root=None) -> int:
@@ -166,7 +228,7 @@ def reconstruct_grid(pipeline, dataset, subject: str, n: int | None = None, sett
         Default: fast mode, both branches plus semantic-only.
     image_ids : sequence of int, optional
     cache : bool
-        Read and write the disk cache.
+        Read and write the disk cache; also read a bundle's shipped grids (:func:`add_shipped_grids`).
     root : path, optional
         Cache directory (default :func:`cache_root`).
     compute : bool
@@ -185,6 +247,12 @@ def reconstruct_grid(pipeline, dataset, subject: str, n: int | None = None, sett
             return _load(path, subject, key)
         except (OSError, ValueError, KeyError):
             path.unlink(missing_ok=True)  # a damaged cache entry is recomputed, never shown
+    shipped = shipped_grids_dir(dataset.path)
+    if cache and shipped is not None and (shipped / f"{key}.npz").is_file():
+        try:
+            return _load(shipped / f"{key}.npz", subject, key)
+        except (OSError, ValueError, KeyError):
+            pass  # a shipped entry is never deleted; verify-bundle reports the damage
     if not compute:
         return None
     t0 = time.perf_counter()

@@ -169,3 +169,45 @@ def test_fit_image_crops_to_a_centred_square():
     out = recon.fit_image(im, 8)
     assert out.shape == (8, 8, 3) and (out == 200).all()
     assert recon.fit_image(np.zeros((5, 5), np.uint8), 4).shape == (4, 4, 3)
+
+
+def test_a_bundle_ships_its_grids_to_any_checkout(pipe_and_data, tmp_path):
+    import json
+    import shutil
+
+    from brainit_core.bundle import add_grids, file_table, verify_bundle
+    from brainit_core.data import load_dataset
+
+    pipe, ds = pipe_and_data
+    subject = pipe.run.subjects[0]
+    bundle = tmp_path / "a" / "bundle"
+    shutil.copytree(ds.path, bundle / "dataset")
+    (bundle / "MANIFEST.json").write_text(json.dumps({"files": file_table(bundle)}))
+    empty = tmp_path / "empty-cache"
+
+    def lookup(root, n=2):
+        return recon.reconstruct_grid(pipe, load_dataset(root / "dataset"), subject, n, recon.GRID_SETTINGS,
+                                      root=empty, compute=False)
+
+    assert lookup(bundle) is None
+    manifest = add_grids(bundle, subjects=[subject], n=2, pipeline=pipe)
+    assert verify_bundle(bundle) == [] and sum(k.startswith("grids/") for k in manifest["files"]) == 1
+    # the same bundle in another checkout (another path) reads the shipped grid, with nothing in its cache
+    moved = tmp_path / "b" / "bundle"
+    shutil.copytree(bundle, moved)
+    got = lookup(moved)
+    assert got is not None and got.cached and not empty.exists()
+    fresh = recon.reconstruct_grid(pipe, ds, subject, 2, recon.GRID_SETTINGS, cache=False)
+    np.testing.assert_array_equal(got.images["fused"], fresh.images["fused"])
+    np.testing.assert_array_equal(got.image_ids, fresh.image_ids)
+    assert lookup(moved, n=3) is None  # another grid size was not shipped
+    # a dataset file that no longer matches the manifest's listing changes the key: nothing stale is shown
+    mf = json.loads((moved / "MANIFEST.json").read_text())
+    first = next(k for k in mf["files"] if k.startswith("dataset/"))
+    mf["files"][first]["sha256"] = "0" * 64
+    (moved / "MANIFEST.json").write_text(json.dumps(mf))
+    assert lookup(moved) is None
+    # outside a bundle the dataset is identified by its path, and nothing is shipped
+    assert recon.dataset_identity(ds.path) == str(ds.path.resolve()) and recon.shipped_grids_dir(ds.path) is None
+    with pytest.raises(DataFormatError, match="not the dataset/ of a bundle"):
+        recon.add_shipped_grids(pipe, ds, [subject], 2)
