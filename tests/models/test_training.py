@@ -251,3 +251,31 @@ def test_cli_train_then_evaluate_features(run_dataset, tmp_path, capsys):
             sc = res["mean"][model][block]
             assert -1 <= sc["token_r"] <= 1 and 0 <= sc["two_way"] <= 1
     assert "| brainit | semantic |" in capsys.readouterr().out
+
+
+def test_train_and_transfer_with_the_fullsize_feature_space(run_dataset, tmp_path):
+    """The official targets (bigG tokens + the 5-layer VGG16-BN tokenisation), as tiny random networks
+    of the same classes, go through every stage: features, encoder, V2C, both BIT heads, loading,
+    prediction in feature units, and transfer to the held-out subject."""
+    from brainit_core.models.run import BrainITRun
+    from brainit_core.models.training import read_json, train_run
+    from brainit_core.models.transfer import transfer_subject
+
+    out = tmp_path / "run-full"
+    train_run(run_dataset, preset="ci", out=out, device="cpu", space_name="bigg-vgg16bn")
+    assert read_json(out / "run.json")["space"] == {"name": "bigg-vgg16bn", "preset": "ci"}
+    run = BrainITRun.load(out, device="cpu")
+    assert run.space.name == "bigg-vgg16bn" and len(run.space.lowlevel_specs) == 5
+    betas, _ = run_dataset.subject("sub01").averaged("test")
+    pred = run.predict(betas, "sub01", return_attention=True)
+    sem = run.space.semantic_spec
+    assert pred.semantic.shape == (len(betas), sem.n_tokens, sem.dim)
+    assert [tuple(p.shape[1:]) for p in pred.lowlevel] == [(s.dim, *s.grid) for s in run.space.lowlevel_specs]
+    assert all(torch.isfinite(p).all() for p in [pred.semantic, *pred.lowlevel])
+    assert pred.cross_attention["lowlevel"].shape == (len(betas), sum(s.n_tokens for s in run.space.lowlevel_specs),
+                                                      run.model.config.n_clusters)
+    new = transfer_subject(run_dataset, "sub03", "all", out, tmp_path / "run-full-sub03", device="cpu")
+    run2 = BrainITRun.load(new, device="cpu")
+    assert run2.space.name == "bigg-vgg16bn" and run2.subjects == ["sub01", "sub02", "sub03"]
+    b3, _ = run_dataset.subject("sub03").averaged("test")
+    assert torch.isfinite(run2.predict(b3, "sub03").lowlevel[0]).all()
