@@ -183,9 +183,17 @@ def add_grids(root, subjects=None, n: int | None = None, device: str = "cpu", pi
     subjects = list(subjects) if subjects else list(pipeline.run.subjects[:1])
     shutil.rmtree(root / "grids", ignore_errors=True)  # entries under old keys would only take space
     recon.add_shipped_grids(pipeline, load_dataset(root / "dataset"), subjects, n or recon.GRID_SIZE)
+    return refresh_manifest(root, grids={"subjects": subjects, "n": n or recon.GRID_SIZE,
+                                          "settings": asdict(recon.GRID_SETTINGS)})
+
+
+def refresh_manifest(root, **extra) -> dict:
+    """Rewrite ``root/MANIFEST.json``'s file table from the files now in ``root`` (after a deliberate
+    change, e.g. new grids or a re-judged benchmark report); ``extra`` keys are set at the top level."""
+    mf = Path(root) / "MANIFEST.json"
     manifest = json.loads(mf.read_text())
     manifest["files"] = file_table(root)
-    manifest["grids"] = {"subjects": subjects, "n": n or recon.GRID_SIZE, "settings": asdict(recon.GRID_SETTINGS)}
+    manifest.update(extra)
     mf.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=json_default))
     return manifest
 

@@ -88,6 +88,14 @@ def test_benchmark_end_to_end_complete_results_cached_rerun(tiny, tmp_path, caps
     loaded = load_results(out)
     assert loaded["mean"]["ridge"]["SSIM"] == res["scores"]["ridge"]["mean"]["SSIM"]
     assert loaded["setup"]["n_images"] == 4 and len(loaded["plots"]) == 4
+    assert "Share of the low-level branch's advantage" in md
+    # benchmark-report re-judges the claims from results.json alone (e.g. results written by older code)
+    stale = {k: v for k, v in res.items() if k != "claims"}
+    (out / "results.json").write_text(json.dumps(stale))
+    (out / "results.md").write_text("old")
+    assert main(["benchmark-report", str(out)]) == 0
+    assert json.loads((out / "results.json").read_text())["claims"] == json.loads(json.dumps(c))
+    assert (out / "results.md").read_text() == md
 
     # a second call reads every reconstruction and baseline from the cache
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.suffix in (".npz", ".safetensors")}
@@ -212,6 +220,10 @@ def test_claims_follow_the_numbers():
     assert c["beats_baselines"]["all"] is True  # a lower distance counts as better
     assert c["beats_baselines"]["per_metric"]["Lite2 dist"]["global_embedding"]["margin"] == pytest.approx(0.01)
     assert c["fusion"]["ssim"]["fused_better"] is False and c["fusion"]["semantic"]["Lite2 dist"]["fused_better"]
+    # fused 0.5 between semantic-only 0.3 and low-level 0.52: it keeps 0.2 / 0.22 of the layout advantage
+    assert c["fusion"]["ssim"]["share_kept"] == pytest.approx(0.2 / 0.22)
+    assert c["fusion"]["ssim"]["paper_share_kept"] == pytest.approx((0.486 - 0.431) / (0.505 - 0.431))
+    assert math.isnan(c["fusion"]["pixcorr"]["share_kept"])  # no PixCorr column here
     assert c["targets"]["fused_ssim_vs_oracle"]["ratio"] == pytest.approx(0.8)
     assert c["targets"]["fused_ssim_vs_oracle"]["pass"] is True
     assert c["targets"]["contralaterality"]["pass"] is False and c["contralaterality"]["ratio"] == pytest.approx(0.75)
