@@ -27,6 +27,32 @@ if not candidates:
             "The shipped bundle holds test images only; build the full demo twin on the **Data** page "
             "(`python -m brainit_core twin build --preset demo --seed 0`) and choose it in the sidebar: its "
             "held-out subject twin05 is the one to transfer to.")
+    from brainit_core.benchmark import load_results
+    from brainit_core.errors import BrainITError
+    from brainit_core.ui.sources import bundle_dir
+
+    try:
+        shipped = load_results(bundle_dir() / "benchmark")
+    except BrainITError:
+        shipped = None
+    curve = tr.benchmark_curve(shipped)
+    if curve and shipped.get("run_sha256") in tr.run_identities(ctx.run):  # the benchmark measured this run
+        rows, baselines = curve
+        t = shipped["transfer"]
+        st.subheader(f"Measured: transfer of this run to {t['subject']}")
+        st.caption(f"From the shipped benchmark (`assets/demo/benchmark`): {t['subject']} was transferred with 15 min, "
+                   f"1 hour and all of its data, and its {t['n_images']} test images reconstructed and scored; the "
+                   "dashed lines are the baselines fitted on all of its data. docs/models.md has the commands.")
+        metric = st.selectbox("Score", [k for k in rows[0] if k != "amount"], key="tl_shipped_metric")
+        fig = go.Figure(go.Scatter(x=[r["amount"] for r in rows], y=[r.get(metric) for r in rows],
+                                   mode="lines+markers", name="Brain-IT transfer"))
+        for name, scores in baselines.items():
+            if metric in scores:
+                fig.add_hline(y=scores[metric], line_dash="dash",
+                              annotation_text=f"{name.replace('_', ' ')}, all data")
+        fig.update_layout(height=360, xaxis_title=f"{t['subject']}'s data", yaxis_title=metric, margin=dict(t=30))
+        st.plotly_chart(fig, width="stretch")
+        st.dataframe(rows, width="stretch")
     st.stop()
 
 ds = loaders.dataset(ctx.dataset)
@@ -94,5 +120,5 @@ else:
     if ridge:
         fig.add_hline(y=ridge[-1], line_dash="dash", annotation_text="ridge, full data")
     fig.update_layout(height=360, xaxis_title="subject's data", yaxis_title=metric, margin=dict(t=30))
-    st.plotly_chart(fig, use_container_width=True)
-    st.dataframe(rows, use_container_width=True)
+    st.plotly_chart(fig, width="stretch")
+    st.dataframe(rows, width="stretch")

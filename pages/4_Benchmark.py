@@ -43,7 +43,7 @@ with tab_img:
         table = pd.DataFrame(res["mean"]).T.rename(index=labels)
         secs = res.get("seconds_per_image", {})
         table["s / image"] = [secs.get(m, {}).get("mean") for m in res["mean"]]
-        st.dataframe(table, use_container_width=True)
+        st.dataframe(table, width="stretch")
         plots = [Path(p) for p in res.get("plots", [])] or [Path(where) / "scores.png"]
         cols = st.columns(2)
         for i, png in enumerate(p for p in plots if p.is_file()):
@@ -82,8 +82,8 @@ with tab_feat:
             metric = st.radio("score", ["two_way", "token_r"], horizontal=True,
                               format_func=lambda m: {"two_way": "2-way identification", "token_r": "token r"}[m])
             fig = px.bar(table, x="subject", y=metric, color="method", facet_col="head", barmode="group", height=380)
-            st.plotly_chart(fig, use_container_width=True)
-            st.dataframe(table, use_container_width=True, hide_index=True)
+            st.plotly_chart(fig, width="stretch")
+            st.dataframe(table, width="stretch", hide_index=True)
         enc = res.get("encoder")
         if isinstance(enc, dict):
             st.markdown("**Image-to-fMRI encoder**, held-out voxel-wise correlation")
@@ -103,7 +103,7 @@ with tab_gen:
                 for src, methods in res.items() if src not in ("setup", "fused") and isinstance(methods, dict)
                 for m, r in methods.items() if isinstance(r, dict)]
         if rows:
-            st.dataframe(pd.DataFrame(rows), use_container_width=True, hide_index=True)
+            st.dataframe(pd.DataFrame(rows), width="stretch", hide_index=True)
         if "fused" in res:
             st.markdown("**Fused reconstruction** (inverter + fusion diffusion)")
             st.json(res["fused"], expanded=True)

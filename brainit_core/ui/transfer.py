@@ -66,3 +66,32 @@ def _flatten(d: dict, prefix: str = "") -> dict:
         elif isinstance(v, (int, float)):
             out[key] = float(v)
     return out
+
+
+def benchmark_curve(results: dict) -> tuple[list[dict], dict] | None:
+    """The transfer curve a finished benchmark measured (image-level scores), or ``None``.
+
+    Returns
+    -------
+    rows : list of dict
+        One per amount: ``{"amount": "15 min" | "60 min" | "all", column: score, ...}`` (numeric columns only).
+    baselines : dict
+        Baseline name -> {column: score} (fitted on all of the subject's data).
+    """
+    tr = (results or {}).get("transfer") or {}
+    if not tr.get("scores"):
+        return None
+
+    def numeric(d: dict) -> dict:
+        return {k: float(v) for k, v in d.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+    rows = [{"amount": "all" if a == "all" else f"{a} min", **numeric(tr["scores"][a])}
+            for a in tr.get("amounts", []) if a in tr["scores"]]
+    return rows, {m: numeric(v) for m, v in (tr.get("baselines") or {}).items()}
+
+
+def run_identities(run) -> set:
+    """The sha256s a run directory answers to: its checkpoint's, and for a bundled (float16) copy the
+    sha256 of the run it was made from (what a benchmark of that run recorded)."""
+    record = json.loads((Path(run) / "bit.json").read_text())
+    return {v for v in (record.get("sha256"), (record.get("meta") or {}).get("bundled_from_sha256")) if v}

@@ -41,6 +41,48 @@ def test_transfer_lab_explains_when_nobody_is_held_out(app_env, tmp_path, monkey
     assert not errors(at) and "nobody to transfer to" in texts(at)
 
 
+def test_transfer_lab_on_the_shipped_bundle_shows_the_measured_curve(app_env, monkeypatch):
+    """The bundle has nobody to transfer to; the page shows the transfer its benchmark measured instead."""
+    import json
+
+    from brainit_core.ui.sources import bundle_dir
+
+    b = bundle_dir()
+    for key, sub in (("BRAINIT_APP_DATA", "dataset"), ("BRAINIT_APP_RUN", "run"), ("BRAINIT_APP_GENERATORS", "generators")):
+        monkeypatch.setenv(key, str(b / sub))
+    at = open_app("pages/3_Transfer_lab.py")
+    assert not errors(at), errors(at)
+    shipped = json.loads((b / "benchmark" / "results.json").read_text())["transfer"]
+    assert "nobody to transfer to" in texts(at)
+    assert [h.value for h in at.subheader] == [f"Measured: transfer of this run to {shipped['subject']}"]
+    assert len(at.get("plotly_chart")) == 1
+    rows = at.dataframe[0].value
+    assert list(rows["amount"]) == ["15 min", "60 min", "all"]
+    assert rows["SSIM"].tolist() == [shipped["scores"][a]["SSIM"] for a in ("15", "60", "all")]
+
+
+def test_benchmark_curve_rows():
+    from brainit_core.ui import transfer as tr
+
+    res = {"transfer": {"amounts": ["15", "all"], "scores": {"15": {"SSIM": 0.5, "Incep": "unavailable"},
+                                                             "all": {"SSIM": 0.7, "Incep": "unavailable"}},
+                        "baselines": {"ridge": {"SSIM": 0.6}}}}
+    rows, base = tr.benchmark_curve(res)
+    assert rows == [{"amount": "15 min", "SSIM": 0.5}, {"amount": "all", "SSIM": 0.7}] and base == {"ridge": {"SSIM": 0.6}}
+    assert tr.benchmark_curve({"transfer": {"skipped": "no runs"}}) is None and tr.benchmark_curve(None) is None
+
+
+def test_a_bundled_run_answers_to_the_sha256_of_its_source(app_env):
+    import json
+
+    from brainit_core.ui import transfer as tr
+    from brainit_core.ui.sources import bundle_dir
+
+    bundled = json.loads((bundle_dir() / "run" / "bit.json").read_text())
+    assert tr.run_identities(bundle_dir() / "run") == {bundled["sha256"], bundled["meta"]["bundled_from_sha256"]}
+    assert tr.run_identities(app_env.run) == {json.loads((app_env.run / "bit.json").read_text())["sha256"]}
+
+
 def test_benchmark_page_scores_the_run_and_shows_the_table(app_env):
     at = open_app("pages/4_Benchmark.py")
     assert not errors(at)
