@@ -48,7 +48,7 @@ if not candidates:
                                    mode="lines+markers", name="Brain-IT transfer"))
         for name, scores in baselines.items():
             if metric in scores:
-                fig.add_hline(y=scores[metric], line_dash="dash",
+                fig.add_hline(y=scores[metric], line_dash="dash", annotation_position="top left",
                               annotation_text=f"{name.replace('_', ' ')}, all data")
         fig.update_layout(height=360, xaxis_title=f"{t['subject']}'s data", yaxis_title=metric, margin=dict(t=30))
         st.plotly_chart(fig, width="stretch")
