@@ -16,3 +16,10 @@ class MissingWeightsError(BrainITError, FileNotFoundError):
 
 class CheckpointError(BrainITError, ValueError):
     """A checkpoint is missing, corrupt, or does not match the code's configuration."""
+
+
+class UnknownSubjectError(BrainITError, KeyError):
+    """A subject name that the dataset or run does not hold (a ``KeyError`` too, for dict-like use)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""

@@ -35,7 +35,7 @@ import h5py
 import numpy as np
 
 from brainit_core.checkpoint import json_default
-from brainit_core.errors import DataFormatError
+from brainit_core.errors import DataFormatError, UnknownSubjectError
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")
@@ -256,7 +256,7 @@ class Dataset:
 
     def subject(self, name: str) -> SubjectData:
         if name not in self.subjects:
-            raise KeyError(f"{self.path}: no subject {name!r}; subjects: {self.subjects}")
+            raise UnknownSubjectError(f"{self.path}: no subject {name!r}; subjects: {self.subjects}")
         if name not in self._subjects:
             p = self.path / "subjects" / f"{name}.h5"
             if not p.exists():

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from brainit_core.checkpoint import checkpoint_exists
-from brainit_core.errors import CheckpointError, DataFormatError
+from brainit_core.errors import CheckpointError, DataFormatError, UnknownSubjectError
 from brainit_core.models.bit import BITPrediction
 from brainit_core.models.training import load_bit, read_json, v2c_path
 from brainit_core.utils import resolve_device
@@ -113,7 +113,7 @@ class BrainITRun:
             Features in feature units (tensors on :attr:`device`).
         """
         if subject not in self.subjects:
-            raise KeyError(f"{self.path}: subject {subject!r} is not in this run; subjects: {self.subjects}")
+            raise UnknownSubjectError(f"{self.path}: subject {subject!r} is not in this run; subjects: {self.subjects}")
         x = torch.as_tensor(np.asarray(betas, dtype=np.float32) if not torch.is_tensor(betas) else betas).float()
         if x.ndim == 1:
             x = x.unsqueeze(0)

@@ -27,6 +27,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from brainit_core.errors import UnknownSubjectError
+
 
 def _buffer_name(subject: str) -> str:
     return f"labels__{subject}"
@@ -111,7 +113,7 @@ class BrainTokenizer(nn.Module):
     def labels(self, name: str) -> torch.Tensor:
         """(V,) cluster index of each voxel of ``name``."""
         if name not in self.voxel_embeddings:
-            raise KeyError(f"subject {name!r} is not known to this model; known: {self.subjects}")
+            raise UnknownSubjectError(f"subject {name!r} is not known to this model; known: {self.subjects}")
         return getattr(self, _buffer_name(name))
 
     def n_vertices(self, name: str) -> int:

@@ -62,3 +62,19 @@ def test_standardize_session_values():
     np.testing.assert_allclose(z[[0, 2], 3], [-1, 1])
     assert z[1, 3] == 0
     assert z.dtype == np.float32
+
+
+def test_unknown_subject_is_a_clear_error_and_still_a_key_error(tiny_dataset, capsys):
+    from brainit_core.cli import main
+    from brainit_core.errors import BrainITError
+
+    with pytest.raises(KeyError) as err:
+        tiny_dataset.subject("nobody")
+    assert isinstance(err.value, BrainITError)
+    assert str(err.value) == f"{tiny_dataset.path}: no subject 'nobody'; subjects: {tiny_dataset.subjects}"
+    # the CLI prints it as an error line (status 2), not a traceback
+    from brainit_core.ui.sources import bundle_dir
+
+    assert main(["transfer", "--data", str(tiny_dataset.path), "--subject", "nobody", "--minutes", "60",
+                 "--from", str(bundle_dir() / "run"), "--out", str(tiny_dataset.path / "x"), "--device", "cpu"]) == 2
+    assert "no subject 'nobody'" in capsys.readouterr().err
