@@ -277,6 +277,11 @@ class FeatureExtractor(nn.Module):
         super().__init__()
         self.spec = spec
         self.model = model.eval().requires_grad_(False)
+        # convolutional networks run in channels-last layout: the same features (to float rounding),
+        # 1.5x faster on CPU for Lite2 (scripts/bench_metrics_layout.py); CLIP is a transformer
+        self.channels_last = spec.name != "clip"
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
         self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1), persistent=False)
         self.input_shapes: list[tuple] = []  # what entered the network (checked by the tests)
@@ -305,6 +310,8 @@ class FeatureExtractor(nn.Module):
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         x = (resize(images, self.spec.input_size) - self.mean) / self.std  # (B, 3, S, S)
         self.input_shapes.append(tuple(x.shape))
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         name = self.spec.name
         if name == "clip":
             return {"embedding": self.model.encode_image(x)}  # (B, 768)

@@ -141,3 +141,22 @@ def test_clip_plumbing_with_random_weights(images):
     out = ext(resize(images, 256))
     assert ext.input_shapes == [(3, 3, 224, 224)] and out["embedding"].shape == (3, 768)
     assert two_way_identification(out["embedding"], out["embedding"]) == 1.0
+
+
+@pytest.mark.parametrize("name", ["lite1", "alexnet"])
+def test_channels_last_layout_gives_the_default_layouts_features(name, images):
+    """Extractors run convolutional networks channels-last (faster on CPU); the flattened features must
+    be those of the same network in the default layout, in the same order."""
+    def build():
+        torch.manual_seed(0)
+        return build_extractor(name, random_init=name != "lite1")
+
+    ext, plain = build(), build()
+    assert ext.channels_last
+    plain.channels_last = False
+    plain.model = plain.model.to(memory_format=torch.contiguous_format)
+    x = resize(images, 256)
+    a, b = ext(x), plain(x)
+    for k in a:
+        torch.testing.assert_close(a[k].flatten(1), b[k].flatten(1), rtol=1e-4, atol=1e-4)
+    assert not build_extractor("clip", random_init=True).channels_last
