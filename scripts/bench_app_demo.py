@@ -7,7 +7,11 @@ screenshots to /tmp/demo_*.png. A page counts as loaded when Streamlit's running
 spinner have been gone for 0.5 s (a click starts the run a moment later, so an absent indicator
 right after the click does not count).
 """
-import subprocess, time, urllib.request, sys, os
+import subprocess
+import sys
+import time
+import urllib.request
+
 BUSY = '[data-testid="stStatusWidget"], [data-testid="stSpinner"]'
 PAGES = ("Reconstructions", "Brain tokens", "Transfer lab", "Benchmark", "Data", "Learn", "Home")
 
@@ -25,32 +29,50 @@ def wait_loaded(pg, timeout_s=600.0):
         time.sleep(0.05)
     raise TimeoutError("the page kept running")
 
-from playwright.sync_api import sync_playwright
-port = 8599
-t0 = time.time()
-proc = subprocess.Popen([".venv/bin/python", "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                         "--server.port", str(port), "--server.fileWatcherType", "none"],
-                        stdout=open("/tmp/demo_st.log", "w"), stderr=subprocess.STDOUT)
-try:
+
+def launch(port: int, log: str = "/tmp/demo_st.log") -> subprocess.Popen:
+    """Start ``streamlit run app.py`` on ``port`` and return once its health check answers."""
+    proc = subprocess.Popen([".venv/bin/python", "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+                             "--server.port", str(port), "--server.fileWatcherType", "none"],
+                            stdout=open(log, "w"), stderr=subprocess.STDOUT)
     while True:
         try:
-            urllib.request.urlopen(f"http://localhost:{port}/_stcore/health", timeout=1); break
+            urllib.request.urlopen(f"http://localhost:{port}/_stcore/health", timeout=1)
+            return proc
         except Exception:
+            if proc.poll() is not None:
+                raise RuntimeError(f"streamlit exited; see {log}")
             time.sleep(0.2)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox", "--use-gl=angle", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"])
-        pg = b.new_page(viewport={"width": 1400, "height": 1000})
-        pg.goto(f"http://localhost:{port}/")
-        pg.wait_for_selector("h1", timeout=60000)
-        print("ready after launch %.1f s" % (time.time() - t0))
-        for name in sys.argv[1:] or PAGES:
-            t1 = time.time()
-            pg.get_by_role("link", name=name).first.click()
-            pg.wait_for_function("() => document.querySelector('h1') !== null", timeout=60000)
-            done = wait_loaded(pg)
-            print("%s first visit %.1f s, errors: %d" % (name, done - t1, pg.locator("[data-testid=stException]").count()),
-                  flush=True)
-            pg.screenshot(path=f"/tmp/demo_{name.replace(' ', '_')}.png", full_page=False)
-        b.close()
-finally:
-    proc.terminate()
+
+
+CHROMIUM_ARGS = ["--no-sandbox", "--use-gl=angle", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
+
+
+def main(pages) -> int:
+    from playwright.sync_api import sync_playwright
+
+    t0 = time.time()
+    proc = launch(8599)
+    try:
+        with sync_playwright() as p:
+            b = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            pg = b.new_page(viewport={"width": 1400, "height": 1000})
+            pg.goto("http://localhost:8599/")
+            pg.wait_for_selector("h1", timeout=60000)
+            print("ready after launch %.1f s" % (time.time() - t0))
+            for name in pages:
+                t1 = time.time()
+                pg.get_by_role("link", name=name).first.click()
+                pg.wait_for_function("() => document.querySelector('h1') !== null", timeout=60000)
+                done = wait_loaded(pg)
+                print("%s first visit %.1f s, errors: %d" % (name, done - t1, pg.locator("[data-testid=stException]").count()),
+                      flush=True)
+                pg.screenshot(path=f"/tmp/demo_{name.replace(' ', '_')}.png", full_page=False)
+            b.close()
+    finally:
+        proc.terminate()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:] or PAGES))

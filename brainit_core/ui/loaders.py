@@ -7,6 +7,7 @@ two heavy jobs on the same objects at once (:func:`heavy_job`).
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from pathlib import Path
@@ -14,6 +15,28 @@ from pathlib import Path
 import streamlit as st
 
 from brainit_core.progress import progress_handler
+
+
+def app_threads() -> int:
+    """Torch CPU threads for the app's work: ``$BRAINIT_APP_THREADS``, default 1.
+
+    Inside the Streamlit server one thread is much faster than two on a 2-core machine: torch's idle
+    worker threads spin while the server thread handles the progress messages (measured on the demo
+    bundle, one fast-mode reconstruction: 23.9 s with 2 threads, 2.6 s with 2 passive threads,
+    2.3 s with 1; docs/app.md).
+    """
+    try:
+        return max(1, int(os.environ.get("BRAINIT_APP_THREADS", "1")))
+    except ValueError:
+        return 1
+
+
+def use_app_threads() -> None:
+    """Apply :func:`app_threads` (process-wide; called before any model work)."""
+    import torch
+
+    if torch.get_num_threads() != app_threads():
+        torch.set_num_threads(app_threads())
 
 
 @st.cache_resource(show_spinner="Opening the dataset…")
@@ -29,6 +52,7 @@ def run(path: str, device: str = "auto"):
     """A trained :class:`~brainit_core.models.run.BrainITRun`."""
     from brainit_core.models.run import BrainITRun
 
+    use_app_threads()
     return BrainITRun.load(path, device=device)
 
 
@@ -61,6 +85,7 @@ def heavy_job(label: str, wait_s: float = 600.0):
     Another tab's job makes this one wait with a message instead of running concurrently on the
     same models. Raises ``TimeoutError`` after ``wait_s`` seconds.
     """
+    use_app_threads()
     lock = _lock()
     if not lock.acquire(blocking=False):
         note = st.info(f"Waiting for another job to finish before: {label}")

@@ -207,3 +207,24 @@ def test_data_page_in_silico_and_build(app_env, monkeypatch):
     frame.run()
     assert not frame.exception
     assert frame.session_state["brainit_ctx"].dataset == built
+
+
+def test_the_app_runs_torch_on_one_thread_unless_told(monkeypatch):
+    import torch
+
+    from brainit_core.ui import loaders
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.delenv("BRAINIT_APP_THREADS", raising=False)
+        assert loaders.app_threads() == 1
+        monkeypatch.setenv("BRAINIT_APP_THREADS", "bad")
+        assert loaders.app_threads() == 1
+        monkeypatch.setenv("BRAINIT_APP_THREADS", "2")
+        loaders.use_app_threads()
+        assert torch.get_num_threads() == 2
+        monkeypatch.setenv("BRAINIT_APP_THREADS", "1")
+        loaders.use_app_threads()
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
