@@ -9,6 +9,7 @@ from pathlib import Path
 import streamlit as st
 
 from brainit_core.ui.context import sidebar
+from brainit_core.ui.loaders import warm_up
 
 ROOT = Path(__file__).resolve().parent
 PAGES = [  # (file, title, icon)
@@ -25,4 +26,5 @@ st.set_page_config(page_title="Brain-IT Explorer", page_icon=":material/neurolog
 nav = st.navigation([st.Page(ROOT / f, title=t, icon=i, default=(k == 0))
                      for k, (f, t, i) in enumerate(PAGES) if (ROOT / f).is_file()])
 sidebar()
+warm_up()  # heavy imports and the cortical mesh, in the background
 nav.run()

@@ -39,6 +39,28 @@ def use_app_threads() -> None:
         torch.set_num_threads(app_threads())
 
 
+WARM_MODULES = ("torch", "brainit_core.models.run", "brainit_core.reconstruction", "brainit_core.viz.attention")
+
+
+def _warm() -> None:
+    import importlib
+
+    for name in WARM_MODULES:
+        importlib.import_module(name)
+    from brainit_core.viz.surface import load_surface
+
+    load_surface("inflated")  # imports nilearn.datasets (and scikit-learn): about 2 s the first time
+
+
+@st.cache_resource(show_spinner=False)
+def warm_up() -> threading.Thread:
+    """Once per server process, import the heavy libraries and read the cortical mesh in a background
+    thread while the user is on the first page, so the first model page does not pay for them."""
+    thread = threading.Thread(target=_warm, name="brainit-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
 @st.cache_resource(show_spinner="Opening the dataset…")
 def dataset(path: str):
     """The canonical dataset at ``path`` (lazy: betas and images are read on demand)."""

@@ -228,3 +228,14 @@ def test_the_app_runs_torch_on_one_thread_unless_told(monkeypatch):
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_warm_up_imports_what_the_model_pages_need():
+    import sys
+
+    from brainit_core.ui import loaders
+    from brainit_core.viz.surface import load_surface
+
+    loaders._warm()  # what the app's background thread runs: a renamed module would fail here
+    assert all(name in sys.modules for name in loaders.WARM_MODULES)
+    assert load_surface.cache_info().currsize >= 1
