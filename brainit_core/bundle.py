@@ -181,10 +181,10 @@ def add_grids(root, subjects=None, n: int | None = None, device: str = "cpu", pi
         brun = BrainITRun.load(root / "run", device=device)
         pipeline = BrainITPipeline(brun, Generators.load(root / "generators", device=brun.device, space=brun.space))
     subjects = list(subjects) if subjects else list(pipeline.run.subjects[:1])
+    n = n or recon.GRID_SIZE
     shutil.rmtree(root / "grids", ignore_errors=True)  # entries under old keys would only take space
-    recon.add_shipped_grids(pipeline, load_dataset(root / "dataset"), subjects, n or recon.GRID_SIZE)
-    return refresh_manifest(root, grids={"subjects": subjects, "n": n or recon.GRID_SIZE,
-                                          "settings": asdict(recon.GRID_SETTINGS)})
+    recon.add_shipped_grids(pipeline, load_dataset(root / "dataset"), subjects, n)
+    return refresh_manifest(root, grids={"subjects": subjects, "n": n, "settings": asdict(recon.GRID_SETTINGS)})
 
 
 def refresh_manifest(root, **extra) -> dict:

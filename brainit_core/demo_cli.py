@@ -65,12 +65,10 @@ def _bundle(args) -> int:
 
 
 def _bundle_grids(args) -> int:
-    import torch
-
     from brainit_core.bundle import add_grids
+    from brainit_core.reconstruction._common import cpu_threads
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    cpu_threads(args.threads)
     m = add_grids(args.path, subjects=args.subjects, n=args.n, device=args.device)
     grids = [k for k in m["files"] if k.startswith("grids/")]
     print(f"{len(grids)} grid(s) for {', '.join(m['grids']['subjects'])} written to {args.path}/grids; MANIFEST.json updated")

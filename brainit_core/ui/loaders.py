@@ -33,10 +33,9 @@ def app_threads() -> int:
 
 def use_app_threads() -> None:
     """Apply :func:`app_threads` (process-wide; called before any model work)."""
-    import torch
+    from brainit_core.reconstruction._common import cpu_threads
 
-    if torch.get_num_threads() != app_threads():
-        torch.set_num_threads(app_threads())
+    cpu_threads(app_threads())
 
 
 WARM_MODULES = ("torch", "brainit_core.models.run", "brainit_core.reconstruction", "brainit_core.viz.attention")

@@ -20,6 +20,7 @@ import json
 import os
 import tempfile
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -141,15 +142,26 @@ def dataset_identity(dataset) -> str:
     """
     bundle = _bundle_of(dataset)
     if bundle is not None:
-        try:
-            files = json.loads((bundle / "MANIFEST.json").read_text())["files"]
-        except (OSError, ValueError, KeyError, TypeError):
-            files = None
-        if isinstance(files, dict):
-            listed = {k: v.get("sha256") for k, v in files.items() if k.startswith("dataset/") and isinstance(v, dict)}
-            if listed:
-                return "bundle:" + hashlib.sha256(json.dumps(listed, sort_keys=True).encode()).hexdigest()
+        mf = bundle / "MANIFEST.json"
+        st = mf.stat()
+        listed = _manifest_dataset_hash(str(mf), st.st_mtime_ns, st.st_size)
+        if listed:
+            return "bundle:" + listed
     return str(Path(dataset).expanduser().resolve())
+
+
+@lru_cache(maxsize=16)
+def _manifest_dataset_hash(manifest: str, mtime_ns: int, size: int) -> str | None:
+    """sha256 over the ``dataset/`` entries of a bundle manifest (parsed once per version of the file:
+    the page asks for it on every rerun)."""
+    try:
+        files = json.loads(Path(manifest).read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(files, dict):
+        return None
+    listed = {k: v.get("sha256") for k, v in files.items() if k.startswith("dataset/") and isinstance(v, dict)}
+    return hashlib.sha256(json.dumps(listed, sort_keys=True).encode()).hexdigest() if listed else None
 
 
 def shipped_grids_dir(dataset) -> Path | None:
@@ -242,17 +254,17 @@ def reconstruct_grid(pipeline, dataset, subject: str, n: int | None = None, sett
     key = cache_key(run_sha, pipeline.generators.sha256, str(dataset.path), subject, ids, settings)
     root = Path(root) if root else cache_root()
     path = root / f"{key}.npz"
-    if cache and path.is_file():
-        try:
-            return _load(path, subject, key)
-        except (OSError, ValueError, KeyError):
-            path.unlink(missing_ok=True)  # a damaged cache entry is recomputed, never shown
     shipped = shipped_grids_dir(dataset.path)
-    if cache and shipped is not None and (shipped / f"{key}.npz").is_file():
-        try:
-            return _load(shipped / f"{key}.npz", subject, key)
-        except (OSError, ValueError, KeyError):
-            pass  # a shipped entry is never deleted; verify-bundle reports the damage
+    # the disk cache first, then a bundle's shipped grids (read-only: never deleted here, verify-bundle
+    # reports a damaged one); a damaged cache entry is recomputed, never shown
+    candidates = [(path, True)] + ([(shipped / f"{key}.npz", False)] if shipped is not None else [])
+    for candidate, ours in candidates if cache else []:
+        if candidate.is_file():
+            try:
+                return _load(candidate, subject, key)
+            except (OSError, ValueError, KeyError):
+                if ours:
+                    candidate.unlink(missing_ok=True)
     if not compute:
         return None
     t0 = time.perf_counter()
