@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from brainit_core.errors import CheckpointError
+from brainit_core.fileio import json_default
 
 FORMAT_VERSION = 1
 
@@ -109,18 +110,52 @@ def checkpoint_exists(path) -> bool:
     return st_path.exists() and js_path.exists()
 
 
-def json_default(obj):
-    """``json.dumps(default=...)`` for NumPy scalars/arrays, paths and tuples."""
-    import numpy as np
+# --------------------------------------------------------------------------------------------
+# optimiser state (resumable training)
+# --------------------------------------------------------------------------------------------
+OPTIMIZER_PREFIX = "opt."
 
-    if isinstance(obj, tuple):
-        return list(obj)
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (np.floating,)):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj)}")
+
+def optimizer_state(optimizer) -> tuple[dict, dict]:
+    """An optimiser's state as (tensors, JSON-able meta) for :func:`save_checkpoint`.
+
+    Tensors are named ``opt.<param index>.<name>`` (e.g. ``opt.3.exp_avg``); non-tensor entries and
+    the parameter groups go into the meta dict. :func:`restore_optimizer` reverses it.
+    """
+    import torch
+
+    sd = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for pid, state in sd["state"].items():
+        for k, v in state.items():
+            if torch.is_tensor(v):
+                tensors[f"{OPTIMIZER_PREFIX}{pid}.{k}"] = v
+            else:
+                scalars[f"{pid}.{k}"] = v
+    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in sd["param_groups"]]
+    return tensors, {"param_groups": groups, "scalars": scalars}
+
+
+def restore_optimizer(optimizer, tensors: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
+    """Load what :func:`optimizer_state` saved into ``optimizer`` (other tensors are ignored).
+
+    Also reads the ``optim/<index>/<name>`` tensor names of checkpoints written before the format
+    was unified, so training states saved by earlier versions still resume.
+    """
+    state: dict = {}
+    for name, v in tensors.items():
+        if name.startswith(OPTIMIZER_PREFIX):
+            _, pid, k = name.split(".", 2)
+        elif name.startswith("optim/"):
+            _, pid, k = name.split("/", 2)
+        else:
+            continue
+        state.setdefault(int(pid), {})[k] = v
+    for key, v in (meta.get("scalars") or {}).items():
+        pid, k = key.split("/", 1) if "/" in key else key.split(".", 1)
+        state.setdefault(int(pid), {})[k] = v
+    groups = [dict(g) for g in meta["param_groups"]]
+    for g in groups:
+        if "betas" in g:
+            g["betas"] = tuple(g["betas"])
+    optimizer.load_state_dict({"state": state, "param_groups": groups})

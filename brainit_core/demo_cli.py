@@ -66,7 +66,7 @@ def _bundle(args) -> int:
 
 def _bundle_grids(args) -> int:
     from brainit_core.bundle import add_grids
-    from brainit_core.reconstruction._common import cpu_threads
+    from brainit_core.utils import cpu_threads
 
     cpu_threads(args.threads)
     m = add_grids(args.path, subjects=args.subjects, n=args.n, device=args.device)

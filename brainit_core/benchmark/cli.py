@@ -51,7 +51,7 @@ def _benchmark(args) -> int:
     from pathlib import Path
 
     from brainit_core.benchmark.run import parse_transfer_runs, run_benchmark
-    from brainit_core.reconstruction._common import cpu_threads
+    from brainit_core.utils import cpu_threads
 
     cpu_threads(args.threads)
     networks = args.networks.split(",") if "," in args.networks else args.networks

@@ -327,7 +327,7 @@ class _Bench:
             semantic = torch.as_tensor(pred["semantic"])
             lowlevel = [torch.as_tensor(pred[f"low{l}"]) for l in range(len(self.run.space.lowlevel_specs))]
         elif method == "global_embedding":
-            from brainit_core.reconstruction._common import image_size_of
+            from brainit_core.reconstruction.images import image_size_of
 
             pred = decoder.predict(betas, image_size=image_size_of(self.run.space))
             semantic = torch.as_tensor(pred["semantic"])

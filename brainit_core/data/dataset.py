@@ -23,7 +23,6 @@ Vertex order is left hemisphere then right, each in increasing vertex number.
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -34,10 +33,10 @@ from typing import Iterable, Sequence
 import h5py
 import numpy as np
 
-from brainit_core.checkpoint import json_default
+from brainit_core.fileio import write_json
+from brainit_core.data.info import FORMAT_VERSION, METADATA, DatasetInfo
 from brainit_core.errors import DataFormatError, UnknownSubjectError
 
-FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")
 HEMISPHERES = ("lh", "rh")
 
@@ -187,21 +186,8 @@ class Dataset:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        meta_path = self.path / "dataset.json"
-        if not meta_path.exists():
-            raise DataFormatError(
-                f"{meta_path} not found: {self.path} is not a Brain-IT dataset directory "
-                "(build one with `python -m brainit_core twin build` or `nsd prepare`)"
-            )
-        try:
-            self.metadata: dict = json.loads(meta_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise DataFormatError(f"{meta_path} is not valid JSON: {exc}") from exc
-        version = self.metadata.get("format_version")
-        if version != FORMAT_VERSION:
-            raise DataFormatError(f"{meta_path}: format_version {version!r}, this code reads {FORMAT_VERSION}")
-        if not self.metadata.get("complete"):
-            raise DataFormatError(f"{meta_path}: the dataset was not finished (interrupted build?); build it again")
+        self.info = DatasetInfo(self.path)
+        self.metadata: dict = self.info.metadata
         self._images_path = self.path / "images.h5"
         if not self._images_path.exists():
             raise DataFormatError(f"{self._images_path} not found (the dataset's image store)")
@@ -219,24 +205,24 @@ class Dataset:
     @property
     def subjects(self) -> list[str]:
         """All subject names, in the dataset's order (held-out ones included)."""
-        return list(self.metadata["subjects"])
+        return self.info.subjects
 
     @property
     def heldout_subjects(self) -> list[str]:
         """Subjects kept out of default training (the twin's transfer subject)."""
-        return list(self.metadata.get("heldout_subjects", []))
+        return self.info.heldout_subjects
 
     @property
     def training_subjects(self) -> list[str]:
-        return [s for s in self.subjects if s not in self.heldout_subjects]
+        return self.info.training_subjects
 
     @property
     def source(self) -> str:
-        return self.metadata.get("source", "unknown")
+        return self.info.source
 
     @property
     def mesh(self) -> str:
-        return self.metadata.get("mesh", "unknown")
+        return self.info.mesh
 
     @property
     def image_ids(self) -> np.ndarray:
@@ -357,9 +343,7 @@ class DatasetWriter:
         self._image_size = int(image_size)
 
     def _write_meta(self) -> None:
-        tmp = self.path / "dataset.json.tmp"
-        tmp.write_text(json.dumps(self.metadata, indent=2, sort_keys=True, default=json_default))
-        os.replace(tmp, self.path / "dataset.json")
+        write_json(self.path / METADATA, self.metadata)
 
     # -- images -----------------------------------------------------------------------------
     def add_images(self, ids: np.ndarray, images: np.ndarray) -> None:

@@ -7,7 +7,7 @@ pyramid from earlier blocks at ``lowlevel_size`` input (128 px -> 32^2 x 24, 16^
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 

@@ -5,6 +5,8 @@ import argparse
 import json
 from pathlib import Path
 
+from brainit_core.utils import cpu_threads
+
 
 def _minutes(value: str):
     if value == "all":
@@ -67,17 +69,10 @@ def register(subparsers) -> None:
     p.set_defaults(func=_evaluate)
 
 
-def _set_threads(n) -> None:
-    if n:
-        import torch
-
-        torch.set_num_threads(int(n))
-
-
 def _train(args) -> int:
     from brainit_core.models.training import train_run
 
-    _set_threads(args.threads)
+    cpu_threads(args.threads)
     more = {h: n for h, n in (("semantic", args.semantic_epochs), ("lowlevel", args.lowlevel_epochs)) if n}
     out = train_run(args.data, preset=args.preset, out=Path(args.out).expanduser(), device=args.device,
                     space_name=args.space, resume=args.resume, head_epochs=more)
@@ -87,14 +82,13 @@ def _train(args) -> int:
 
 def _transfer(args) -> int:
     from brainit_core.models.bit import BITConfig
-    from brainit_core.models.training import read_json
     from brainit_core.models.transfer import transfer_subject
+    from brainit_core.runs import RunDirectory
 
-    _set_threads(args.threads)
+    cpu_threads(args.threads)
     config = None
     if args.epochs is not None:
-        rec = read_json(Path(args.from_run).expanduser() / "run.json", {})
-        config = BITConfig.from_dict(rec.get("bit_config", {}))
+        config = BITConfig.from_dict(RunDirectory(args.from_run).bit_config)
         config.transfer_epochs = args.epochs
     out = transfer_subject(args.data, args.subject, args.minutes, args.from_run, args.out, device=args.device,
                            bit_config=config, resume=args.resume)
@@ -104,7 +98,7 @@ def _transfer(args) -> int:
 
 def _evaluate(args) -> int:
     from brainit_core.models.evaluate import evaluate_run, format_table
-    from brainit_core.models.training import write_json
+    from brainit_core.fileio import write_json
 
     res = evaluate_run(Path(args.run).expanduser(), Path(args.data).expanduser(), subjects=args.subjects,
                        ridge=not args.no_ridge, encoder=not args.no_encoder, device=args.device)

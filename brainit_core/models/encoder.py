@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from brainit_core.checkpoint import checkpoint_exists, load_checkpoint, save_checkpoint
+from brainit_core.checkpoint import checkpoint_exists, load_checkpoint, optimizer_state, restore_optimizer, save_checkpoint
 from brainit_core.errors import CheckpointError
 from brainit_core.progress import track
 from brainit_core.utils import resolve_device
@@ -201,23 +200,16 @@ def load_encoder(path, device=None) -> ImageToFMRIEncoder:
 
 
 def _save_state(path: Path, encoder, optimizer, epoch: int, best: float, bad_epochs: int, history: list) -> None:
-    tensors = {f"model.{k}": v for k, v in encoder.state_dict().items()}
-    for i, st in optimizer.state_dict()["state"].items():
-        for k, v in st.items():
-            tensors[f"opt.{i}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
+    opt_t, opt_meta = optimizer_state(optimizer)
+    tensors = {**{f"model.{k}": v for k, v in encoder.state_dict().items()}, **opt_t}
     save_checkpoint(path, tensors, {"epoch": epoch, "best": best, "bad_epochs": bad_epochs, "history": history,
-                                    "param_groups": optimizer.state_dict()["param_groups"]})
+                                    **opt_meta})
 
 
 def _load_state(path: Path, encoder, optimizer) -> tuple[int, float, int, list]:
     tensors, cfg, _ = load_checkpoint(path)
     encoder.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    state: dict = {}
-    for k, v in tensors.items():
-        if k.startswith("opt."):
-            _, i, name = k.split(".", 2)
-            state.setdefault(int(i), {})[name] = v
-    optimizer.load_state_dict({"state": state, "param_groups": cfg["param_groups"]})
+    restore_optimizer(optimizer, tensors, cfg)
     return cfg["epoch"], cfg["best"], cfg["bad_epochs"], cfg["history"]
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -113,7 +112,7 @@ def _ridge_scores(run, dataset, sd, test_b, true: dict, train_trials, key: str) 
     """Scores of ``baselines.RidgeFeatureDecoder`` (alpha per block by leave-one-out) on the same blocks."""
     from brainit_core.baselines.ridge import RidgeFeatureDecoder
     from brainit_core.features import extract_features
-    from brainit_core.models.training import subject_training_betas
+    from brainit_core.models.bit_data import subject_training_betas
 
     tr_b, tr_ids = subject_training_betas(sd, run.model.config.betas, trials=train_trials)
     tr_f = _feature_blocks(extract_features(dataset, tr_ids, run.space, device=run.device), run.model)

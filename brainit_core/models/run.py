@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from brainit_core.checkpoint import checkpoint_exists
 from brainit_core.errors import CheckpointError, DataFormatError, UnknownSubjectError
 from brainit_core.models.bit import BITPrediction
-from brainit_core.models.training import load_bit, read_json, v2c_path
+from brainit_core.models.bit_io import load_bit
+from brainit_core.runs import RunDirectory
 from brainit_core.utils import resolve_device
 
 __all__ = ["BrainITRun", "BITPrediction"]
@@ -63,21 +63,18 @@ class BrainITRun:
         from brainit_core.features import get_feature_space
         from brainit_core.models.v2c import V2C
 
-        path = Path(path).expanduser()
+        run = RunDirectory(path)
         dev = device if isinstance(device, torch.device) else resolve_device(device or "auto")
-        config = read_json(path / "run.json")
-        if config is None:
-            raise CheckpointError(f"{path / 'run.json'} not found: {path} is not a Brain-IT run directory "
-                                  "(train one with `python -m brainit_core train`)")
-        if not checkpoint_exists(path / "bit"):
-            raise CheckpointError(f"{path / 'bit.safetensors'} not found: the run's training has not finished "
+        config = run.record  # raises CheckpointError when run.json is missing
+        if not run.is_complete:
+            raise CheckpointError(f"{run.bit_path}.safetensors not found: the run's training has not finished "
                                   "(resume it with `python -m brainit_core train ... --resume`)")
-        model, cfg, sha = load_bit(path / "bit", device=dev)
-        space_cfg = config.get("space") or cfg.get("space") or {"name": "lite0", "preset": config.get("preset", "demo")}
+        model, _, sha = load_bit(run.bit_path, device=dev)
+        space_cfg = run.space
         space = get_feature_space(space_cfg["name"], preset=space_cfg["preset"], device=dev)
         if space.semantic_spec.dim != model.semantic_spec.dim or len(space.lowlevel_specs) != len(model.lowlevel_specs):
-            raise CheckpointError(f"{path}: the feature space {space.describe()} does not match the BIT checkpoint")
-        return cls(path, space, config, V2C.load(v2c_path(path)), model, sha, dev)
+            raise CheckpointError(f"{run.path}: the feature space {space.describe()} does not match the BIT checkpoint")
+        return cls(run.path, space, config, V2C.load(run.v2c_path), model, sha, dev)
 
     @property
     def subjects(self) -> list[str]:
@@ -91,7 +88,7 @@ class BrainITRun:
         """The image-to-fMRI encoder of the run (loaded on first use)."""
         from brainit_core.models.encoder import load_encoder
 
-        return load_encoder(self.path / "encoder" / "encoder", device=self.device)
+        return load_encoder(RunDirectory(self.path).encoder_path, device=self.device)
 
     def predict(self, betas, subject: str, return_attention: bool = False, batch_size: int = 32) -> BITPrediction:
         """Decode features from betas.

@@ -23,15 +23,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from brainit_core.checkpoint import checkpoint_exists, load_checkpoint
+from brainit_core.checkpoint import load_checkpoint
 from brainit_core.errors import BrainITError
-from brainit_core.models.training import (
-    HEADS, _Stages, _imports, build_bit_data, load_bit, load_run_features, needed_image_ids, read_json,
-    save_bit, save_npy, train_head, v2c_path, write_json, plot_curves,
-)
+from brainit_core.fileio import read_json, save_npz, save_npy, write_json
+from brainit_core.models import encoder as enc
 from brainit_core.models.bit import BITConfig, config_dict
+from brainit_core.models.bit_data import build_bit_data, load_run_features, needed_image_ids
+from brainit_core.models.bit_io import load_bit, save_bit
+from brainit_core.models.head_training import HEADS, train_head
+from brainit_core.models.v2c import V2C
 from brainit_core.progress import report
+from brainit_core.runs import RunDirectory, RunStages
 from brainit_core.utils import resolve_device
+from brainit_core.viz.curves import plot_curves
 
 log = logging.getLogger(__name__)
 
@@ -92,30 +96,30 @@ def transfer_subject(data, subject: str, minutes, from_run, out, device: str = "
     from brainit_core.data import load_dataset
     from brainit_core.features import get_feature_space
 
-    enc, V2C = _imports()
     dataset = data if hasattr(data, "subject") else load_dataset(data)
-    src, out = Path(from_run).expanduser(), Path(out).expanduser()
-    src_record = read_json(src / "run.json")
-    if src_record is None or not checkpoint_exists(src / "bit"):
+    src_run, new_run = RunDirectory(from_run), RunDirectory(out)
+    src, out = src_run.path, new_run.path
+    if not src_run.is_complete:
         raise BrainITError(f"{src} is not a finished Brain-IT run (no run.json or bit.safetensors)")
-    ref_subjects = list(src_record["subjects"])
+    src_record = src_run.record
+    ref_subjects = src_run.training_subjects
     if subject in ref_subjects:
         raise BrainITError(f"{subject} is already a subject of {src}; transfer needs a new subject")
-    if out.exists() and any(out.iterdir()) and not resume:
+    if not new_run.is_empty() and not resume:
         raise BrainITError(f"{out} already exists; pass --resume to continue it or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
     sd = dataset.subject(subject)
     trials = transfer_trials(sd, minutes)
-    record = read_json(out / "run.json", None) or {
+    record = new_run.read_record() or {
         **{k: v for k, v in src_record.items() if k != "stages"},
         "subjects": ref_subjects,
         "transfer": {"from": str(src), "subject": subject, "minutes": minutes, "n_trials": int(len(trials)),
                      "bit_config": config_dict(bit_config) if bit_config is not None else None},
         "stages": {},
     }
-    write_json(out / "run.json", record)
-    stages = _Stages(out, record)
+    new_run.save_record(record)
+    stages = RunStages(new_run, record)
     config = BITConfig.from_dict(record["transfer"]["bit_config"] or src_record["bit_config"])
     enc_config = enc.EncoderConfig(**src_record["encoder_config"]) if src_record.get("encoder_config") else None
     space = get_feature_space(src_record["space"]["name"], preset=src_record["space"]["preset"], device=dev)
@@ -131,28 +135,26 @@ def transfer_subject(data, subject: str, minutes, from_run, out, device: str = "
     # 2. the new subject's encoder voxel embeddings (everything else frozen)
     t0 = time.time()
     if not stages.done("encoder"):
-        encoder = enc.load_encoder(src / "encoder" / "encoder", device=dev)
+        encoder = enc.load_encoder(src_run.encoder_path, device=dev)
         encoder.add_subject(subject, sd.n_vertices)
         encoder = enc.train_encoder(dataset, space, enc_config or encoder.config, out / "encoder",
                                     subjects=ref_subjects + [subject], device=dev, train_only_subjects=[subject],
                                     trials={subject: trials}, init=encoder)
         stages.finish("encoder", time.time() - t0)
     else:
-        encoder = enc.load_encoder(out / "encoder" / "encoder", device=dev)
+        encoder = enc.load_encoder(new_run.encoder_path, device=dev)
     report(0.3, "encoder embeddings ready")
 
     # 3. clusters and nearest reference voxels
     t0 = time.time()
     nn_path = out / "transfer_nearest.npz"
     if not stages.done("v2c"):
-        v2c = V2C.load(v2c_path(src))
+        v2c = V2C.load(src_run.v2c_path)
         reference = {s: encoder.voxel_embeddings(s).detach().cpu().numpy() for s in ref_subjects}
         labels, ref_subject, ref_index = v2c.assign_nearest(encoder.voxel_embeddings(subject).detach().cpu().numpy(), reference)
         v2c.labels_[subject] = np.asarray(labels, dtype=np.int64)
-        v2c.save(v2c_path(out))
-        tmp = nn_path.with_name(nn_path.name + ".tmp.npz")
-        np.savez(tmp, labels=labels, ref_subject=np.asarray(ref_subject).astype(str), ref_index=ref_index)
-        tmp.replace(nn_path)
+        v2c.save(new_run.v2c_path)
+        save_npz(nn_path, labels=labels, ref_subject=np.asarray(ref_subject).astype(str), ref_index=ref_index)
         stages.finish("v2c", time.time() - t0)
     nearest = np.load(nn_path)
     report(0.35, "clusters assigned")
@@ -170,7 +172,7 @@ def transfer_subject(data, subject: str, minutes, from_run, out, device: str = "
     report(0.4, "synthetic fMRI ready")
 
     # 5. decoder voxel embeddings: nearest-voxel init, train only them
-    model, _, _ = load_bit(src / "bit", device=dev)
+    model, _, _ = load_bit(src_run.bit_path, device=dev)
     labels = nearest["labels"]
     ref_subject, ref_index = nearest["ref_subject"], nearest["ref_index"]
     inits = []
@@ -205,8 +207,8 @@ def transfer_subject(data, subject: str, minutes, from_run, out, device: str = "
 
     # 6. a complete run directory for the old subjects and the new one
     t0 = time.time()
-    save_bit(out / "bit", model, record, meta={"transfer": record["transfer"]})
-    stages.finish("bit", time.time() - t0, total_seconds=sum(v["seconds"] for v in record["stages"].values()))
+    save_bit(new_run.bit_path, model, record, meta={"transfer": record["transfer"]})
+    stages.finish("bit", time.time() - t0, total_seconds=stages.total_seconds())
     plot_curves(curves, out / "curves.png")
     return out
 

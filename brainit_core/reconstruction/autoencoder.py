@@ -20,7 +20,9 @@ import torch.nn.functional as F
 
 from brainit_core.checkpoint import load_checkpoint, save_checkpoint
 from brainit_core.progress import track
-from brainit_core.reconstruction._common import advance_scheduler, ImageBatches, LossLog, TrainingState, ssim_gray, to_float_images
+from brainit_core.reconstruction.images import ImageBatches, to_float_images
+from brainit_core.reconstruction.losses import ssim_gray
+from brainit_core.reconstruction.train_state import advance_scheduler, LossLog, TrainingState
 
 
 @dataclass

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from brainit_core.progress import report
-from brainit_core.reconstruction._common import image_size_of, resize_to, to_float_images, to_uint8
+from brainit_core.reconstruction.images import image_size_of, resize_to, to_float_images, to_uint8
 from brainit_core.metrics.pixel import pixcorr, ssim
 
 

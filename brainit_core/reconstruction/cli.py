@@ -84,7 +84,7 @@ def _device_args(p: argparse.ArgumentParser) -> None:
 
 
 def _setup(args):
-    from brainit_core.reconstruction._common import cpu_threads
+    from brainit_core.utils import cpu_threads
     from brainit_core.utils import resolve_device
 
     cpu_threads(args.threads)

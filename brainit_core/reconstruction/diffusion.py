@@ -24,7 +24,7 @@ from torch import nn
 
 from brainit_core.checkpoint import load_checkpoint, save_checkpoint
 from brainit_core.progress import track
-from brainit_core.reconstruction._common import advance_scheduler, LossLog, TrainingState, update_ema
+from brainit_core.reconstruction.train_state import advance_scheduler, LossLog, TrainingState, update_ema
 
 SAMPLERS = ("dpm", "ddim")
 

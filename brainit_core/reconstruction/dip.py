@@ -20,7 +20,8 @@ from torch import nn
 import torch.nn.functional as F
 
 from brainit_core.progress import track
-from brainit_core.reconstruction._common import feature_matching_loss, image_size_of
+from brainit_core.reconstruction.images import image_size_of
+from brainit_core.reconstruction.losses import feature_matching_loss
 
 
 @dataclass

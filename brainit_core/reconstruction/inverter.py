@@ -23,8 +23,9 @@ import torch.nn.functional as F
 
 from brainit_core.checkpoint import load_checkpoint, save_checkpoint
 from brainit_core.progress import track
-from brainit_core.reconstruction._common import (advance_scheduler, ImageBatches, LossLog, TrainingState, feature_matching_loss,
-                                                 image_size_of, ssim_gray)
+from brainit_core.reconstruction.images import ImageBatches, image_size_of
+from brainit_core.reconstruction.losses import feature_matching_loss, ssim_gray
+from brainit_core.reconstruction.train_state import advance_scheduler, LossLog, TrainingState
 
 
 @dataclass

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from brainit_core.errors import CheckpointError, DataFormatError
-from brainit_core.reconstruction._common import image_size_of, to_uint8
+from brainit_core.reconstruction.images import image_size_of, to_uint8
 from brainit_core.reconstruction.diffusion import SAMPLERS, as_seeds
 
 BRANCHES = ("low_level", "semantic")

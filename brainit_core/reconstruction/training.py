@@ -19,7 +19,7 @@ import torch
 
 from brainit_core.checkpoint import checkpoint_exists, read_checkpoint_record
 from brainit_core.progress import report, track
-from brainit_core.reconstruction._common import generator_images, image_size_of, resize_to, to_float_images
+from brainit_core.reconstruction.images import generator_images, image_size_of, resize_to, to_float_images
 from brainit_core.reconstruction.autoencoder import AutoencoderConfig, encode_images, load_autoencoder, train_autoencoder
 from brainit_core.reconstruction.diffusion import DiffusionConfig, train_diffusion
 from brainit_core.reconstruction.generators import ReconstructionConfig, write_generators_json

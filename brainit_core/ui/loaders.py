@@ -33,7 +33,7 @@ def app_threads() -> int:
 
 def use_app_threads() -> None:
     """Apply :func:`app_threads` (process-wide; called before any model work)."""
-    from brainit_core.reconstruction._common import cpu_threads
+    from brainit_core.utils import cpu_threads
 
     cpu_threads(app_threads())
 

@@ -1,6 +1,8 @@
 """BIT training loop: loss goes down, checkpoints round-trip, a killed run resumes exactly."""
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 import torch
@@ -8,10 +10,9 @@ import torch
 from brainit_core.features.base import TokenSpec
 from brainit_core.features.cache import FeatureSet
 from brainit_core.models.bit import BITConfig, BrainITModel
-from brainit_core.models.training import (
-    BITData, SamplePool, channel_stats, epoch_samples, load_bit, save_bit, subject_training_betas, train_head,
-    warmup_factor,
-)
+from brainit_core.models.bit_data import BITData, SamplePool, channel_stats, epoch_samples, subject_training_betas
+from brainit_core.models.bit_io import load_bit, save_bit
+from brainit_core.models.head_training import train_head, warmup_factor
 
 SEM = TokenSpec("semantic", (2, 2), 6)
 LOW = [TokenSpec("l0", (4, 4), 3), TokenSpec("l1", (2, 2), 5)]
@@ -165,13 +166,15 @@ def run_dataset(tmp_path):
     return make_run_dataset(tmp_path / "data")
 
 
-def test_train_run_end_to_end_and_resume(run_dataset, tmp_path, capsys):
+def test_train_run_end_to_end_and_resume(run_dataset, tmp_path, caplog):
     from brainit_core.models.run import BrainITRun
-    from brainit_core.models.training import read_json, train_run
+    from brainit_core.fileio import read_json
+    from brainit_core.models.training import train_run
 
     out = tmp_path / "run"
-    train_run(run_dataset, preset="ci", out=out, device="cpu")
-    assert "memory estimate" in capsys.readouterr().out
+    with caplog.at_level(logging.INFO, logger="brainit_core.models.training"):
+        train_run(run_dataset, preset="ci", out=out, device="cpu")
+    assert any("memory estimate" in r.getMessage() for r in caplog.records)
     rec = read_json(out / "run.json")
     assert set(rec["stages"]) == {"features", "encoder", "v2c", "synthetic", "bit-semantic", "bit-lowlevel", "bit"}
     for f in ("bit.safetensors", "bit.json", "curves.json", "curves.png", "synthetic/sub01.npy"):
@@ -238,7 +241,7 @@ def test_train_run_refuses_existing_dir_without_resume(run_dataset, tmp_path):
 
 def test_cli_train_then_evaluate_features(run_dataset, tmp_path, capsys):
     from brainit_core.cli import main
-    from brainit_core.models.training import read_json
+    from brainit_core.fileio import read_json
 
     out = tmp_path / "cli-run"
     assert main(["train", "--data", str(run_dataset.path), "--preset", "ci", "--out", str(out), "--device", "cpu"]) == 0
@@ -258,7 +261,8 @@ def test_train_and_transfer_with_the_fullsize_feature_space(run_dataset, tmp_pat
     of the same classes, go through every stage: features, encoder, V2C, both BIT heads, loading,
     prediction in feature units, and transfer to the held-out subject."""
     from brainit_core.models.run import BrainITRun
-    from brainit_core.models.training import read_json, train_run
+    from brainit_core.fileio import read_json
+    from brainit_core.models.training import train_run
     from brainit_core.models.transfer import transfer_subject
 
     out = tmp_path / "run-full"

@@ -23,7 +23,7 @@ def test_transfer_trials_follow_session_order(tmp_path):
 
 
 def test_training_only_voxel_embeddings_leaves_everything_else_bit_identical(tmp_path):
-    from brainit_core.models.training import train_head
+    from brainit_core.models.head_training import train_head
 
     data = make_data()
     cfg = tiny_config(lowlevel_epochs=2, semantic_epochs=2)
@@ -50,7 +50,7 @@ def trained_run(tmp_path_factory):
 
 def test_transfer_end_to_end(trained_run):
     from brainit_core.models.run import BrainITRun
-    from brainit_core.models.training import read_json
+    from brainit_core.fileio import read_json
     from brainit_core.models.transfer import transfer_subject
 
     ds, base = trained_run

@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from brainit_core.reconstruction._common import feature_matching_loss
+from brainit_core.reconstruction.losses import feature_matching_loss
 from brainit_core.reconstruction.dip import DIPConfig, SkipUNet, invert_dip
 
 

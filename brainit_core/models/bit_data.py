@@ -1,0 +1,203 @@
+"""What BIT training reads: per-subject pools of betas and the feature rows of their images.
+
+Real samples are a subject's training betas (repeat-averaged or single trials), validation samples its
+repeat-averaged validation betas, synthetic samples the encoder's predicted fMRI for unlabeled images.
+:func:`epoch_samples` draws one epoch's shuffled mix and :func:`make_groups` turns a batch of it into
+the per-subject groups the Brain Tokenizer reads.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from brainit_core.features.base import maps_to_tokens
+from brainit_core.models.bit import BrainITModel
+
+
+@dataclass
+class SamplePool:
+    """Betas of one subject and the feature rows of their images.
+
+    Attributes
+    ----------
+    betas : ndarray, shape (n, V)
+        Raw betas (float32 real or float16 synthetic), standardised at batch time.
+    rows : ndarray, int64, shape (n,)
+        Row of each sample's image in :attr:`BITData.features`.
+    """
+
+    betas: np.ndarray
+    rows: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+@dataclass
+class BITData:
+    """Everything BIT training reads, in memory.
+
+    Attributes
+    ----------
+    features : FeatureSet
+        Features of every image used (train, val and unlabeled), any order.
+    real, val, synthetic : dict of str -> SamplePool
+        Per subject; ``synthetic`` may be empty.
+    """
+
+    features: object
+    real: dict
+    val: dict
+    synthetic: dict
+
+    def semantic_targets(self, rows: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(self.features.semantic[rows].astype(np.float32))  # (b, N, D)
+
+    def lowlevel_targets(self, rows: np.ndarray) -> list[torch.Tensor]:
+        return [maps_to_tokens(torch.from_numpy(m[rows].astype(np.float32))) for m in self.features.lowlevel]
+
+
+def subject_training_betas(subject_data, mode: str, image_ids: np.ndarray | None = None,
+                           trials: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Training inputs of a subject.
+
+    Parameters
+    ----------
+    subject_data : SubjectData
+    mode : {"averaged", "single"}
+        Repeat-averaged betas (one sample per image) or single trials.
+    image_ids : ndarray, optional
+        Restrict to these images (default: the subject's training split).
+    trials : ndarray, optional
+        Restrict to these trial rows (transfer with little data); averaging uses only them.
+
+    Returns
+    -------
+    betas : ndarray, float32, shape (n, V)
+    image_ids : ndarray, int64, shape (n,)
+    """
+    ids = subject_data.train_image_ids if image_ids is None else np.asarray(image_ids)
+    if trials is None:
+        rows = np.concatenate([g for g in subject_data.trials_of(np.unique(ids))] or [np.zeros(0, np.int64)])
+    else:
+        rows = np.asarray(trials, dtype=np.int64)
+        rows = rows[np.isin(subject_data.image_ids[rows], ids)]
+    rows = np.sort(rows)
+    trial_ids = subject_data.image_ids[rows]
+    if mode == "single":
+        return subject_data.betas_for_trials(rows), trial_ids
+    if mode != "averaged":
+        raise ValueError(f"betas mode must be 'averaged' or 'single', got {mode!r}")
+    betas = subject_data.betas_for_trials(rows)
+    uniq, inverse = np.unique(trial_ids, return_inverse=True)
+    out = np.zeros((len(uniq), betas.shape[1]), np.float64)
+    np.add.at(out, inverse, betas)
+    out /= np.bincount(inverse, minlength=len(uniq))[:, None]
+    return out.astype(np.float32), uniq
+
+
+def channel_stats(features, rows: np.ndarray, chunk: int = 256) -> tuple[tuple, list]:
+    """Per-channel (mean, std) of semantic tokens and of each low-level layer over ``rows``."""
+    def stats(arr, axis_c):
+        s = s2 = 0.0
+        n = 0
+        for start in range(0, len(rows), chunk):
+            x = arr[np.sort(rows[start:start + chunk])].astype(np.float64)
+            x = np.moveaxis(x, axis_c, -1).reshape(-1, x.shape[axis_c])
+            s = s + x.sum(0)
+            s2 = s2 + (x ** 2).sum(0)
+            n += len(x)
+        mean = s / max(n, 1)
+        return mean.astype(np.float32), np.sqrt(np.maximum(s2 / max(n, 1) - mean ** 2, 0)).astype(np.float32)
+
+    sem = stats(features.semantic, 2)
+    low = [stats(m, 1) for m in features.lowlevel]
+    return sem, low
+
+
+def needed_image_ids(dataset, subjects: Sequence[str], max_unlabeled: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """All train/val/test ids of ``subjects`` and the unlabeled ids (capped, first ones)."""
+    ids = [np.concatenate([s.train_image_ids, s.val_image_ids, s.test_image_ids])
+           for s in (dataset.subject(n) for n in subjects)]
+    unl = dataset.image_set("unlabeled") if "unlabeled" in dataset.image_sets else np.zeros(0, np.int64)
+    if max_unlabeled is not None:
+        unl = unl[:max_unlabeled]
+    return np.unique(np.concatenate(ids)), unl
+
+
+def load_run_features(dataset, space, ids, device) -> object:
+    from brainit_core.features import extract_features
+
+    return extract_features(dataset, np.asarray(ids, dtype=np.int64), space, batch_size=32, device=device)
+
+
+def build_bit_data(dataset, features, subjects: Sequence[str], mode: str, synthetic: dict | None = None,
+                   synthetic_ids: np.ndarray | None = None, trials: dict | None = None) -> BITData:
+    """Collect real (train), validation and synthetic samples of ``subjects``."""
+    row_of = {int(i): r for r, i in enumerate(features.ids)}
+    real, val, syn = {}, {}, {}
+    for name in subjects:
+        sd = dataset.subject(name)
+        b, ids = subject_training_betas(sd, mode, trials=None if trials is None else trials.get(name))
+        real[name] = SamplePool(b, np.array([row_of[int(i)] for i in ids], np.int64))
+        vb, vids = sd.averaged("val")
+        val[name] = SamplePool(vb, np.array([row_of[int(i)] for i in vids], np.int64))
+        if synthetic is not None and name in synthetic:
+            syn[name] = SamplePool(synthetic[name], np.array([row_of[int(i)] for i in synthetic_ids], np.int64))
+    return BITData(features, real, val, syn)
+
+
+def epoch_samples(data: BITData, synthetic_per_real: float, rng: np.random.Generator,
+                  subjects: Sequence[str] | None = None) -> list[tuple[str, str, int]]:
+    """Shuffled (source, subject, index) triples: every real sample once, plus
+    ``round(synthetic_per_real * n_real)`` synthetic ones, each an unlabeled image drawn at random
+    and given a random subject among those with synthetic fMRI."""
+    subjects = list(subjects or data.real)
+    samples = [("real", s, i) for s in subjects for i in range(len(data.real[s]))]
+    syn_subjects = [s for s in subjects if s in data.synthetic and len(data.synthetic[s])]
+    n_syn = int(round(synthetic_per_real * len(samples))) if syn_subjects else 0
+    if n_syn:
+        subj = rng.integers(0, len(syn_subjects), n_syn)
+        for k, s in enumerate(syn_subjects):
+            picks = rng.integers(0, len(data.synthetic[s]), int((subj == k).sum()))
+            samples += [("synthetic", s, int(i)) for i in picks]
+    order = rng.permutation(len(samples))
+    return [samples[i] for i in order]
+
+
+def make_groups(model: BrainITModel, data: BITData, batch: list[tuple[str, str, int]], n_voxels: int | None,
+                device, tg: torch.Generator | None) -> tuple[list, np.ndarray]:
+    """Turn a list of samples into per-subject groups for :meth:`BrainIT.tokenize`.
+
+    Returns the groups ``[(subject, betas (b, N), voxel_idx (b, N) or None)]`` and the feature
+    rows of the samples in group order. ``n_voxels=None`` keeps all voxels.
+    """
+    groups, rows = [], []
+    for subject in dict.fromkeys(s for _, s, _ in batch):
+        items = [(src, i) for src, s, i in batch if s == subject]
+        betas = np.stack([(data.real if src == "real" else data.synthetic)[subject].betas[i] for src, i in items])
+        rows += [(data.real if src == "real" else data.synthetic)[subject].rows[i] for src, i in items]
+        x = torch.from_numpy(betas.astype(np.float32))  # (b, V)
+        V = x.shape[1]
+        idx = None
+        if n_voxels is not None and n_voxels < V:
+            idx = torch.rand(len(items), V, generator=tg).argsort(1)[:, :n_voxels]  # (b, N), distinct
+            x = torch.gather(x, 1, idx)
+        x = x.to(device)
+        idx = idx.to(device) if idx is not None else None
+        groups.append((subject, model.standardize_betas(x, subject, idx), idx))
+    return groups, np.asarray(rows, dtype=np.int64)
+
+
+def standardized_targets(model: BrainITModel, head: str, data: BITData, rows: np.ndarray, device) -> list[torch.Tensor]:
+    if head == "semantic":
+        m, s = model.target_stats("semantic")
+        return [(data.semantic_targets(rows).to(device) - m) / s]  # [(B, N, D)]
+    out = []
+    for l, t in enumerate(data.lowlevel_targets(rows)):
+        m, s = model.target_stats(f"low{l}")
+        out.append((t.to(device) - m) / s)  # (B, n_l, C_l)
+    return out

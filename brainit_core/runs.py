@@ -1,0 +1,219 @@
+"""The run directory format, owned in one place (no torch import: the app's sidebar reads it cheaply).
+
+A run directory (``RUN/``) is written by ``train`` or ``transfer``::
+
+    RUN/
+      run.json                 the run's record: preset, dataset, feature space, training subjects,
+                               configs, stage timings; ``transfer`` when made by ``transfer``
+      bit.safetensors/json     the final BrainITModel; bit.json's config lists every subject it
+                               decodes with its vertex count, and its sha256
+      encoder/encoder.*        image-to-fMRI encoder
+      v2c.npz/json             voxel-to-cluster map
+      synthetic/, bit_<head>_state.*, bit_<head>_best.*, curves.json, curves.png, eval_features.json
+
+Every reader of ``run.json`` / ``bit.json`` goes through :class:`RunDirectory`; loading the weights
+for prediction is :class:`brainit_core.models.run.BrainITRun`.
+"""
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from brainit_core.errors import CheckpointError
+from brainit_core.fileio import read_json, write_json
+
+RECORD = "run.json"
+BIT = "bit"
+RECORD_VERSION = 1
+
+
+class RunDirectory:
+    """A Brain-IT run directory on disk: its record and checkpoint metadata, without the weights.
+
+    Parameters
+    ----------
+    path : str or PathLike
+
+    Examples
+    --------
+    >>> run = RunDirectory("~/.brainit/runs/demo")
+    >>> run.is_complete, run.subjects, run.space
+    (True, ['twin01', 'twin02'], {'name': 'lite0', 'preset': 'demo'})
+    """
+
+    def __init__(self, path):
+        self.path = Path(path).expanduser()
+
+    # -- files ----------------------------------------------------------------------------------
+    @property
+    def record_path(self) -> Path:
+        return self.path / RECORD
+
+    @property
+    def bit_path(self) -> Path:
+        """Stem of the final checkpoint (``bit.safetensors`` + ``bit.json``)."""
+        return self.path / BIT
+
+    @property
+    def encoder_path(self) -> Path:
+        """Stem of the encoder checkpoint."""
+        return self.path / "encoder" / "encoder"
+
+    @property
+    def v2c_path(self) -> Path:
+        """Stem of the V2C map (``v2c.npz`` + ``v2c.json``)."""
+        return self.path / "v2c"
+
+    @property
+    def scores_path(self) -> Path:
+        """Feature-level scores written by ``evaluate-features``."""
+        return self.path / "eval_features.json"
+
+    @property
+    def has_record(self) -> bool:
+        return self.record_path.is_file()
+
+    @property
+    def is_complete(self) -> bool:
+        """Training finished: the record and the final checkpoint (both files) are there."""
+        return (self.has_record and self.bit_path.with_suffix(".safetensors").is_file()
+                and self.bit_path.with_suffix(".json").is_file())
+
+    @staticmethod
+    def is_run(path) -> bool:
+        """``path`` holds a finished run."""
+        return path is not None and RunDirectory(path).is_complete
+
+    def is_empty(self) -> bool:
+        return not self.path.exists() or not any(self.path.iterdir())
+
+    # -- the record -----------------------------------------------------------------------------
+    @cached_property
+    def record(self) -> dict:
+        """``run.json`` as a dict (read once per instance)."""
+        rec = read_json(self.record_path)
+        if rec is None:
+            raise CheckpointError(f"{self.record_path} not found: {self.path} is not a Brain-IT run directory "
+                                  "(train one with `python -m brainit_core train`)")
+        if not isinstance(rec, dict):
+            raise CheckpointError(f"{self.record_path}: expected a JSON object, got {type(rec).__name__}")
+        return rec
+
+    def read_record(self, default=None):
+        """``run.json``, or ``default`` when there is none yet (a run being started)."""
+        return self.record if self.has_record else default
+
+    def save_record(self, record: dict) -> None:
+        """Write ``run.json`` atomically (and keep it as this instance's record)."""
+        write_json(self.record_path, record)
+        self.__dict__["record"] = record
+
+    @property
+    def preset(self) -> str:
+        return str(self.record.get("preset", "demo"))
+
+    @property
+    def space(self) -> dict:
+        """The feature space BIT predicts: ``{"name": ..., "preset": ...}``."""
+        space = self.record.get("space") or (self.bit_config_record.get("space") if self.is_complete else None)
+        return dict(space or {"name": "lite0", "preset": self.preset})
+
+    @property
+    def space_label(self) -> str:
+        """``"lite0 (demo)"``."""
+        s = self.space
+        return f"{s.get('name', '?')} ({s.get('preset', '?')})"
+
+    @property
+    def training_subjects(self) -> list[str]:
+        """Subjects the run was trained on (a transferred run's reference subjects)."""
+        return list(self.record.get("subjects", []))
+
+    @property
+    def bit_config(self) -> dict:
+        """``asdict(BITConfig)`` of the run (a transfer's own overrides are in :attr:`transfer`)."""
+        return dict(self.record.get("bit_config") or {})
+
+    @property
+    def encoder_config(self) -> dict | None:
+        return self.record.get("encoder_config")
+
+    @property
+    def transfer(self) -> dict | None:
+        """``{"from", "subject", "minutes", "n_trials", "bit_config"}`` of a transferred run, else None."""
+        return self.record.get("transfer")
+
+    @property
+    def stages(self) -> dict:
+        return dict(self.record.get("stages") or {})
+
+    # -- the final checkpoint's record (bit.json) -----------------------------------------------
+    @cached_property
+    def bit_record(self) -> dict:
+        """``bit.json``: the checkpoint record (config, meta, sha256), read without loading weights."""
+        from brainit_core.checkpoint import read_checkpoint_record
+
+        if not self.is_complete:
+            raise CheckpointError(f"{self.bit_path}.safetensors / .json not found: the run's training has not "
+                                  "finished (resume it with `python -m brainit_core train ... --resume`)")
+        return read_checkpoint_record(self.bit_path)
+
+    @property
+    def bit_config_record(self) -> dict:
+        return dict(self.bit_record.get("config") or {})
+
+    @property
+    def subjects(self) -> list[str]:
+        """Every subject BIT decodes (training subjects plus transferred ones); [] before training ends."""
+        if not self.is_complete:
+            return []
+        subjects = self.bit_config_record.get("subjects") or {}
+        return list(subjects)
+
+    def n_vertices(self, subject: str) -> int:
+        """Vertex count BIT expects for ``subject``."""
+        return int(self.bit_config_record["subjects"][subject])
+
+    @property
+    def sha256(self) -> str:
+        """sha256 of ``bit.safetensors`` as recorded in ``bit.json``."""
+        return str(self.bit_record["sha256"])
+
+    @property
+    def identities(self) -> set:
+        """The sha256s the run answers to: its checkpoint's and, for a bundled (float16) copy, the sha256 of
+        the run it was made from (what a benchmark of that run recorded)."""
+        meta = self.bit_record.get("meta") or {}
+        return {v for v in (self.bit_record.get("sha256"), meta.get("bundled_from_sha256")) if v}
+
+    def __repr__(self) -> str:
+        return f"RunDirectory({str(self.path)!r})"
+
+
+def new_run_record(preset: str, dataset: str, space: dict, subjects: list, bit_config: dict,
+                   encoder_config: dict) -> dict:
+    """The record a fresh training run starts with."""
+    return {"format_version": RECORD_VERSION, "preset": preset, "dataset": str(dataset), "space": dict(space),
+            "subjects": list(subjects), "bit_config": dict(bit_config), "encoder_config": dict(encoder_config),
+            "stages": {}}
+
+
+class RunStages:
+    """Book-keeping of a run's stages in ``run.json``: each finished stage is written with its seconds,
+    so an interrupted run skips what is done when it starts again."""
+
+    def __init__(self, run: RunDirectory, record: dict):
+        self.run = run
+        self.record = record
+
+    def done(self, name: str) -> bool:
+        return name in self.record.setdefault("stages", {})
+
+    def finish(self, name: str, seconds: float, **info) -> None:
+        self.record.setdefault("stages", {})[name] = {"seconds": round(seconds, 2), **info}
+        self.run.save_record(self.record)
+
+    def total_seconds(self) -> float:
+        """Seconds of every stage, plus earlier training of heads trained further (``extended``)."""
+        earlier = sum(v.get("earlier_seconds", 0.0) for v in self.record.get("extended", {}).values())
+        return round(sum(v["seconds"] for v in self.record.get("stages", {}).values()) + earlier, 2)
