@@ -25,7 +25,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from brainit_core.data.dataset import DatasetWriter, standardize_session
+from brainit_core.data.writer import DatasetWriter, standardize_session
 from brainit_core.errors import DataFormatError
 from brainit_core.progress import track
 

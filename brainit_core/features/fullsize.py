@@ -35,8 +35,6 @@ Weights never download: local files only (see :func:`find_clip_weights`, :func:`
 """
 from __future__ import annotations
 
-import glob
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -44,22 +42,15 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from brainit_core.errors import CheckpointError, MissingWeightsError
 from brainit_core.features.base import FeatureSpace, TokenSpec, resize
+from brainit_core.features.weights import (
+    BIGG_MODEL, check_full_weights, find_clip_weights, find_vgg_weights, load_strict, read_state_dict, strip_prefix,
+)
 
 NAME = "bigg-vgg16bn"
 
-# --- OpenCLIP ViT-bigG/14 ---------------------------------------------------------------------
-BIGG_MODEL = "ViT-bigG-14"
-BIGG_TAG = "laion2b_s39b_b160k"
-BIGG_HF_REPO = "laion/CLIP-ViT-bigG-14-laion2B-39B-b160k"
-BIGG_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-
-# --- torchvision VGG16-BN ---------------------------------------------------------------------
-VGG_FILE = "vgg16_bn-6c64b313.pth"
-VGG_URL = f"https://download.pytorch.org/models/{VGG_FILE}"
 VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
 VGG_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -217,112 +208,6 @@ def vgg_untokenize(maps: list[torch.Tensor], size: int = 112, duplicate: bool = 
 
 
 # ---------------------------------------------------------------------------------------------
-# weight files
-# ---------------------------------------------------------------------------------------------
-def _hf_hub_dirs() -> list[Path]:
-    dirs = []
-    if os.environ.get("HF_HUB_CACHE"):
-        dirs.append(Path(os.environ["HF_HUB_CACHE"]))
-    if os.environ.get("HF_HOME"):
-        dirs.append(Path(os.environ["HF_HOME"]) / "hub")
-    dirs.append(Path.home() / ".cache" / "huggingface" / "hub")
-    return dirs
-
-
-def clip_weight_candidates() -> list[Path]:
-    """Where the bigG weights are looked for, in order (after an explicit path)."""
-    out = []
-    if os.environ.get("BRAINIT_BIGG_WEIGHTS"):
-        out.append(Path(os.environ["BRAINIT_BIGG_WEIGHTS"]))
-    repo_dir = "models--" + BIGG_HF_REPO.replace("/", "--")
-    for hub in _hf_hub_dirs():
-        for name in BIGG_FILES:
-            hits = sorted(glob.glob(str(hub / repo_dir / "snapshots" / "*" / name)))
-            out.extend(Path(h) for h in hits)
-            if not hits:
-                out.append(hub / repo_dir / "snapshots" / "<revision>" / name)
-    return out
-
-
-def vgg_weight_candidates() -> list[Path]:
-    out = []
-    if os.environ.get("BRAINIT_VGG_WEIGHTS"):
-        out.append(Path(os.environ["BRAINIT_VGG_WEIGHTS"]))
-    out.append(Path(torch.hub.get_dir()) / "checkpoints" / VGG_FILE)
-    return out
-
-
-def _first_file(candidates: list[Path]) -> tuple[Path | None, str]:
-    """The first existing file among ``candidates`` (or None) and the list of places looked at."""
-    found = next((p for p in candidates if p.is_file()), None)
-    return found, "\n  ".join(str(p) for p in candidates)
-
-
-def find_clip_weights(path: str | None = None) -> Path:
-    """The local OpenCLIP ViT-bigG/14 weight file, or :class:`MissingWeightsError` saying where to put it."""
-    cands = [Path(path)] if path else clip_weight_candidates()
-    found, tried = _first_file(cands)
-    if found is not None:
-        return found
-    raise MissingWeightsError(
-        f"OpenCLIP {BIGG_MODEL} ({BIGG_TAG}) weights not found: expected {' or '.join(BIGG_FILES)} "
-        f"from the Hugging Face repository {BIGG_HF_REPO} (about 10 GB). Looked at:\n  {tried}\n"
-        f"Get it on a machine with internet access, e.g. `huggingface-cli download {BIGG_HF_REPO} "
-        f"{BIGG_FILES[1]}`, copy it here and pass its path (clip_weights=...) or set BRAINIT_BIGG_WEIGHTS.")
-
-
-def find_vgg_weights(path: str | None = None) -> Path:
-    """The local torchvision VGG16-BN weight file, or :class:`MissingWeightsError` saying where to put it."""
-    cands = [Path(path)] if path else vgg_weight_candidates()
-    found, tried = _first_file(cands)
-    if found is not None:
-        return found
-    raise MissingWeightsError(
-        f"torchvision VGG16-BN ImageNet weights not found: expected {VGG_FILE} (528 MB). Looked at:\n  {tried}\n"
-        f"Get it on a machine with internet access ({VGG_URL}), put it in {Path(torch.hub.get_dir()) / 'checkpoints'} "
-        f"or pass its path (vgg_weights=...) or set BRAINIT_VGG_WEIGHTS.")
-
-
-def _check_weights(clip_path: str | None, vgg_path: str | None) -> None:
-    """Raise one :class:`MissingWeightsError` naming every missing file (before anything is built)."""
-    missing = []
-    for find, path in ((find_clip_weights, clip_path), (find_vgg_weights, vgg_path)):
-        try:
-            find(path)
-        except MissingWeightsError as exc:
-            missing.append(str(exc))
-    if missing:
-        raise MissingWeightsError("\n\n".join(missing))
-
-
-def _load_state(path: Path) -> dict:
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError:  # not a zip archive (legacy format): mmap unsupported
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    return state
-
-
-def _strip(state: dict, prefix: str) -> dict:
-    """Keys under ``prefix`` with it removed; the whole dict if no key has it."""
-    sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-    return sub if sub else dict(state)
-
-
-def _load_into(module: nn.Module, state: dict, path: Path, what: str) -> None:
-    try:
-        module.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path} does not hold {what} weights of the expected architecture: {exc}") from exc
-
-
-# ---------------------------------------------------------------------------------------------
 # networks
 # ---------------------------------------------------------------------------------------------
 def build_clip_visual(vision_cfg: dict, embed_dim: int = 1280, weights: str | Path | None = None,
@@ -337,7 +222,7 @@ def build_clip_visual(vision_cfg: dict, embed_dim: int = 1280, weights: str | Pa
     visual = _build_vision_tower(embed_dim, dict(vision_cfg))
     if pretrained:
         path = find_clip_weights(str(weights) if weights else None)
-        _load_into(visual, _strip(_load_state(path), "visual."), path, "OpenCLIP visual")
+        load_strict(visual, strip_prefix(read_state_dict(path), "visual."), path, "OpenCLIP visual")
     visual.output_tokens = True
     return visual.to(getattr(torch, dtype)).eval().requires_grad_(False)
 
@@ -352,8 +237,8 @@ def build_vgg_features(cfg=VGG16_CFG, weights: str | Path | None = None, pretrai
     features = make_layers(list(cfg), batch_norm=True)
     if pretrained:
         path = find_vgg_weights(str(weights) if weights else None)
-        state = {k: v for k, v in _strip(_load_state(path), "features.").items() if not k.startswith("classifier.")}
-        _load_into(features, state, path, "VGG16-BN features")
+        state = {k: v for k, v in strip_prefix(read_state_dict(path), "features.").items() if not k.startswith("classifier.")}
+        load_strict(features, state, path, "VGG16-BN features")
     return features.eval().requires_grad_(False)
 
 
@@ -383,7 +268,7 @@ class BigGVGG16BNFeatures(FeatureSpace):
         vgg_cfg = tuple(c.vgg_cfg or VGG16_CFG)
         vision_cfg = c.vision_cfg
         if c.pretrained:
-            _check_weights(c.clip_weights, c.vgg_weights)
+            check_full_weights(c.clip_weights, c.vgg_weights)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(c.seed)
             self.clip = build_clip_visual(vision_cfg, c.clip_embed_dim, c.clip_weights, c.pretrained, c.clip_dtype)

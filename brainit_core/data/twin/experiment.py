@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from brainit_core.data.dataset import DatasetWriter, standardize_session
+from brainit_core.data.writer import DatasetWriter, standardize_session
 from brainit_core.data.twin import geometry
 from brainit_core.data.twin.encoding import image_channels, make_tuning, noiseless_response, prf_weights
 from brainit_core.data.twin.stimuli import CATEGORIES, make_ood, make_scene
