@@ -32,13 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="more logging")
     sub = parser.add_subparsers(dest="command", metavar="<command>")
     for module_name, attr in _COMMAND_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:  # that command group is not built yet
-                continue
-            raise
-        getattr(module, attr)(sub)
+        getattr(importlib.import_module(module_name), attr)(sub)
     return parser
 
 

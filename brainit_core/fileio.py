@@ -31,12 +31,15 @@ def json_default(obj):
     raise TypeError(f"not JSON serialisable: {type(obj)}")
 
 
-def write_json(path, obj, indent: int = 2, sort_keys: bool = True) -> Path:
-    """Write ``obj`` as JSON to ``path`` atomically (parent folders are made). Returns the path."""
+def write_json(path, obj, indent: int = 2, sort_keys: bool = True, default=json_default) -> Path:
+    """Write ``obj`` as JSON to ``path`` atomically (parent folders are made). Returns the path.
+
+    ``default`` converts what JSON cannot hold (:func:`json_default`; ``str`` for free-form reports).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=indent, sort_keys=sort_keys, default=json_default))
+    tmp.write_text(json.dumps(obj, indent=indent, sort_keys=sort_keys, default=default))
     os.replace(tmp, path)
     return path
 

@@ -217,3 +217,44 @@ class RunStages:
         """Seconds of every stage, plus earlier training of heads trained further (``extended``)."""
         earlier = sum(v.get("earlier_seconds", 0.0) for v in self.record.get("extended", {}).values())
         return round(sum(v["seconds"] for v in self.record.get("stages", {}).values()) + earlier, 2)
+
+
+def generators_space(path) -> dict | None:
+    """The feature space a generators directory was trained for (``generators.json``), or None."""
+    from brainit_core.fileio import try_read_json
+
+    meta = try_read_json(Path(path).expanduser() / "generators.json")
+    space = meta.get("space") if isinstance(meta, dict) else None
+    return dict(space) if isinstance(space, dict) else None
+
+
+def generators_for_run(run, explicit=None) -> tuple[Path, str]:
+    """The generators to decode ``run`` with, and in words where they were found.
+
+    ``explicit`` (a ``--generators`` argument) wins. Otherwise the first directory whose
+    ``generators.json`` names the run's feature space, among: the ``generators/`` beside the run (a
+    bundle's layout, ``BUNDLE/run`` + ``BUNDLE/generators``), ``RUN/generators``, the data directory's
+    ``generators/<run name>`` and ``generators/demo``, and the shipped demo bundle's.
+
+    Raises
+    ------
+    CheckpointError
+        When nothing matches (the message lists where it looked).
+    """
+    from brainit_core.utils import assets_dir, default_data_dir
+
+    if explicit:
+        return Path(explicit).expanduser(), "as given"
+    run = RunDirectory(run)
+    want = run.space
+    candidates = [(run.path.parent / "generators", "beside the run"), (run.path / "generators", "inside the run"),
+                  (default_data_dir() / "generators" / run.path.name, "named after the run in the data directory"),
+                  (default_data_dir() / "generators" / "demo", "the locally trained demo's"),
+                  (assets_dir() / "demo" / "generators", "the shipped demo bundle's")]
+    for path, how in candidates:
+        space = generators_space(path)
+        if space is not None and space.get("name") == want.get("name") and space.get("preset") == want.get("preset"):
+            return path, how
+    looked = "\n  ".join(str(p) for p, _ in candidates)
+    raise CheckpointError(f"no generators for {run.path} (feature space {run.space_label}) found; looked at:\n  {looked}\n"
+                          "pass --generators DIR (train them with `python -m brainit_core train-generators`)")

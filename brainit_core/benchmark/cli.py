@@ -15,7 +15,8 @@ def register(subparsers) -> None:
                     "Everything is cached in OUT, so a rerun or a resumed run only does what is missing.")
     p.add_argument("--data", required=True, help="dataset directory")
     p.add_argument("--run", required=True, help="trained run directory")
-    p.add_argument("--generators", required=True, help="generators directory")
+    p.add_argument("--generators", default=None,
+                   help="generators directory (default: the ones matching the run's feature space, printed)")
     p.add_argument("--out", required=True, help="output directory (results and cache)")
     p.add_argument("--subjects", nargs="+", default=None,
                    help="subjects (default: the run's subjects that are not held out)")
@@ -53,9 +54,14 @@ def _benchmark(args) -> int:
     from brainit_core.benchmark.run import parse_transfer_runs, run_benchmark
     from brainit_core.utils import cpu_threads
 
+    from brainit_core.runs import generators_for_run
+
     cpu_threads(args.threads)
+    generators, how = generators_for_run(args.run, args.generators)
+    if not args.generators:
+        print(f"generators: {generators} ({how})")
     networks = args.networks.split(",") if "," in args.networks else args.networks
-    res = run_benchmark(args.data, args.run, args.generators, args.out, subjects=args.subjects, limit=args.limit,
+    res = run_benchmark(args.data, args.run, generators, args.out, subjects=args.subjects, limit=args.limit,
                         transfer_runs=parse_transfer_runs(args.transfer_runs), transfer=args.transfer,
                         heldout=args.heldout, networks=networks, weights=args.weights, device=args.device,
                         seed=args.seed, batch_size=args.batch_size, mode=args.mode, steps=args.steps)

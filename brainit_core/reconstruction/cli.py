@@ -8,6 +8,8 @@ import os
 import time
 from pathlib import Path
 
+from brainit_core.fileio import write_json
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -38,7 +40,9 @@ def register(subparsers) -> None:
                     "Image Prior) and fuse with semantic diffusion. Writes OUT/<fused|low_level|semantic>/<id>.png "
                     "and OUT/manifest.json; images already in OUT (same checkpoints and settings) are skipped.")
     p.add_argument("--run", required=True, help="trained run directory")
-    p.add_argument("--generators", required=True, help="generators directory (from train-generators)")
+    p.add_argument("--generators", default=None,
+                   help="generators directory (default: the ones that match the run's feature space: beside the run, "
+                        "then ~/.brainit/generators, then the shipped demo's; the choice is printed)")
     p.add_argument("--data", required=True, help="dataset directory")
     p.add_argument("--subject", required=True, help="subject name")
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
@@ -121,9 +125,14 @@ def _reconstruct(args) -> int:
     from brainit_core.reconstruction.generators import Generators
     from brainit_core.reconstruction.pipeline import BrainITPipeline
 
+    from brainit_core.runs import generators_for_run
+
     device = _setup(args)
     run = BrainITRun.load(args.run, device=device)
-    gens = Generators.load(args.generators, device=device, space=run.space)
+    gen_dir, how = generators_for_run(args.run, args.generators)
+    if not args.generators:
+        print(f"generators: {gen_dir} ({how})")
+    gens = Generators.load(gen_dir, device=device, space=run.space)
     pipe = BrainITPipeline(run, gens, device)
     dataset = load_dataset(args.data)
     subject = dataset.subject(args.subject)
@@ -151,7 +160,7 @@ def _reconstruct(args) -> int:
         manifest = None
     if manifest is None:
         manifest = {"key": key, "run": str(Path(args.run).resolve()), "run_sha256": run.checkpoint_sha256,
-                    "generators": str(Path(args.generators).resolve()), "generators_sha256": gens.sha256,
+                    "generators": str(gen_dir.resolve()), "generators_sha256": gens.sha256,
                     "generators_hashes": gens.hashes, "data": str(Path(args.data).resolve()),
                     "subject": args.subject, "split": args.split, "settings": settings, "images": {}}
     done = set(manifest["images"])
@@ -178,9 +187,9 @@ def _reconstruct(args) -> int:
                 "seed": args.seed + int(i), "seconds": res.timing["per_image"]}
         manifest["last_timing"] = res.timing
         manifest["meta"] = {k: v for k, v in res.meta.items() if k != "seeds"}
-        _write_json(manifest_path, manifest)
+        write_json(manifest_path, manifest, sort_keys=False, default=str)
     manifest["completed"] = len(manifest["images"]) >= len(ids)
-    _write_json(manifest_path, manifest)
+    write_json(manifest_path, manifest, sort_keys=False, default=str)
     print(f"{len(manifest['images'])} reconstructions in {out} (manifest: {manifest_path})")
     return 0
 
@@ -207,15 +216,8 @@ def _benchmark(args) -> int:
     res["setup"]["wall_seconds"] = time.time() - t0
     res["setup"]["load_average"] = os.getloadavg()
     out = Path(args.out) if args.out else Path(args.generators) / "benchmark.json"
-    _write_json(out, res)
+    write_json(out, res, sort_keys=False, default=str)
     save_grid(images, out.with_suffix(".png"))
     print(format_table(res))
     print(f"written to {out}")
     return 0
-
-
-def _write_json(path: Path, obj: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    os.replace(tmp, path)
