@@ -221,7 +221,7 @@ def group_of(method: Method) -> list[Method]:
     """The methods produced together with ``method`` (itself first)."""
     if method.group is None:
         return [method]
-    return [method] + [m for m in _ENTRIES if m.group == method.group and m is not method]
+    return [method] + [m for m in REGISTRY.values() if m.group == method.group and m is not method]
 
 
 def table_methods(is_twin: bool) -> list[str]:
