@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from brainit_core.benchmark.cache import result_key, try_read_json, write_json
+from brainit_core.benchmark.cache import JSON_LAYOUT, result_key
+from brainit_core.fileio import try_read_json, write_json
 from brainit_core.progress import report
 
 PRESETS = ("ci", "demo", "full")
@@ -69,7 +70,7 @@ def fit_or_load_ridge(out, ds, space, subject: str):
     t = time.perf_counter()
     dec = RidgeFeatureDecoder().fit(betas, targets)
     dec.save(path)
-    write_json(path.with_suffix(".key"), {"key": key, "fit_seconds": time.perf_counter() - t})
+    write_json(path.with_suffix(".key"), {"key": key, "fit_seconds": time.perf_counter() - t}, **JSON_LAYOUT)
     return dec
 
 
@@ -90,5 +91,5 @@ def fit_or_load_global_embedding(out, ds, space, subject: str, run_preset, devic
     dec = GlobalEmbeddingDecoder(GlobalEmbeddingConfig.preset(preset), device=str(device))
     dec.fit(betas, fs.semantic.astype(np.float32), ds.images(ids))
     dec.save(path)
-    write_json(path.with_suffix(".key"), {"key": key, "fit_seconds": time.perf_counter() - t})
+    write_json(path.with_suffix(".key"), {"key": key, "fit_seconds": time.perf_counter() - t}, **JSON_LAYOUT)
     return dec

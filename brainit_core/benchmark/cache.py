@@ -14,30 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from brainit_core.checkpoint import json_default
+from brainit_core.fileio import save_npz, try_read_json, write_json
 
 SHARED = "_shared"  # cache folder of what does not depend on the subject (the oracle)
-
-
-# JSON files (the benchmark's only JSON reader and writer; brainit_core.fileio replaces them when it lands)
-
-
-def write_json(path, obj, indent: int = 1) -> None:
-    """Write ``obj`` as JSON to ``path`` atomically (a temporary file, then a rename), making
-    parent folders; NumPy scalars and arrays, paths and tuples are converted."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=indent, default=json_default))
-    tmp.replace(path)
-
-
-def try_read_json(path):
-    """The JSON in ``path``, or None when it is missing or malformed (a cache miss)."""
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
+# how the benchmark writes JSON (results.json, cache metas, baseline keys): insertion order kept
+# (the tables' column and method order), one-space indent, as results.json has always been written
+JSON_LAYOUT = {"indent": 1, "sort_keys": False}
 
 
 # keys
@@ -103,14 +85,11 @@ class ResultCache:
     def put(self, slot: str, method: str, key: str, arrays: dict, meta: dict) -> dict:
         """Store an entry (arrays first, then its meta with ``key``); returns the meta written."""
         npz, js = self.paths(slot, method)
-        npz.parent.mkdir(parents=True, exist_ok=True)
-        tmp = npz.with_name(npz.stem + ".tmp.npz")
-        np.savez_compressed(tmp, **arrays)
-        tmp.replace(npz)
+        save_npz(npz, compressed=True, **arrays)
         meta = {**meta, "key": key}
-        write_json(js, meta)
+        write_json(js, meta, **JSON_LAYOUT)
         return meta
 
     def update_meta(self, slot: str, method: str, meta: dict) -> None:
         """Rewrite an entry's meta (e.g. with its scores added)."""
-        write_json(self.paths(slot, method)[1], meta)
+        write_json(self.paths(slot, method)[1], meta, **JSON_LAYOUT)

@@ -6,10 +6,11 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from brainit_core.benchmark.cache import try_read_json, write_json
+from brainit_core.benchmark.cache import JSON_LAYOUT
 from brainit_core.benchmark.claims import CONTRA_TARGET, SSIM_TARGET, compute_claims
 from brainit_core.benchmark.methods import BASELINES, LABELS
 from brainit_core.errors import BrainITError
+from brainit_core.fileio import try_read_json, write_json
 
 
 def _fmt(v) -> str:
@@ -124,7 +125,7 @@ def refresh_report(out_dir) -> dict:
     if res is None:
         raise BrainITError(f"{out / 'results.json'} not found or unreadable: nothing to refresh")
     res["claims"] = compute_claims(res)
-    write_json(out / "results.json", res)
+    write_json(out / "results.json", res, **JSON_LAYOUT)
     (out / "results.md").write_text(results_markdown(res))
     return res
 

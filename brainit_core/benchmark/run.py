@@ -30,11 +30,12 @@ import numpy as np
 import torch
 
 from brainit_core.benchmark.bench import RESULTS_VERSION, Bench
-from brainit_core.benchmark.cache import write_json
+from brainit_core.benchmark.cache import JSON_LAYOUT
 from brainit_core.benchmark.claims import compute_claims, finite
 from brainit_core.benchmark.methods import BASELINES, LABELS, TRANSFER_AMOUNTS, table_methods
 from brainit_core.benchmark.report import results_markdown
 from brainit_core.errors import BrainITError
+from brainit_core.fileio import write_json
 from brainit_core.progress import report, track
 
 
@@ -162,13 +163,13 @@ def run_benchmark(data, run, generators, out, subjects=None, limit: int | None =
                         "generators_sha256": results["generators_sha256"], "not_covered": list(notes),
                         "wall_seconds": results["wall_seconds"]}
     out = b.out
-    write_json(out / "results.json", results)
+    write_json(out / "results.json", results, **JSON_LAYOUT)
     (out / "results.md").write_text(results_markdown(results))
     if plots:
         from brainit_core.benchmark.plots import make_plots
 
         results["plots"] = [str(p) for p in make_plots(results, out)]
-        write_json(out / "results.json", results)
+        write_json(out / "results.json", results, **JSON_LAYOUT)
         (out / "results.md").write_text(results_markdown(results))
     return results
 

@@ -1,12 +1,8 @@
 """The benchmark's result cache and its keys: hits, misses, and what a changed run invalidates."""
 from __future__ import annotations
 
-import json
-
 import numpy as np
-import pytest
-
-from brainit_core.benchmark.cache import SHARED, ResultCache, method_key, result_key, try_read_json, write_json
+from brainit_core.benchmark.cache import SHARED, ResultCache, method_key, result_key
 from brainit_core.benchmark.methods import REGISTRY, RUN_FREE
 
 
@@ -85,15 +81,3 @@ def test_cache_hit_miss_and_update(tmp_path):
 def test_only_the_oracle_is_shared_between_subjects():
     assert [m.name for m in REGISTRY.values() if m.slot("sub01") == SHARED] == ["oracle"]
     assert REGISTRY["ridge"].slot("sub01") == "sub01"
-
-
-def test_json_helpers(tmp_path):
-    path = tmp_path / "a" / "b.json"
-    write_json(path, {"x": np.float32(0.5), "n": np.int64(3), "v": np.arange(2), "t": (1, 2)})
-    assert json.loads(path.read_text()) == {"x": 0.5, "n": 3, "v": [0, 1], "t": [1, 2]}
-    assert try_read_json(path)["n"] == 3
-    assert try_read_json(tmp_path / "missing.json") is None
-    path.write_text("[1,")
-    assert try_read_json(path) is None
-    with pytest.raises(TypeError):
-        write_json(tmp_path / "c.json", {"x": object()})
