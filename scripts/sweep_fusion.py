@@ -31,7 +31,7 @@ def main() -> int:
     import torch
 
     from brainit_core.data import load_dataset
-    from brainit_core.metrics.networks import evaluate_reconstructions
+    from brainit_core.metrics.evaluator import evaluate_reconstructions
     from brainit_core.models.run import BrainITRun
     from brainit_core.reconstruction import BrainITPipeline, Generators
 

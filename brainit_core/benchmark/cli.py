@@ -1,4 +1,4 @@
-"""``python -m brainit_core benchmark``: the command over :mod:`brainit_core.benchmark.run`."""
+"""``python -m brainit_core benchmark``: the commands over :mod:`brainit_core.benchmark.run` and :mod:`brainit_core.benchmark.report`."""
 from __future__ import annotations
 
 COMMAND = "benchmark"
@@ -73,7 +73,7 @@ def _benchmark(args) -> int:
 def _report(args) -> int:
     from pathlib import Path
 
-    from brainit_core.benchmark.run import refresh_report
+    from brainit_core.benchmark.report import refresh_report
 
     out = Path(args.out).expanduser()
     refresh_report(out)

@@ -66,7 +66,7 @@ def _load_pairs(args) -> tuple[list[str], np.ndarray, np.ndarray]:
 
 
 def _evaluate(args) -> int:
-    from brainit_core.metrics.networks import UNAVAILABLE, describe_columns, evaluate_reconstructions
+    from brainit_core.metrics.evaluator import UNAVAILABLE, describe_columns, evaluate_reconstructions
 
     columns = describe_columns(args.weights)
     if args.list_columns:

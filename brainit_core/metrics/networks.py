@@ -1,4 +1,4 @@
-"""The network-backed columns of the evaluation table, and the whole table in one call.
+"""The network-backed columns of the evaluation table: networks, weights, feature extraction.
 
 Protocol columns (MindEye2's notebook; each needs third-party weights on this machine):
 
@@ -43,9 +43,7 @@ import torch
 from torch import nn
 
 from brainit_core.errors import CheckpointError, MissingWeightsError
-from brainit_core.metrics.identification import correlation_distance, two_way_identification
 from brainit_core.metrics.images import iter_image_batches, resize, validate_pair
-from brainit_core.metrics.pixel import pixcorr, ssim
 from brainit_core.progress import track
 
 UNAVAILABLE = "unavailable"
@@ -373,16 +371,6 @@ def image_features(extractor: FeatureExtractor, images, batch_size: int = 32, de
     return {k: np.concatenate(v) for k, v in out.items()}
 
 
-def score_columns(columns, real: dict, fake: dict, reduce: bool = True) -> dict:
-    """Score network columns from the features of the ground truth (``real``) and the
-    reconstructions (``fake``): two-way identification or correlation distance per column."""
-    out = {}
-    for c in columns:
-        score = two_way_identification if c.metric == "two-way" else correlation_distance
-        out[c.name] = score(real[c.layer], fake[c.layer], reduce=reduce)
-    return out
-
-
 def extract_features(extractor: FeatureExtractor, gt, recon, batch_size: int = 32,
                      device="cpu") -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Features of both image sets, flattened per image (:func:`image_features` of each).
@@ -396,106 +384,3 @@ def extract_features(extractor: FeatureExtractor, gt, recon, batch_size: int = 3
     return (image_features(extractor, gt, batch_size, device, "ground truth"),
             image_features(extractor, recon, batch_size, device, "reconstructions"))
 
-
-# ---------------------------------------------------------------------------------------------
-# the table
-
-
-def select_networks(networks) -> list[str]:
-    """Network names for ``networks``: "auto" (all), "protocol", "offline", one name or a list of names."""
-    if networks == "auto":
-        return list(NETWORKS)
-    if networks == "protocol":
-        return [n for n, s in NETWORKS.items() if s.protocol]
-    if networks == "offline":
-        return [n for n, s in NETWORKS.items() if not s.protocol]
-    if isinstance(networks, str):
-        networks = [networks]
-    unknown = [n for n in networks if n not in NETWORKS]
-    if unknown:
-        raise ValueError(f"unknown evaluation networks {unknown}; use 'auto', 'protocol', 'offline' or names from "
-                         f"{list(NETWORKS)}")
-    return list(networks)
-
-
-def describe_columns(weights=None) -> dict[str, dict]:
-    """Which network backs each column, how it is scored, and whether it can be computed here.
-
-    Parameters
-    ----------
-    weights : str, Path or mapping, optional
-        As in :func:`find_weights`.
-
-    Returns
-    -------
-    dict
-        Column name -> ``{"network", "layer", "input_size", "metric", "higher_is_better",
-        "protocol", "available", "weights", "reason"}`` (``weights``: the file found;
-        ``reason``: why the column is unavailable, naming the expected file).
-    """
-    out = {}
-    for col in COLUMNS:
-        if col.network is None:
-            info = {"network": "none (pixels)", "input_size": 425, "protocol": True, "available": True,
-                    "weights": None, "reason": None}
-        else:
-            spec = NETWORKS[col.network]
-            try:
-                path, reason = str(find_weights(col.network, weights)), None
-            except MissingWeightsError as exc:
-                path, reason = None, str(exc)
-            info = {"network": spec.title, "input_size": spec.input_size, "protocol": spec.protocol,
-                    "available": path is not None, "weights": path, "reason": reason}
-        out[col.name] = {"layer": col.layer, "metric": col.metric, "higher_is_better": col.higher_is_better, **info}
-    return out
-
-
-def evaluate_reconstructions(gt, recon, networks="auto", device="auto", weights=None, batch_size: int = 32,
-                             reduce: bool = True) -> dict:
-    """The evaluation table for one reconstruction set.
-
-    Parameters
-    ----------
-    gt, recon : array or tensor
-        Ground truth and reconstructions, float (N, 3, H, W) in [0, 1] or uint8 (N, H, W, 3),
-        row i of both showing image i (N >= 2).
-    networks : str or list of str, default="auto"
-        ``"auto"``: every column (protocol columns whose weights are missing say
-        ``"unavailable"``); ``"protocol"``: the 8 literature columns; ``"offline"``: PixCorr, SSIM
-        and the bundled Lite1/Lite2 substitutes; or network names (``["alexnet", "lite2"]``).
-        PixCorr and SSIM are always computed.
-    device : str, default="auto"
-        Where the networks run (see :func:`brainit_core.utils.resolve_device`).
-    weights : str, Path or mapping, optional
-        Where to look first for protocol weights (see :func:`find_weights`).
-    batch_size : int, default=32
-    reduce : bool, default=True
-        Means (the table) or per-image values ((N,) arrays, for the app).
-
-    Returns
-    -------
-    dict
-        Column name -> float (or (N,) array when ``reduce=False``) or ``"unavailable"``, in
-        :data:`COLUMNS` order. :func:`describe_columns` says which network backs each column and
-        why one is unavailable. Distances are lower-is-better, everything else higher-is-better.
-    """
-    from brainit_core.utils import resolve_device
-
-    chosen = select_networks(networks)
-    dev = resolve_device(device)
-    scores = {"PixCorr": pixcorr(gt, recon, reduce=reduce), "SSIM": ssim(gt, recon, reduce=reduce)}
-    if len(gt) < 2 and chosen:
-        raise ValueError("network columns need at least 2 images (two-way identification)")
-    for name in chosen:
-        columns = [c for c in COLUMNS if c.network == name]
-        try:
-            extractor = build_extractor(name, weights, dev)
-        except MissingWeightsError:
-            scores.update({c.name: UNAVAILABLE for c in columns})
-            continue
-        real, fake = extract_features(extractor, gt, recon, batch_size, dev)
-        del extractor
-        if dev.type == "cuda":
-            torch.cuda.empty_cache()
-        scores.update(score_columns(columns, real, fake, reduce=reduce))
-    return {c.name: scores[c.name] for c in COLUMNS if c.name in scores}

@@ -1,0 +1,211 @@
+"""One benchmark session: the dataset, the BIT run, the generators, the cache and the evaluator.
+
+:class:`Bench` gives the methods of :mod:`~brainit_core.benchmark.methods` what they decode with
+(:meth:`Bench.generate`, :meth:`Bench.bit`), caches and scores their images
+(:meth:`Bench.images`, :meth:`Bench.scored`) and reads the attention checks from the cache.
+"""
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from brainit_core.benchmark.cache import ResultCache, method_key
+from brainit_core.benchmark.claims import CONTRA_TARGET
+from brainit_core.benchmark.methods import Method, Output, get_method, group_of
+from brainit_core.benchmark.twin import ground_truth, twin_dir_of, vertex_order
+from brainit_core.errors import BrainITError
+from brainit_core.metrics.evaluator import Evaluator
+from brainit_core.progress import track
+
+RESULTS_VERSION = 1
+IMAGE_DEG = 8.4  # the twin's image width in degrees of visual angle (pRF agreement)
+
+
+class Bench:
+    """Everything a benchmark run decodes and scores with.
+
+    Parameters
+    ----------
+    data : str, PathLike or Dataset
+    run : str, PathLike or BrainITRun
+    generators : str, PathLike or Generators
+    out : str or PathLike
+        Output folder (holds the cache).
+    limit : int or None
+        Only the first N test images of each subject.
+    networks, weights :
+        The metric networks (see :class:`~brainit_core.metrics.evaluator.Evaluator`).
+    device : str or torch.device
+    seed : int
+        Image i uses seed + its image id.
+    batch_size : int
+    recon_kw : dict
+        Reconstruction overrides (``mode``, ``steps``).
+    """
+
+    def __init__(self, data, run, generators, out, limit, networks, weights, device, seed, batch_size, recon_kw):
+        from brainit_core.data import load_dataset
+        from brainit_core.models.run import BrainITRun
+        from brainit_core.reconstruction import BrainITPipeline, Generators
+        from brainit_core.utils import resolve_device
+
+        self.device = resolve_device(device) if not isinstance(device, torch.device) else device
+        self.ds = data if hasattr(data, "subject") else load_dataset(Path(data).expanduser())
+        self.run = run if hasattr(run, "predict") else BrainITRun.load(run, device=self.device)
+        self.gens = (generators if hasattr(generators, "unet")
+                     else Generators.load(Path(generators).expanduser(), device=self.device, space=self.run.space))
+        self.pipe = BrainITPipeline(self.run, self.gens)
+        self.out = Path(out).expanduser()
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.cache = ResultCache(self.out)
+        self.limit, self.seed, self.batch_size, self.recon_kw = limit, seed, batch_size, recon_kw
+        self.evaluator = Evaluator(networks, weights, self.device)
+        self.twin_dir = twin_dir_of(self.ds)
+        self.preset = (getattr(self.run, "config", None) or {}).get("preset", "ci")
+        self.base = {"run": getattr(self.run, "checkpoint_sha256", None), "generators": self.gens.sha256,
+                     "recon": recon_kw, "seed": seed, "version": RESULTS_VERSION}
+
+    @contextmanager
+    def using_run(self, run):
+        """Decode with another BIT run (a transferred one) inside the block; the cache keys follow."""
+        from brainit_core.reconstruction import BrainITPipeline
+
+        saved = self.run, self.pipe, self.base
+        self.run, self.pipe = run, BrainITPipeline(run, self.gens)
+        self.base = {**self.base, "run": run.checkpoint_sha256}
+        try:
+            yield self
+        finally:
+            self.run, self.pipe, self.base = saved
+
+    # -- data ------------------------------------------------------------------------------------
+    def test_set(self, subject: str):
+        """Repeat-averaged test betas and image ids of ``subject`` (the first ``limit``)."""
+        sd = self.ds.subject(subject)
+        betas, ids = sd.averaged("test")
+        if self.limit:
+            betas, ids = betas[:self.limit], ids[:self.limit]
+        if len(ids) < 2:
+            raise BrainITError(f"{subject}: {len(ids)} test images; the benchmark needs at least 2")
+        return betas, ids
+
+    def seeds(self, ids) -> list[int]:
+        """The seed of each image: ``seed`` + its image id."""
+        return [self.seed + int(i) for i in ids]
+
+    def truth(self, ids) -> np.ndarray:
+        """The seen images, uint8 (N, H, W, 3)."""
+        return self.ds.images(ids)
+
+    # -- decoding --------------------------------------------------------------------------------
+    def generate(self, semantic, lowlevel, ids, desc, branches=("low_level", "semantic"), semantic_only=False):
+        """``from_features`` in batches; returns ``{kind: uint8 images}`` and seconds per stage (summed)."""
+        outs: dict[str, list] = {}
+        timing: dict[str, float] = {}
+        starts = range(0, len(ids), self.batch_size)
+        for s in track(starts, desc=desc, total=len(starts)):
+            sl = slice(s, s + self.batch_size)
+            sem = None if semantic is None else semantic[sl]
+            low = None if lowlevel is None else [m[sl] for m in lowlevel]
+            o = self.pipe.from_features(sem, low, branches=branches, seed=self.seeds(ids[sl]),
+                                        semantic_only=semantic_only, **self.recon_kw)
+            for kind in ("fused", "low_level", "semantic"):
+                if getattr(o, kind) is not None:
+                    outs.setdefault(kind, []).append(getattr(o, kind))
+            for k, v in o.timing.items():
+                if k != "per_image":
+                    timing[k] = timing.get(k, 0.0) + float(v)
+        return {k: np.concatenate(v) for k, v in outs.items()}, timing
+
+    def bit(self, betas, subject: str, ids, desc: str) -> Output:
+        """The run's BIT features of ``betas`` (timed) and attention summaries, then the fused,
+        low-level and semantic images."""
+        from brainit_core.models.bit import BITPrediction  # noqa: F401 (documents the type)
+
+        t0 = time.perf_counter()
+        sem, low, xatt, tok, clusters = [], [], 0.0, 0.0, None
+        for s in range(0, len(betas), self.batch_size):
+            with torch.no_grad():
+                p = self.run.predict(betas[s:s + self.batch_size], subject, return_attention=True)
+            sem.append(p.semantic.float().cpu())
+            low.append([m.float().cpu() for m in p.lowlevel])
+            if p.cross_attention is not None and "lowlevel" in p.cross_attention:
+                xatt = xatt + p.cross_attention["lowlevel"].float().sum(0).cpu().numpy()
+                lt = (p.meta or {}).get("lowlevel_tokenizer_attention", p.tokenizer_attention)
+                tok = tok + lt.float().sum(0).cpu().numpy()
+                clusters = p.cluster_of_voxel.cpu().numpy()
+        t_feat = time.perf_counter() - t0
+        semantic = torch.cat(sem)
+        lowlevel = [torch.cat([b[l] for b in low]) for l in range(len(low[0]))]
+        images, timing = self.generate(semantic, lowlevel, ids, desc, semantic_only=True)
+        attention = None
+        if clusters is not None:
+            attention = {"cross_lowlevel": np.asarray(xatt) / len(betas), "tokenizer_lowlevel": np.asarray(tok) / len(betas),
+                         "clusters": clusters.astype(np.int64)}
+        return Output(images, {**timing, "features": t_feat}, attention)
+
+    # -- methods ---------------------------------------------------------------------------------
+    def key(self, method: Method, slot: str, ids) -> str:
+        """Cache key of ``method``'s images in ``slot`` (see :func:`~brainit_core.benchmark.cache.method_key`)."""
+        return method_key(self.base, self.run.space, slot, method.name, ids, method.run_dependent)
+
+    def images(self, subject: str, name: str, betas, ids) -> tuple[np.ndarray, dict]:
+        """Images of method ``name`` for ``subject`` (cached). Returns (uint8 images, meta).
+
+        A miss produces the method (and every method of its group, cached alongside).
+        """
+        method = get_method(name)
+        slot = method.slot(subject)
+        hit = self.cache.get(slot, name, self.key(method, slot, ids))
+        if hit is not None:
+            return hit[0]["images"], hit[1]
+        n = len(ids)
+        out = method.produce(self, subject, betas, ids, name)
+        result = None
+        for m in group_of(method):
+            arrays = {"images": out.images[m.image]}
+            if m.keeps_attention and out.attention is not None:
+                arrays.update(out.attention)
+            meta = {"method": m.name, "seconds_per_image": m.seconds_per_image(out.timing, n), "n": n}
+            if m.note is not None:
+                meta["note"] = m.note
+            meta = self.cache.put(m.slot(subject), m.name, self.key(m, m.slot(subject), ids), arrays, meta)
+            if m is method:
+                result = (arrays["images"], meta)
+        return result
+
+    def scored(self, subject: str, name: str, betas, ids, truth_key: str | None = None) -> dict:
+        """The cache meta of method ``name`` for ``subject``, with its ``scores`` (computed once)."""
+        images, meta = self.images(subject, name, betas, ids)
+        cols = [c.name for c in self.evaluator.columns()]
+        if meta.get("scores") is None or set(meta["scores"]) != set(cols):
+            meta["scores"] = self.evaluator.score(self.truth(ids), images, truth_key=truth_key or subject)
+            self.cache.update_meta(get_method(name).slot(subject), name, meta)
+        return meta
+
+    # -- attention -------------------------------------------------------------------------------
+    def attention(self, subject: str, ids) -> dict | None:
+        """Contralaterality (and, on a twin, pRF agreement) from the cached ``brainit_fused``
+        attention summaries; None when they are absent."""
+        from brainit_core.benchmark.attention import contralaterality, prf_agreement
+
+        method = get_method("brainit_fused")
+        hit = self.cache.get(subject, method.name, self.key(method, subject, ids))
+        if hit is None or "cross_lowlevel" not in hit[0]:
+            return None
+        a = hit[0]
+        grids = [tuple(s.grid) for s in self.run.space.lowlevel_specs]
+        hemis = self.ds.subject(subject).hemispheres
+        out = {"contralaterality": contralaterality(a["cross_lowlevel"], grids, a["clusters"], hemis,
+                                                    a["tokenizer_lowlevel"], target=CONTRA_TARGET)}
+        if self.twin_dir is not None:
+            gt = ground_truth(self.twin_dir, subject)
+            order = vertex_order(self.ds, subject, gt, self.twin_dir)
+            out["prf_agreement"] = prf_agreement(a["cross_lowlevel"], grids, a["clusters"], a["tokenizer_lowlevel"],
+                                                 gt["x"][order], gt["y"][order], gt["area_names"][order],
+                                                 image_deg=IMAGE_DEG)
+        return out
