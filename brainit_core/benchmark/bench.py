@@ -124,8 +124,6 @@ class Bench:
     def bit(self, betas, subject: str, ids, desc: str) -> Output:
         """The run's BIT features of ``betas`` (timed) and attention summaries, then the fused,
         low-level and semantic images."""
-        from brainit_core.models.bit import BITPrediction  # noqa: F401 (documents the type)
-
         t0 = time.perf_counter()
         sem, low, xatt, tok, clusters = [], [], 0.0, 0.0, None
         for s in range(0, len(betas), self.batch_size):

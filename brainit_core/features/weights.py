@@ -114,7 +114,7 @@ def read_state_dict(path: Path) -> dict:
     try:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError:  # not a zip archive (legacy format): mmap unsupported
+        except Exception:  # not a zip archive (legacy format): mmap unsupported, read it whole
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling refusals and corrupt files have many exception types
         raise CheckpointError(f"{path} could not be read as a tensor state dict with torch.load(weights_only=True): "

