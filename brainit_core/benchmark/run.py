@@ -253,7 +253,7 @@ class _Bench:
             low.append([m.float().cpu() for m in p.lowlevel])
             if p.cross_attention is not None and "lowlevel" in p.cross_attention:
                 xatt = xatt + p.cross_attention["lowlevel"].float().sum(0).cpu().numpy()
-                lt = (p.meta or {}).get("lowlevel_tokenizer_attention", p.tokenizer_attention)
+                lt = p.tokenizer_attention["lowlevel"]
                 tok = tok + lt.float().sum(0).cpu().numpy()
                 clusters = p.cluster_of_voxel.cpu().numpy()
         t_feat = time.perf_counter() - t0
@@ -430,7 +430,7 @@ class _Bench:
 
     # -- attention -----------------------------------------------------------------------------------
     def attention(self, subject: str, ids) -> dict | None:
-        from brainit_core.benchmark.attention import contralaterality, prf_agreement
+        from brainit_core.analysis.attention import IMAGE_DEG, contralaterality, prf_agreement
 
         hit = self.cache.get(subject, "brainit_fused", self.method_key(subject, "brainit_fused", ids))
         if hit is None or "cross_lowlevel" not in hit[0]:
@@ -443,10 +443,9 @@ class _Bench:
         if self.twin_dir is not None:
             gt = self.ground_truth(subject)
             order = self.vertex_order(subject, gt)
-            image_deg = 8.4
             out["prf_agreement"] = prf_agreement(a["cross_lowlevel"], grids, a["clusters"], a["tokenizer_lowlevel"],
                                                  gt["x"][order], gt["y"][order], gt["area_names"][order],
-                                                 image_deg=image_deg)
+                                                 image_deg=IMAGE_DEG)
         return out
 
 
