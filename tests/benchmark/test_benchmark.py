@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 
-from brainit_core.benchmark.attention import contralaterality, prf_agreement, query_positions
+from brainit_core.analysis.attention import contralaterality, prf_agreement, query_positions
 from brainit_core.benchmark.run import BASELINES, compute_claims, load_results, run_benchmark
 
 METHODS = ["brainit_fused", "brainit_low_level", "brainit_semantic", "ridge", "global_embedding", "oracle",
