@@ -151,10 +151,11 @@ def contralaterality_panel(maps, head: str, hemispheres) -> dict:
                      "(the benchmark's index_lateralised).")
     k[3].metric("Tokens with voxels", f"{int((sizes > 0).sum())} / {maps.n_tokens}")
     with st.expander("Per-token values"):
-        rows = pd.DataFrame(con["per_token"]).rename(columns={
-            "n_voxels": "voxels", "balance": "left - right share", "centroid_x": "centroid x",
-            "centroid_y": "centroid y"})
-        st.dataframe(rows.round(3), hide_index=True, width="stretch")
+        names = {"n_voxels": "voxels", "balance": "left - right share", "centroid_x": "centroid x",
+                 "centroid_y": "centroid y"}
+        three = {c: st.column_config.NumberColumn(format="%.3f") for c in (*list(names.values())[1:], "spread")}
+        st.dataframe(pd.DataFrame(con["per_token"]).rename(columns=names), column_config=three, hide_index=True,
+                     width="stretch")
     return con
 
 
