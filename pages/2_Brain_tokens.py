@@ -1,21 +1,21 @@
 """Brain tokens: the V2C clusters on the cortex, what each token reads and where in the image it acts.
 
 One test image of the selected subject goes through the run (``return_attention=True``, cached per
-run, subject and image); the maps come from ``brainit_core.viz``. On the twin, the ground truth
-(areas, pRFs, category patches) can be shown next to the learned maps.
+run, subject and image); the numbers come from ``brainit_core.analysis``, the figures from
+``brainit_core.viz``. On the twin, the ground truth (areas, pRFs, category patches) can be shown
+next to the learned maps. The contralaterality index is the benchmark's, on this image's attention.
 """
 import numpy as np
-import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
+from brainit_core.analysis import attention as att
+from brainit_core.analysis.maps import grid_cell, token_area_shares, vertex_map
 from brainit_core.ui import loaders
-from brainit_core.ui.attention import attention_maps, ground_truth
+from brainit_core.ui.attention import (attention_maps, contralaterality_panel, export_panel, ground_truth,
+                                       ground_truth_panel)
 from brainit_core.ui.context import current, require_ready
-from brainit_core.viz import attention as att
-from brainit_core.viz import export
 from brainit_core.viz import images as vimg
-from brainit_core.viz.surface import VIEWS, category_colors, surface_figure
+from brainit_core.viz.surface import VIEWS, surface_figure
 
 HEAD_LABELS = {"semantic": "semantic head", "lowlevel": "low-level head"}
 SURFACE_H = 430
@@ -60,31 +60,6 @@ def chart(fig, key):
     st.plotly_chart(fig, key=key, config={"displaylogo": False}, width="stretch")
 
 
-def gt_panel(key, default_map="areas", location=None):
-    """The twin's ground truth on the cortex (a choice of maps)."""
-    options = ["areas", "pRF x (deg)", "eccentricity (deg)", "preferred category"]
-    if location is not None:
-        options.insert(0, "pRF drive at the location")
-    pick = st.selectbox("Ground-truth map", options, index=options.index(default_map), key=key)
-    if pick == "areas":
-        areas = sorted(set(gt["area_names"]) - {""})
-        ids = np.array([areas.index(a) if a in areas else np.nan for a in gt["area_names"]], dtype=float)
-        return surface(ids, categorical=True, category_names=areas, n_categories=len(areas),
-                       title="truth: visual areas and category patches", value_name="area")
-    if pick == "pRF x (deg)":
-        return surface(gt["x"], symmetric=True, title="truth: pRF x (deg, + right field)", value_name="pRF x")
-    if pick == "eccentricity (deg)":
-        return surface(np.hypot(gt["x"], gt["y"]), cmap="viridis", title="truth: pRF eccentricity (deg)",
-                       value_name="eccentricity")
-    if pick == "preferred category":
-        cats = gt["categories"]
-        return surface(np.argmax(gt["tuning_category"], axis=1), categorical=True, category_names=cats,
-                       n_categories=len(cats), title="truth: preferred category", value_name="category")
-    drive = att.prf_response(gt["x"], gt["y"], gt["sigma"], *location)
-    return surface(drive, cmap="magma", vmin=0, vmax=1, title="truth: pRF drive by the location",
-                   value_name="pRF drive")
-
-
 # 2. the V2C map
 st.subheader("Brain tokens on the cortex")
 st.caption(f"Each colour is one V2C cluster (= one brain token) of {ctx.subject}'s {sd.n_vertices} vertices; "
@@ -95,7 +70,7 @@ with cols[0]:
                   title="learned: V2C clusters", value_name="token"), "bt_clusters")
 if show_gt:
     with cols[1]:
-        chart(gt_panel("bt_gt_map_clusters"), "bt_gt_clusters")
+        chart(ground_truth_panel(surface, gt, "bt_gt_map_clusters"), "bt_gt_clusters")
 
 # 3. one token
 st.divider()
@@ -111,14 +86,10 @@ if len(levels) > 1:
 else:
     t[1].caption(f"The semantic queries form a {levels[0][1][0]}x{levels[0][1][1]} grid over the image.")
 grid = maps.token_grid(head, level, token)
-cx, cy = att.attention_centroid(grid)
-markers = [{"x": [vimg.centroid_to_image(cx, cy)[0]], "y": [vimg.centroid_to_image(cx, cy)[1]],
-            "name": "attention centroid", "symbol": "x", "color": "#00e5ff", "text": ["attention centroid"]}]
+rf = None
 if show_gt and sizes[token]:
     rf = att.receptive_field_centroids(maps.clusters, maps.tokenizer[head], gt["x"], gt["y"], n_tokens)[token]
-    px, py = vimg.degrees_to_image(rf[0], rf[1])
-    markers.append({"x": [px], "y": [py], "name": "truth: mean pRF of its voxels", "symbol": "circle-open",
-                    "color": "#7CFC00", "text": [f"pRF centroid ({rf[0]:+.1f}, {rf[1]:+.1f}) deg"]})
+markers = vimg.centroid_markers(att.attention_centroid(grid), rf)
 u = st.columns([3, 2])
 with u[0]:
     if sizes[token]:
@@ -132,8 +103,8 @@ with u[1]:
                                 f"({levels[level][0]})"), "bt_token_image")
     st.caption("Brighter = the query tokens at that location draw more on this brain token.")
     if show_gt and sizes[token]:
-        share = pd.Series(gt["area_names"][maps.clusters == token]).replace("", "other").value_counts(normalize=True)
-        st.caption("Truth, areas of its voxels: " + ", ".join(f"{a} {p:.0%}" for a, p in share.head(4).items()))
+        share = token_area_shares(gt["area_names"], maps.clusters, token)
+        st.caption("Truth, areas of its voxels: " + ", ".join(f"{a} {p:.0%}" for a, p in share))
 
 # 4. one image location
 st.divider()
@@ -142,46 +113,30 @@ s = st.columns([1, 1, 2])
 x = s[0].slider("x (left → right)", 0.0, 1.0, 0.25, 0.05, key="bt_x")
 y = s[1].slider("y (top → bottom)", 0.0, 1.0, 0.5, 0.05, key="bt_y")
 hw = maps.level_grid(head, level)
-cell = att.grid_cell(hw, x, y)
+cell = grid_cell(hw, x, y)
 s[2].caption(f"The query at row {cell[0]}, column {cell[1]} of the {hw[0]}x{hw[1]} grid "
              f"({levels[level][0]}, {HEAD_LABELS[head]}). Its cortex map = token weights x tokenizer attention.")
 weights = maps.location_weights(head, level, x, y)
-loc_map = att.vertex_map(weights, maps.tokenizer[head], maps.clusters)
+loc_map = vertex_map(weights, maps.tokenizer[head], maps.clusters)
 v = st.columns([2, 3, 3] if show_gt else [2, 3])
 with v[0]:
     chart(vimg.attention_figure(image, None, cell=(hw, cell), markers=[
         {"x": [x], "y": [y], "name": "location", "symbol": "cross", "color": "#00e5ff", "text": ["location"]}],
         height=260), "bt_loc_image")
-    bar = go.Figure(go.Bar(x=names, y=weights, marker_color=list(category_colors(n_tokens)),
-                           hovertemplate="%{x}: %{y:.3f}<extra></extra>"))
-    bar.update_layout(height=220, margin={"l": 0, "r": 0, "t": 24, "b": 0}, title={"text": "attention over tokens",
-                      "font": {"size": 13}}, yaxis={"title": None}, xaxis={"showticklabels": n_tokens <= 32})
-    chart(bar, "bt_loc_bar")
+    chart(vimg.token_weights_figure(weights, names), "bt_loc_bar")
 with v[1]:
     chart(surface(loc_map, cmap="YlOrRd", vmin=0, title="learned: vertices feeding the location",
                   value_name="weight"), "bt_loc_surface")
 if show_gt:
     with v[2]:
-        chart(gt_panel("bt_gt_map_loc", "pRF drive at the location", location=(x, y)), "bt_gt_loc")
+        chart(ground_truth_panel(surface, gt, "bt_gt_map_loc", "pRF drive at the location", (x, y)), "bt_gt_loc")
 
 # 5. contralaterality
 st.divider()
 st.subheader("Contralaterality")
-con = att.maps_contralaterality(maps, head, hemis)
-k = st.columns(3)
-k[0].metric("Contralaterality index", f"{con.index:+.3f}" if np.isfinite(con.index) else "n/a",
-            help="Mean over tokens of (attention-centroid x in [-1, 1]) x (left minus right share of the "
-                 "token's voxels, weighted by tokenizer attention). > 0: tokens of the left hemisphere look "
-                 "at the right of the image and vice versa, as in the visual cortex; about 0 by chance.")
-k[1].metric("Lateralised tokens on the contralateral side",
-            f"{con.fraction:.0%}" if np.isfinite(con.fraction) else "n/a",
-            help="Among tokens with at least 75% of their voxel weight in one hemisphere.")
-k[2].metric("Tokens with voxels", f"{int((sizes > 0).sum())} / {n_tokens}")
-with st.expander("Per-token values"):
-    st.dataframe(pd.DataFrame({"token": range(n_tokens), "voxels": sizes,
-                               "left - right share": np.round(con.balance, 3),
-                               "centroid x": np.round(con.centroid_x, 3), "score": np.round(con.score, 3)}),
-                 hide_index=True, width="stretch")
+st.caption(f"Where the brain tokens of each hemisphere look in this image ({HEAD_LABELS[head]}). The benchmark "
+           "reports the same index for the low-level head over all test images.")
+contralaterality_panel(maps, head, hemis)
 
 # 6. export
 st.divider()
@@ -189,11 +144,4 @@ st.subheader("Export a map")
 choices = {"V2C clusters": maps.clusters.astype(np.float64),
            f"token {token} tokenizer attention ({head})": np.nan_to_num(maps.token_vertices(head, token)),
            f"location ({x:.2f}, {y:.2f}) map ({head})": loc_map}
-e = st.columns([3, 1, 2])
-which = e[0].selectbox("Map", list(choices), key="bt_export_map")
-fmt = e[1].radio("Format", list(export.FORMATS), key="bt_export_fmt", format_func=lambda f: f.upper())
-stem = f"{ctx.subject}_img{image_id}_" + "".join(ch if ch.isalnum() else "_" for ch in which).strip("_")
-e[2].download_button(f"Download {fmt.upper()} (lh + rh, fsaverage5)",
-                     export.surface_map_zip(stem, choices[which], verts, hemis, fmt=fmt),
-                     file_name=f"{stem}_{fmt}.zip", mime="application/zip", key="bt_export")
-e[2].caption("Full fsaverage5 hemispheres (10,242 vertices each); vertices outside the subject's set are NaN.")
+export_panel(choices, f"{ctx.subject}_img{image_id}_", verts, hemis)

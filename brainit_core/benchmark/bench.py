@@ -22,7 +22,6 @@ from brainit_core.metrics.evaluator import Evaluator
 from brainit_core.progress import track
 
 RESULTS_VERSION = 1
-IMAGE_DEG = 8.4  # the twin's image width in degrees of visual angle (pRF agreement)
 
 
 class Bench:
@@ -133,7 +132,7 @@ class Bench:
             low.append([m.float().cpu() for m in p.lowlevel])
             if p.cross_attention is not None and "lowlevel" in p.cross_attention:
                 xatt = xatt + p.cross_attention["lowlevel"].float().sum(0).cpu().numpy()
-                lt = (p.meta or {}).get("lowlevel_tokenizer_attention", p.tokenizer_attention)
+                lt = p.tokenizer_attention["lowlevel"]
                 tok = tok + lt.float().sum(0).cpu().numpy()
                 clusters = p.cluster_of_voxel.cpu().numpy()
         t_feat = time.perf_counter() - t0
@@ -189,7 +188,7 @@ class Bench:
     def attention(self, subject: str, ids) -> dict | None:
         """Contralaterality (and, on a twin, pRF agreement) from the cached ``brainit_fused``
         attention summaries; None when they are absent."""
-        from brainit_core.benchmark.attention import contralaterality, prf_agreement
+        from brainit_core.analysis.attention import IMAGE_DEG, contralaterality, prf_agreement
 
         method = get_method("brainit_fused")
         hit = self.cache.get(subject, method.name, self.key(method, subject, ids))

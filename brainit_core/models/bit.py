@@ -155,22 +155,24 @@ class BITPrediction:
     ----------
     semantic : Tensor, shape (B, N_sem, D_sem)
     lowlevel : list of Tensor, [(B, C_l, h_l, w_l)]
-    tokenizer_attention : Tensor, shape (B, V), or None
-        Each voxel's attention weight inside its cluster (semantic head's tokenizer; the
-        low-level head's is in ``meta``).
+    tokenizer_attention : dict of str -> Tensor (B, V), or None
+        Per head (``"semantic"``, ``"lowlevel"``): each voxel's attention weight inside its
+        cluster, from that head's Brain Tokenizer (sums to 1 over a non-empty cluster).
     cluster_of_voxel : Tensor, shape (V,), or None
     cross_attention : dict of str -> Tensor (B, n_queries, n_brain_tokens), or None
-        Mean over heads and cross blocks; keys ``"semantic"`` and ``"lowlevel"``.
+        Per head: mean over attention heads and cross blocks.
+    cross_attention_layers : dict of str -> Tensor (n_cross_blocks, B, n_queries, n_brain_tokens), or None
+        Per head: each cross block's map (mean over attention heads).
     meta : dict
-        Extra maps: ``lowlevel_tokenizer_attention`` (B, V), ``cross_attention_layers``
-        (head -> (n_cross_blocks, B, n_queries, C)).
+        Free-form extras (empty from :meth:`BrainITModel.predict`).
     """
 
     semantic: torch.Tensor
     lowlevel: list
-    tokenizer_attention: torch.Tensor | None = None
+    tokenizer_attention: dict | None = None
     cluster_of_voxel: torch.Tensor | None = None
     cross_attention: dict | None = None
+    cross_attention_layers: dict | None = None
     meta: dict = field(default_factory=dict)
 
 
@@ -376,11 +378,11 @@ class BrainITModel(nn.Module):
             lowlevel.append(tokens_to_maps(t.float() * s + m, spec.grid))  # (B, C_l, h_l, w_l)
         pred = BITPrediction(semantic, lowlevel)
         if return_attention:
-            pred.tokenizer_attention = sem.tokenizer_attention
+            pred.tokenizer_attention = {"semantic": sem.tokenizer_attention, "lowlevel": low.tokenizer_attention}
             pred.cluster_of_voxel = self.cluster_labels(subject)
             layers = {"semantic": torch.stack(sem.cross_attention), "lowlevel": torch.stack(low.cross_attention)}
             pred.cross_attention = {k: v.mean(0) for k, v in layers.items()}
-            pred.meta = {"lowlevel_tokenizer_attention": low.tokenizer_attention, "cross_attention_layers": layers}
+            pred.cross_attention_layers = layers
         return pred
 
 

@@ -101,7 +101,7 @@ class BrainITRun:
         subject : str
             One of :attr:`subjects`.
         return_attention : bool
-            Also return tokenizer attention (B, V), cluster labels (V,) and cross-attention maps.
+            Also return both heads' tokenizer attention (B, V), cluster labels (V,) and cross-attention maps.
         batch_size : int
 
         Returns
@@ -134,12 +134,11 @@ def _concat(parts: list[BITPrediction]) -> BITPrediction:
     out = BITPrediction(torch.cat([p.semantic for p in parts]),
                         [torch.cat([p.lowlevel[l] for p in parts]) for l in range(len(first.lowlevel))])
     if first.tokenizer_attention is not None:
-        out.tokenizer_attention = torch.cat([p.tokenizer_attention for p in parts])
+        out.tokenizer_attention = {k: torch.cat([p.tokenizer_attention[k] for p in parts])
+                                   for k in first.tokenizer_attention}
         out.cluster_of_voxel = first.cluster_of_voxel
         out.cross_attention = {k: torch.cat([p.cross_attention[k] for p in parts]) for k in first.cross_attention}
-        out.meta = {
-            "lowlevel_tokenizer_attention": torch.cat([p.meta["lowlevel_tokenizer_attention"] for p in parts]),
-            "cross_attention_layers": {k: torch.cat([p.meta["cross_attention_layers"][k] for p in parts], dim=1)
-                                       for k in first.meta["cross_attention_layers"]},
-        }
+    if first.cross_attention_layers is not None:
+        out.cross_attention_layers = {k: torch.cat([p.cross_attention_layers[k] for p in parts], dim=1)
+                                      for k in first.cross_attention_layers}
     return out

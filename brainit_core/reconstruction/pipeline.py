@@ -37,8 +37,9 @@ class ReconstructionOutput:
     fused : ndarray, uint8, (B, H, W, 3), or None
         Both branches fused (when both are on).
     attention : dict or None
-        ``tokenizer`` (B, V), ``clusters`` (V,), ``cross`` {head: (B, n_queries, n_brain_tokens)}
-        as numpy arrays, when the run returned them.
+        ``clusters`` (V,), ``tokenizer`` {head: (B, V)} and ``cross`` {head: (B, n_queries,
+        n_brain_tokens)} as numpy arrays, when the run returned them: each head's
+        (``"semantic"``, ``"lowlevel"``) own tokenizer weights and cross-attention, same keys.
     timing : dict
         Seconds per stage (``features``, ``low_level``, ``semantic``/``fusion``), ``total`` and
         ``per_image``.
@@ -292,6 +293,7 @@ def _check_compatible(run_space, gen_space) -> None:
 
 
 def _attention(pred) -> dict | None:
+    """Each head's tokenizer attention next to its own cross-attention (numpy), or None."""
     if getattr(pred, "tokenizer_attention", None) is None:
         return None
 
@@ -299,5 +301,6 @@ def _attention(pred) -> dict | None:
         return t.detach().float().cpu().numpy() if torch.is_tensor(t) else t
 
     cross = getattr(pred, "cross_attention", None) or {}
-    return {"tokenizer": np_(pred.tokenizer_attention), "clusters": np_(pred.cluster_of_voxel),
-            "cross": {k: np_(v) for k, v in cross.items()}}
+    heads = [h for h in pred.tokenizer_attention if h in cross]
+    return {"clusters": np_(pred.cluster_of_voxel), "tokenizer": {h: np_(pred.tokenizer_attention[h]) for h in heads},
+            "cross": {h: np_(cross[h]) for h in heads}}

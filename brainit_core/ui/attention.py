@@ -1,7 +1,9 @@
-"""Cached attention maps and twin ground truth for the Brain tokens and Learn pages.
+"""Cached attention maps and twin ground truth for the Brain tokens and Learn pages, and their panels.
 
-Each function is defined once here (Streamlit keys its caches by module and function), so both
-pages share one cache entry per (run, subject, image).
+Each cached function is defined once here (Streamlit keys its caches by module and function), so
+both pages share one cache entry per (run, subject, image). The panels draw the Brain tokens page's
+ground-truth maps, contralaterality numbers and export; the numbers come from
+:mod:`brainit_core.analysis`.
 """
 from __future__ import annotations
 
@@ -15,8 +17,8 @@ GT_KEYS = ("area_names", "x", "y", "sigma", "tuning_category")
 
 @st.cache_data(show_spinner="Computing the attention maps…", max_entries=128)
 def attention_maps(run_path: str, device: str, run_sha: str, dataset_path: str, subject: str, image_id: int):
-    """:class:`~brainit_core.viz.attention.AttentionMaps` of one test image (``run_sha`` keys retraining)."""
-    from brainit_core.viz.attention import compute_attention
+    """:class:`~brainit_core.analysis.maps.AttentionMaps` of one test image (``run_sha`` keys retraining)."""
+    from brainit_core.analysis.maps import compute_attention
 
     run = loaders.run(run_path, device)
     betas, _ = loaders.dataset(dataset_path).subject(subject).average_trials([int(image_id)])
@@ -67,3 +69,108 @@ def predicted_features(run_path: str, device: str, run_sha: str, dataset_path: s
     return {"names": [s.name for s in run.space.lowlevel_specs],
             "predicted": [p[0].detach().float().cpu().numpy() for p in pred.lowlevel],
             "true": [t[0].detach().float().cpu().numpy() for t in true]}
+
+
+GT_MAPS = ("areas", "pRF x (deg)", "eccentricity (deg)", "preferred category")
+
+
+def ground_truth_panel(surface, gt: dict, key: str, default_map: str = "areas", location=None):
+    """A choice of the twin's ground-truth maps on the cortex; returns the chosen surface figure.
+
+    Parameters
+    ----------
+    surface : callable
+        ``surface(values (V,), **surface_figure kwargs) -> Figure`` with the page's mesh and view.
+    gt : dict
+        From :func:`ground_truth`.
+    key : str
+        Widget key.
+    default_map : str
+    location : (float, float), optional
+        Normalised image location (x, y); adds the pRF drive by it as a choice.
+    """
+    from brainit_core.analysis.attention import prf_response
+    from brainit_core.analysis.maps import area_codes
+
+    options = list(GT_MAPS) if location is None else ["pRF drive at the location", *GT_MAPS]
+    pick = st.selectbox("Ground-truth map", options, index=options.index(default_map), key=key)
+    if pick == "areas":
+        codes, areas = area_codes(gt["area_names"])
+        return surface(codes, categorical=True, category_names=areas, n_categories=len(areas),
+                       title="truth: visual areas and category patches", value_name="area")
+    if pick == "pRF x (deg)":
+        return surface(gt["x"], symmetric=True, title="truth: pRF x (deg, + right field)", value_name="pRF x")
+    if pick == "eccentricity (deg)":
+        return surface(np.hypot(gt["x"], gt["y"]), cmap="viridis", title="truth: pRF eccentricity (deg)",
+                       value_name="eccentricity")
+    if pick == "preferred category":
+        cats = gt["categories"]
+        return surface(np.argmax(gt["tuning_category"], axis=1), categorical=True, category_names=cats,
+                       n_categories=len(cats), title="truth: preferred category", value_name="category")
+    drive = prf_response(gt["x"], gt["y"], gt["sigma"], *location)
+    return surface(drive, cmap="magma", vmin=0, vmax=1, title="truth: pRF drive by the location",
+                   value_name="pRF drive")
+
+
+def _number(v, fmt: str) -> str:
+    return fmt.format(v) if v is not None and np.isfinite(v) else "n/a"
+
+
+def contralaterality_panel(maps, head: str, hemispheres) -> dict:
+    """Metrics and per-token table of :meth:`AttentionMaps.contralaterality` (the benchmark's index).
+
+    Parameters
+    ----------
+    maps : AttentionMaps
+    head : str
+    hemispheres : array-like, (V,)
+        0 left, 1 right.
+
+    Returns
+    -------
+    dict
+        The numbers shown (:func:`~brainit_core.analysis.attention.contralaterality`'s result).
+    """
+    import pandas as pd
+
+    con = maps.contralaterality(head, hemispheres)
+    sizes = np.bincount(maps.clusters, minlength=maps.n_tokens)
+    k = st.columns(4)
+    k[0].metric("Contralaterality index", _number(con["index"], "{:.3f}"),
+                help="Share of the lateralised brain tokens (with voxels, more weight in one hemisphere, attention "
+                     "centroid off the vertical meridian) whose cross-attention centroid lies in the opposite "
+                     "half of the image, as in the visual cortex; 0.5 by chance. The benchmark's claim 4 is the "
+                     "same function on the low-level head's attention averaged over all test images; here it is "
+                     "this image's attention through the chosen head.")
+    k[1].metric("Signed centroid offset", _number(con["signed_mean"], "{:+.3f}"),
+                help="Mean over the same tokens of the attention-centroid x (image from -1 left to +1 right), "
+                     "positive toward the side opposite the token's hemisphere; about 0 by chance "
+                     "(the benchmark's signed_mean).")
+    k[2].metric("Lateralised tokens on the contralateral side", _number(con["index_lateralised"], "{:.0%}"),
+                help="The index over the tokens with at least 75% of their voxel weight in one hemisphere "
+                     "(the benchmark's index_lateralised).")
+    k[3].metric("Tokens with voxels", f"{int((sizes > 0).sum())} / {maps.n_tokens}")
+    with st.expander("Per-token values"):
+        names = {"n_voxels": "voxels", "balance": "left - right share", "centroid_x": "centroid x",
+                 "centroid_y": "centroid y"}
+        three = {c: st.column_config.NumberColumn(format="%.3f") for c in (*list(names.values())[1:], "spread")}
+        st.dataframe(pd.DataFrame(con["per_token"]).rename(columns=names), column_config=three, hide_index=True,
+                     width="stretch")
+    return con
+
+
+def export_panel(choices: dict, stem: str, vertices, hemispheres) -> None:
+    """Pick one of ``choices`` ({label: (V,) values}) and download it as lh + rh fsaverage5 files.
+
+    ``stem`` prefixes the file names; ``vertices`` / ``hemispheres`` (V,) place the values.
+    """
+    from brainit_core.viz import export
+
+    e = st.columns([3, 1, 2])
+    which = e[0].selectbox("Map", list(choices), key="bt_export_map")
+    fmt = e[1].radio("Format", list(export.FORMATS), key="bt_export_fmt", format_func=lambda f: f.upper())
+    name = stem + "".join(ch if ch.isalnum() else "_" for ch in which).strip("_")
+    e[2].download_button(f"Download {fmt.upper()} (lh + rh, fsaverage5)",
+                         export.surface_map_zip(name, choices[which], vertices, hemispheres, fmt=fmt),
+                         file_name=f"{name}_{fmt}.zip", mime="application/zip", key="bt_export")
+    e[2].caption("Full fsaverage5 hemispheres (10,242 vertices each); vertices outside the subject's set are NaN.")

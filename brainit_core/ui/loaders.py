@@ -38,7 +38,7 @@ def use_app_threads() -> None:
     cpu_threads(app_threads())
 
 
-WARM_MODULES = ("torch", "brainit_core.models.run", "brainit_core.reconstruction", "brainit_core.viz.attention")
+WARM_MODULES = ("torch", "brainit_core.models.run", "brainit_core.reconstruction", "brainit_core.analysis.maps")
 
 
 def _warm() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-IMAGE_DEG = 8.4  # NSD and the twin show images over 8.4 x 8.4 degrees
+from brainit_core.stimulus import IMAGE_DEG
 
 
 def upsample(grid, size) -> np.ndarray:
@@ -80,8 +80,33 @@ def degrees_to_image(x_deg, y_deg, image_deg: float = IMAGE_DEG) -> tuple[np.nda
 
 
 def centroid_to_image(cx: float, cy: float) -> tuple[float, float]:
-    """:func:`~brainit_core.viz.attention.attention_centroid` coordinates ([-1, 1], y up) -> normalised image."""
+    """:func:`~brainit_core.analysis.attention.attention_centroid` coordinates ([-1, 1], y up) -> normalised image."""
     return (cx + 1) / 2, (1 - cy) / 2
+
+
+def centroid_markers(centroid, prf_deg=None) -> list[dict]:
+    """Markers for :func:`attention_figure`: a token's attention centroid and, optionally, its pRF centroid.
+
+    Parameters
+    ----------
+    centroid : (float, float)
+        Attention centroid in [-1, 1] (x right, y up), as
+        :func:`~brainit_core.analysis.attention.attention_centroid` gives it.
+    prf_deg : (float, float), optional
+        Mean pRF centre of the token's voxels in degrees (x right, y up).
+
+    Returns
+    -------
+    list of dict
+    """
+    x, y = centroid_to_image(*centroid)
+    out = [{"x": [x], "y": [y], "name": "attention centroid", "symbol": "x", "color": "#00e5ff",
+            "text": ["attention centroid"]}]
+    if prf_deg is not None:
+        px, py = degrees_to_image(prf_deg[0], prf_deg[1])
+        out.append({"x": [px], "y": [py], "name": "truth: mean pRF of its voxels", "symbol": "circle-open",
+                    "color": "#7CFC00", "text": [f"pRF centroid ({prf_deg[0]:+.1f}, {prf_deg[1]:+.1f}) deg"]})
+    return out
 
 
 def attention_figure(image, grid=None, *, markers=None, cell=None, alpha: float = 0.6, cmap: str = "inferno",
@@ -169,3 +194,32 @@ def channel_limits(*maps, channels) -> list:
         lo, hi = np.percentile(v, [2, 98])
         out.append((float(lo), float(hi if hi > lo else lo + 1e-6)))
     return out
+
+
+def token_weights_figure(weights, names=None, title: str = "attention over tokens", height: int = 220):
+    """Bar chart of one query's attention over the C brain tokens (plotly), one colour per token.
+
+    Parameters
+    ----------
+    weights : array-like, (C,)
+    names : list of str, optional
+        Bar labels (default ``token k``); tick labels are hidden beyond 32 tokens.
+    title : str
+    height : int
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
+    import plotly.graph_objects as go
+
+    from brainit_core.viz.surface import category_colors
+
+    w = np.asarray(weights, dtype=np.float64)
+    names = list(names) if names is not None else [f"token {k}" for k in range(len(w))]
+    fig = go.Figure(go.Bar(x=names, y=w, marker_color=list(category_colors(len(w))),
+                           hovertemplate="%{x}: %{y:.3f}<extra></extra>"))
+    fig.update_layout(height=height, margin={"l": 0, "r": 0, "t": 24, "b": 0},
+                      title={"text": title, "font": {"size": 13}}, yaxis={"title": None},
+                      xaxis={"showticklabels": len(w) <= 32})
+    return fig

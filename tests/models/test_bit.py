@@ -155,9 +155,50 @@ def test_model_predict_denormalises_to_feature_units():
     torch.testing.assert_close(p1.semantic, p0.semantic * 2 + 5)
     torch.testing.assert_close(p1.lowlevel[0], p0.lowlevel[0] * 3 - 1)
     assert p0.lowlevel[0].shape == (3, 3, 4, 4) and p0.lowlevel[1].shape == (3, 5, 2, 2)
-    assert p0.tokenizer_attention.shape == (3, 20) and p0.cluster_of_voxel.shape == (20,)
+    assert p0.cluster_of_voxel.shape == (20,) and p0.meta == {}
     assert p0.cross_attention["lowlevel"].shape == (3, 20, cfg.n_clusters)
-    assert p0.meta["cross_attention_layers"]["semantic"].shape == (cfg.n_self_blocks + 1, 3, 4, cfg.n_clusters)
+    assert p0.cross_attention_layers["semantic"].shape == (cfg.n_self_blocks + 1, 3, 4, cfg.n_clusters)
+    assert p0.cross_attention_layers["lowlevel"].shape == (cfg.n_self_blocks + 1, 3, 20, cfg.n_clusters)
+    torch.testing.assert_close(p0.cross_attention_layers["lowlevel"].mean(0), p0.cross_attention["lowlevel"])
+    assert p1.tokenizer_attention is None and p1.cross_attention_layers is None
+
+
+def _run_of(model):
+    from types import SimpleNamespace
+
+    from brainit_core.models.run import BrainITRun
+
+    space = SimpleNamespace(semantic_spec=model.semantic_spec, lowlevel_specs=model.lowlevel_specs)
+    return BrainITRun("tiny", space, {}, None, model, "0" * 64, torch.device("cpu"))
+
+
+def test_prediction_carries_both_heads_tokenizer_attention_through_batches():
+    torch.manual_seed(0)
+    cfg = BITConfig.preset("ci")
+    sem, low = TokenSpec("semantic", (2, 2), 6), [TokenSpec("l0", (4, 4), 3), TokenSpec("l1", (2, 2), 5)]
+    m = BrainITModel(cfg, sem, low, {"a": 20}).eval()
+    labels = np.arange(20) % 3  # 3 non-empty clusters of the model's n_clusters
+    m.set_labels("a", labels)
+    x = torch.randn(5, 20)
+    whole = m.predict(x, "a", return_attention=True)
+    assert set(whole.tokenizer_attention) == {"semantic", "lowlevel"}
+    for head, t in whole.tokenizer_attention.items():
+        assert t.shape == (5, 20), head
+        sums = torch.zeros(5, cfg.n_clusters).index_add_(1, torch.as_tensor(labels), t)
+        torch.testing.assert_close(sums[:, :3], torch.ones(5, 3))  # sums to 1 over each non-empty cluster
+    assert not torch.allclose(whole.tokenizer_attention["semantic"], whole.tokenizer_attention["lowlevel"])
+    torch.testing.assert_close(m.semantic(m.standardize_betas(x, "a"), "a", return_attention=True).tokenizer_attention,
+                               whole.tokenizer_attention["semantic"])
+    torch.testing.assert_close(m.lowlevel(m.standardize_betas(x, "a"), "a", return_attention=True).tokenizer_attention,
+                               whole.tokenizer_attention["lowlevel"])
+    batched = _run_of(m).predict(x, "a", return_attention=True, batch_size=2)  # 3 parts, concatenated
+    for head in ("semantic", "lowlevel"):
+        torch.testing.assert_close(batched.tokenizer_attention[head], whole.tokenizer_attention[head])
+        torch.testing.assert_close(batched.cross_attention[head], whole.cross_attention[head])
+        torch.testing.assert_close(batched.cross_attention_layers[head], whole.cross_attention_layers[head])
+    assert torch.equal(batched.cluster_of_voxel, whole.cluster_of_voxel)
+    plain = _run_of(m).predict(x, "a", batch_size=2)
+    assert plain.tokenizer_attention is None and plain.cross_attention_layers is None
 
 
 def test_memory_estimate_grows_with_batch_and_full_preset_fits_a_big_gpu():

@@ -71,9 +71,10 @@ class FakeRun:
         pred = BITPrediction(semantic=(x @ self._sem).view(B, sem.n_tokens, sem.dim).relu(),
                              lowlevel=[(x @ w).view(B, s.dim, *s.grid).relu() for w, s in zip(self._low, self.space.lowlevel_specs)])
         if return_attention:
-            pred.tokenizer_attention = torch.softmax(x, dim=1)
+            pred.tokenizer_attention = {"semantic": torch.softmax(x, dim=1), "lowlevel": torch.softmax(2 * x, dim=1)}
             pred.cluster_of_voxel = torch.arange(x.shape[1]) % 4
-            pred.cross_attention = {"semantic": torch.rand(B, sem.n_tokens, 4)}
+            n_low = sum(s.n_tokens for s in self.space.lowlevel_specs)
+            pred.cross_attention = {"semantic": torch.rand(B, sem.n_tokens, 4), "lowlevel": torch.rand(B, n_low, 4)}
         return pred
 
 

@@ -21,7 +21,13 @@ def test_both_branches_fast_mode(generators, fake_run):
     assert out.images is out.fused
     assert {"features", "low_level", "fusion", "total", "per_image"} <= set(out.timing)
     assert out.meta["mode"] == "fast" and out.meta["seeds"] == [0, 1] and out.meta["run_sha256"] == "0" * 64
-    assert out.attention["tokenizer"].shape == (2, N_VERTICES)
+    pred = fake_run.predict(_betas(), "sub01", return_attention=True)
+    assert set(out.attention["tokenizer"]) == set(out.attention["cross"]) == {"semantic", "lowlevel"}
+    for head in ("semantic", "lowlevel"):  # each head's own tokenizer weights next to its own cross-attention
+        assert out.attention["tokenizer"][head].shape == (2, N_VERTICES)
+        np.testing.assert_allclose(out.attention["tokenizer"][head], pred.tokenizer_attention[head].numpy())
+        assert out.attention["cross"][head].shape == tuple(pred.cross_attention[head].shape)
+    assert out.attention["clusters"].shape == (N_VERTICES,)
     again = pipe(_betas(), "sub01", seed=0)
     assert np.array_equal(out.fused, again.fused)
     other = pipe(_betas(), "sub01", seed=10)

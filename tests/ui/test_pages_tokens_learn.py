@@ -74,3 +74,36 @@ def test_learn_page_every_step(app_env, step):
         assert ("low-level" if step == 4 else "fused") in at.image[1].captions[0]
     else:
         assert len(at.image) == 1
+
+
+def test_brain_tokens_contralaterality_is_the_benchmarks_index_on_the_image(app_env):
+    import numpy as np
+
+    from brainit_core.analysis.attention import contralaterality
+    from brainit_core.analysis.maps import compute_attention
+    from brainit_core.data.dataset import load_dataset
+    from brainit_core.models.run import BrainITRun
+
+    at = open_page("pages/2_Brain_tokens.py")
+    at.radio(key="bt_head").set_value("lowlevel").run()
+    assert not problems(at)
+    caption = next(c.value for c in at.caption if "V2C cluster (= one brain token) of " in c.value)
+    subject = caption.split(" of ", 1)[1].split("'s ", 1)[0]  # the sidebar's subject, as the page names it
+    image_id = int(at.selectbox(key="bt_image").value)
+    shown = {m.label: m.value for m in at.metric}
+    run = BrainITRun.load(app_env.run, device="cpu")
+    sd = load_dataset(app_env.dataset).subject(subject)
+    betas, _ = sd.average_trials([image_id])
+    maps = compute_attention(run, betas[0], subject)
+    # the benchmark's call (low-level head, its grids and tokenizer), on this one image's attention
+    bench = contralaterality(maps.cross["lowlevel"][None], [tuple(s.grid) for s in run.space.lowlevel_specs],
+                             maps.clusters, sd.hemispheres, maps.tokenizer["lowlevel"][None])
+    expected = f"{bench['index']:.3f}" if np.isfinite(bench["index"]) else "n/a"
+    assert shown["Contralaterality index"] == expected
+    table = at.dataframe[0].value  # the per-token values behind the index: the benchmark's, unrounded
+    np.testing.assert_allclose(table["centroid x"], [t["centroid_x"] for t in bench["per_token"]], rtol=1e-9)
+    np.testing.assert_allclose(table["left - right share"].astype(float),
+                               [np.nan if t["balance"] is None else t["balance"] for t in bench["per_token"]], rtol=1e-9)
+    assert np.abs(table["centroid x"]).max() > 0 and np.nanstd(table["left - right share"].astype(float)) > 0
+    signed = f"{bench['signed_mean']:+.3f}" if np.isfinite(bench["signed_mean"]) else "n/a"
+    assert shown["Signed centroid offset"] == signed

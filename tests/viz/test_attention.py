@@ -1,91 +1,35 @@
-"""Token attention maps, location queries, contralaterality and image overlays."""
+"""Attention drawn on the image: overlays, markers at the analysis centroids, token bars."""
 import numpy as np
 import pytest
 
-from brainit_core.viz import attention as att
+from brainit_core.analysis.attention import attention_centroid
+from brainit_core.stimulus import IMAGE_DEG
 from brainit_core.viz import images as vimg
 
 
-def test_centroid_and_grid_cell():
-    g = np.zeros((4, 4))
-    g[:, 3] = 1  # right column
-    cx, cy = att.attention_centroid(g)
-    assert cx == pytest.approx(0.75) and cy == pytest.approx(0.0)
-    g = np.zeros((4, 4))
-    g[0] = 1  # top row: upward
-    assert att.attention_centroid(g)[1] == pytest.approx(0.75)
-    assert att.attention_centroid(np.zeros((2, 2))) == (0.0, 0.0)
-    assert att.grid_cell((4, 8), 0.0, 0.0) == (0, 0)
-    assert att.grid_cell((4, 8), 1.0, 1.0) == (3, 7)
-    assert att.grid_cell((4, 8), 0.3, 0.6) == (2, 2)
-
-
-def _contra_case(contralateral: bool):
-    # token 0: left-hemisphere voxels, token 1: right-hemisphere voxels, token 2: mixed, token 3: empty
-    clusters = np.array([0, 0, 0, 1, 1, 2, 2])
-    hemis = np.array([0, 0, 0, 1, 1, 0, 1])
-    grids = np.zeros((4, 2, 2))
-    right, left = (1, 0) if contralateral else (0, 1)
-    grids[0][:, right] = 1  # token 0 attends to one side
-    grids[1][:, left] = 1
-    grids[2] = 1
-    grids[3] = 1
-    return att.contralaterality(grids, clusters, hemis)
-
-
-def test_contralaterality_sign_and_fraction():
-    good = _contra_case(True)
-    assert good.index > 0.2 and good.fraction == 1.0
-    np.testing.assert_allclose(good.balance[:3], [1, -1, 0])
-    assert np.isnan(good.balance[3]) and np.isnan(good.score[3])
-    bad = _contra_case(False)
-    assert bad.index == pytest.approx(-good.index) and bad.fraction == 0.0
-
-
-def test_hemisphere_balance_weighted():
-    bal = att.hemisphere_balance([0, 0, 0], [0, 1, 1], 1, weights=[0.8, 0.1, 0.1])
-    assert bal[0] == pytest.approx(0.6)
-
-
-def _maps():
-    rng = np.random.default_rng(0)
-    C = 3
-    cross_sem = rng.random((4, C))
-    cross_sem /= cross_sem.sum(1, keepdims=True)
-    cross_low = rng.random((16 + 4, C))
-    cross_low /= cross_low.sum(1, keepdims=True)
-    clusters = np.array([0, 0, 1, 2, 2, 2])
-    tok = np.array([0.25, 0.75, 1.0, 0.2, 0.3, 0.5])
-    return att.AttentionMaps(clusters, {"semantic": tok, "lowlevel": tok[::-1].copy()},
-                             {"semantic": cross_sem, "lowlevel": cross_low},
-                             {"semantic": [("semantic", (2, 2), 0)], "lowlevel": [("a", (4, 4), 0), ("b", (2, 2), 16)]})
-
-
-def test_attention_maps_views():
-    m = _maps()
-    assert m.n_tokens == 3
-    g = m.token_grid("lowlevel", 1, 2)
-    np.testing.assert_array_equal(g.ravel(), m.cross["lowlevel"][16:20, 2])
-    assert m.token_grids("lowlevel", 0).shape == (3, 4, 4)
-    np.testing.assert_array_equal(m.location_weights("lowlevel", 0, 0.9, 0.1), m.cross["lowlevel"][3])
-    np.testing.assert_array_equal(m.location_weights("semantic", 0, 0.1, 0.9), m.cross["semantic"][2])
-    tv = m.token_vertices("semantic", 0)
-    np.testing.assert_array_equal(tv[:2], [0.25, 0.75])
-    assert np.isnan(tv[2:]).all()
-    vm = att.vertex_map([1.0, 0.0, 2.0], m.tokenizer["semantic"], m.clusters)
-    np.testing.assert_allclose(vm, [0.25, 0.75, 0.0, 0.4, 0.6, 1.0])
-    con = att.maps_contralaterality(m, "lowlevel", np.array([0, 0, 1, 1, 1, 0]))
-    assert con.centroid_x.shape == (3,)
-
-
-def test_receptive_field_centroids_and_prf_response():
-    rf = att.receptive_field_centroids([0, 0, 1], [1.0, 3.0, 1.0], [0.0, 4.0, -2.0], [1.0, 1.0, 0.0], 3)
-    np.testing.assert_allclose(rf[0], [3.0, 1.0])
-    assert np.isnan(rf[2]).all()
-    drive = att.prf_response([2.1, -2.1], [0.0, 0.0], [1.0, 1.0], x=0.75, y=0.5)
-    assert drive[0] == pytest.approx(1.0) and drive[1] < 0.01
-    px, py = vimg.degrees_to_image(2.1, 2.1)
+def test_degrees_and_centroids_to_image():
+    px, py = vimg.degrees_to_image(IMAGE_DEG / 4, IMAGE_DEG / 4)
     assert (px, py) == (pytest.approx(0.75), pytest.approx(0.25))
+    g = np.zeros((4, 4))
+    g[0, 3] = 1  # top-right cell: its centre is at (7/8, 1/8) of the image
+    assert vimg.centroid_to_image(*attention_centroid(g)) == (pytest.approx(7 / 8), pytest.approx(1 / 8))
+
+
+def test_centroid_markers():
+    g = np.zeros((2, 2))
+    g[1, 0] = 1  # bottom-left
+    m = vimg.centroid_markers(attention_centroid(g))
+    assert len(m) == 1 and (m[0]["x"][0], m[0]["y"][0]) == (pytest.approx(0.25), pytest.approx(0.75))
+    m = vimg.centroid_markers((0.0, 0.0), prf_deg=(-IMAGE_DEG / 4, 0.0))
+    assert len(m) == 2 and (m[1]["x"][0], m[1]["y"][0]) == (pytest.approx(0.25), pytest.approx(0.5))
+    assert "-2.1" in m[1]["text"][0]
+
+
+def test_token_weights_figure():
+    fig = vimg.token_weights_figure([0.2, 0.5, 0.3])
+    assert list(fig.data[0].x) == ["token 0", "token 1", "token 2"] and list(fig.data[0].y) == [0.2, 0.5, 0.3]
+    assert fig.layout.xaxis.showticklabels is True
+    assert vimg.token_weights_figure(np.ones(40) / 40).layout.xaxis.showticklabels is False
 
 
 def test_overlay_and_figure():

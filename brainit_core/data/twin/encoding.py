@@ -14,10 +14,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from brainit_core.data.twin.geometry import EARLY, IMAGE_DEG, MID, PATCHES
+from brainit_core.data.twin.geometry import EARLY, MID, PATCHES
 from brainit_core.data.twin.stimuli import CATEGORIES
+from brainit_core.stimulus import IMAGE_DEG
 
-GRID = 32  # pooling grid (pixels of the 8.4 deg image)
+GRID = 32  # pooling grid (pixels of the IMAGE_DEG-wide image)
 LUM = 64  # luminance resolution for the Gabor pyramid
 ORIENTATIONS = np.arange(4) * np.pi / 4
 SF_CPD = np.array([0.75, 1.5, 3.0])  # cycles per degree

@@ -15,11 +15,12 @@ from functools import lru_cache
 
 import numpy as np
 
+from brainit_core.stimulus import IMAGE_DEG
+
 AREAS = ("V1", "V2", "V3", "hV4", "V3AB", "LO", "face", "body", "place", "word")
 PATCHES = ("face", "body", "place", "word")
 EARLY = ("V1", "V2", "V3")
 MID = ("hV4", "V3AB", "LO")
-IMAGE_DEG = 8.4  # the stimulus spans 8.4 x 8.4 degrees, as in NSD
 E0 = 0.75  # cortical-magnification constant (deg)
 R_EARLY = 38.0  # arc degrees from the pole covered by the retinotopic areas
 R_MAX = 56.0  # arc degrees: outer edge of the visual region (patches live between)

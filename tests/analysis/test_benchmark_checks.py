@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from brainit_core.benchmark.attention import contralaterality, prf_agreement, query_positions
+from brainit_core.analysis.attention import contralaterality, prf_agreement, query_positions
 
 GRIDS = [(4, 4), (2, 2)]
 
