@@ -5,7 +5,7 @@ Builds ``BrainITModel`` with ``BITConfig.preset("full")`` and the full feature l
 40,000 voxels (random labels and weights: memory does not depend on them), and predicts one
 subject's sample (B = 1, all voxels, ``return_attention=True``) under ``torch.no_grad``.
 
-Prints parameter counts, two analytic figures (``bit.estimate_memory`` at batch 1, a training
+Prints parameter counts, two analytic figures (``memory.estimate_memory`` at batch 1, a training
 formula, as an upper bound; and an inference formula, see ``inference_estimate``) and the measured
 peak: ``torch.cuda.max_memory_allocated`` on CUDA, otherwise the peak resident-set size (sampled
 from /proc every 5 ms, and ``ru_maxrss``) over the baseline before the model was built.
@@ -29,7 +29,8 @@ import torch  # noqa: E402
 
 from brainit_core.features.base import TokenSpec  # noqa: E402
 from brainit_core.features.fullsize import vgg_token_specs  # noqa: E402
-from brainit_core.models.bit import BITConfig, BrainITModel, count_parameters, estimate_memory  # noqa: E402
+from brainit_core.models.bit import BITConfig, BrainITModel  # noqa: E402
+from brainit_core.models.memory import count_parameters, estimate_memory  # noqa: E402
 
 GIB = 2**30
 LIMIT = 24e9  # a "24 GB" card (RTX 3090/4090: 24 GiB nominal, ~23.6 GiB usable after the CUDA context)
@@ -129,7 +130,7 @@ def main() -> int:
     print(f"analytic, inference (fp32, B=1): weights {inf['weights'] / GIB:.2f} GiB + activations "
           f"{inf['activations'] / GIB:.3f} GiB -> {inf['total'] / GIB:.2f} GiB with 20 % slack")
     for head, e in est.items():
-        print(f"analytic, bit.estimate_memory (training formula, batch 1, all {args.voxels} voxels, fp32) {head}: "
+        print(f"analytic, memory.estimate_memory (training formula, batch 1, all {args.voxels} voxels, fp32) {head}: "
               f"{e['total'] / GIB:.2f} GiB (params+grads+AdamW {e['params'] / GIB:.2f}, activations "
               f"{e['activations'] / GIB:.3f})")
 

@@ -1,8 +1,7 @@
 """Brain-IT models: image-to-fMRI encoder, V2C map, Brain Tokenizer, Cross-Transformer, BIT, runs."""
 from brainit_core.models.bit import BITConfig, BITOutput, BITPrediction, BrainIT, BrainITModel
-from brainit_core.models.encoder import (
-    EncoderConfig, ImageToFMRIEncoder, evaluate_encoder, load_encoder, predict_fmri, train_encoder,
-)
+from brainit_core.models.encoder import EncoderConfig, ImageToFMRIEncoder, evaluate_encoder, load_encoder, predict_fmri
+from brainit_core.models.encoder_training import train_encoder
 from brainit_core.models.run import BrainITRun
 from brainit_core.models.tokenizer import BrainTokenizer
 from brainit_core.models.training import train_run

@@ -6,27 +6,22 @@ one d-vector per depth; the vectors are concatenated and read out by per-voxel w
 from the same embedding. The encoder gives (a) voxel embeddings for the V2C clustering and
 (b) synthetic fMRI for unlabeled images.
 
-Offline, the frozen backbone is the decoder's EfficientNet-Lite0: its cached low-level maps
+Training is :mod:`brainit_core.models.encoder_training`. Offline, the frozen backbone is the decoder's EfficientNet-Lite0: its cached low-level maps
 (pooled to at most ``max_grid`` x ``max_grid``) and semantic tokens are the depths.
 """
 from __future__ import annotations
 
-import json
-import logging
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
 
-from brainit_core.checkpoint import checkpoint_exists, load_checkpoint, optimizer_state, restore_optimizer, save_checkpoint
+from brainit_core.checkpoint import load_checkpoint, save_checkpoint
 from brainit_core.errors import CheckpointError
-from brainit_core.progress import track
 from brainit_core.utils import resolve_device
 
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -172,7 +167,7 @@ def encoder_loss(pred: torch.Tensor, target: torch.Tensor, cosine_weight: float)
     return F.mse_loss(pred, target) - cosine_weight * F.cosine_similarity(pred, target, dim=-1).mean()
 
 
-def _pearson_per_voxel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def pearson_per_voxel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a = a - a.mean(0)
     b = b - b.mean(0)
     den = np.sqrt((a * a).sum(0) * (b * b).sum(0))
@@ -199,149 +194,8 @@ def load_encoder(path, device=None) -> ImageToFMRIEncoder:
     return enc.to(resolve_device(device) if isinstance(device, str) else (device or torch.device("cpu")))
 
 
-def _save_state(path: Path, encoder, optimizer, epoch: int, best: float, bad_epochs: int, history: list) -> None:
-    opt_t, opt_meta = optimizer_state(optimizer)
-    tensors = {**{f"model.{k}": v for k, v in encoder.state_dict().items()}, **opt_t}
-    save_checkpoint(path, tensors, {"epoch": epoch, "best": best, "bad_epochs": bad_epochs, "history": history,
-                                    **opt_meta})
-
-
-def _load_state(path: Path, encoder, optimizer) -> tuple[int, float, int, list]:
-    tensors, cfg, _ = load_checkpoint(path)
-    encoder.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    restore_optimizer(optimizer, tensors, cfg)
-    return cfg["epoch"], cfg["best"], cfg["bad_epochs"], cfg["history"]
-
-
-# ----------------------------------------------------------------------------------------------
-# training
-# ----------------------------------------------------------------------------------------------
-def _subject_arrays(dataset, subject: str, trials=None):
-    """(train_ids, train_betas, val_ids, val_betas): repeat-averaged, or the given trials as they are."""
-    sd = dataset.subject(subject)
-    if trials is not None:
-        rows = np.sort(np.asarray(trials, dtype=np.int64))
-        tr_ids, tr_b = sd.image_ids[rows], sd.betas_for_trials(rows)
-    else:
-        tr_b, tr_ids = sd.averaged("train")
-    va_b, va_ids = sd.averaged("val")
-    return tr_ids, tr_b, va_ids, va_b
-
-
-def train_encoder(dataset, space, config: EncoderConfig, out_dir, subjects=None, device=None,
-                  train_only_subjects=None, trials=None, init: ImageToFMRIEncoder | None = None) -> ImageToFMRIEncoder:
-    """Train the encoder on repeat-averaged training images (all subjects in one model).
-
-    Parameters
-    ----------
-    dataset : Dataset
-    space : FeatureSpace
-        Its cached features are the encoder's image tokens.
-    config : EncoderConfig
-    out_dir : path
-        Writes ``encoder.{safetensors,json}`` (best on validation) and ``state.*`` (resume).
-    subjects : list of str, optional
-        Defaults to the dataset's training subjects.
-    train_only_subjects : list of str, optional
-        Train only these subjects' voxel embeddings; every other parameter stays frozen (transfer).
-    trials : dict of str -> array of int, optional
-        Use only these single trials of a subject (e.g. the first 750 for "60 minutes").
-    init : ImageToFMRIEncoder, optional
-        Start from this model (transfer).
-
-    Returns
-    -------
-    ImageToFMRIEncoder
-        The best model on validation, on ``device``.
-    """
-    from brainit_core.features import extract_features
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    dev = resolve_device(device or "auto") if not isinstance(device, torch.device) else device
-    subjects = list(subjects or dataset.training_subjects)
-    fit_subjects = list(train_only_subjects or subjects)
-    trials = trials or {}
-    rng = np.random.default_rng(config.seed)
-    torch.manual_seed(config.seed)
-
-    # 1. data: repeat-averaged betas and the features of every image used
-    data = {s: _subject_arrays(dataset, s, trials.get(s)) for s in fit_subjects}
-    all_ids = np.unique(np.concatenate([np.r_[d[0], d[2]] for d in data.values()]))
-    fs = extract_features(dataset, all_ids, space)
-    row_of = {int(i): r for r, i in enumerate(all_ids)}
-
-    # 2. model and optimiser
-    n_vox = {s: dataset.subject(s).n_vertices for s in subjects}
-    low, sem = token_shapes(fs)
-    specs = [(min(g, config.max_grid) ** 2, c) for c, g in low] + [sem]
-    encoder = init if init is not None else ImageToFMRIEncoder(config, n_vox, specs)
-    encoder.to(dev)
-    if train_only_subjects:
-        encoder.requires_grad_(False)
-        params = [encoder.voxel_emb[s] for s in fit_subjects]
-        for p in params:
-            p.requires_grad_(True)
-    else:
-        params = list(encoder.parameters())
-    optimizer = torch.optim.Adam(params, lr=config.lr)
-    state_path = out / "state"
-    start, best, bad, history = 0, -np.inf, 0, []
-    if checkpoint_exists(state_path) and checkpoint_exists(out / "encoder"):
-        start, best, bad, history = _load_state(state_path, encoder, optimizer)
-        log.info("encoder: resuming at epoch %d", start)
-
-    # 3. epochs: each batch = one subject, a batch of its images, a random voxel subset
-    for epoch in range(start, config.epochs):
-        if bad >= config.patience:
-            break
-        encoder.train()
-        batches = [(s, b) for s in fit_subjects
-                   for b in np.array_split(rng.permutation(len(data[s][0])), max(1, len(data[s][0]) // config.batch_size))]
-        order = rng.permutation(len(batches))
-        losses = []
-        for k in track(order, desc=f"encoder epoch {epoch + 1}/{config.epochs}"):
-            s, b = batches[k]
-            ids, betas = data[s][0][b], data[s][1][b]
-            x = encoder_inputs(fs, [row_of[int(i)] for i in ids], config.max_grid, dev)
-            n_sel = min(config.voxels_per_sample, n_vox[s])
-            vox = torch.from_numpy(rng.choice(n_vox[s], n_sel, replace=False)).to(dev)
-            y = torch.from_numpy(betas).to(dev)[:, vox]
-            loss = encoder_loss(encoder(x, s, vox), y, config.cosine_weight)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            losses.append(float(loss.detach()))
-        val = _median_r(encoder, fs, row_of, {s: (data[s][2], data[s][3]) for s in fit_subjects}, config, dev)
-        history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_median_r": val})
-        if val > best:
-            best, bad = val, 0
-            save_encoder(encoder, out / "encoder", {"epoch": epoch + 1, "val_median_r": val})
-        else:
-            bad += 1
-        _save_state(state_path, encoder, optimizer, epoch + 1, best, bad, history)
-        (out / "curves.json").write_text(json.dumps(history, indent=1))
-        log.info("encoder epoch %d: loss %.4f, val median r %.3f", epoch + 1, np.mean(losses), val)
-    if not checkpoint_exists(out / "encoder"):
-        save_encoder(encoder, out / "encoder", {"epoch": 0})
-    best_model = load_encoder(out / "encoder")
-    return best_model.to(dev)
-
-
 @torch.no_grad()
-def _median_r(encoder, fs, row_of, val: dict, config, dev) -> float:
-    encoder.eval()
-    rs = []
-    for s, (ids, betas) in val.items():
-        if len(ids) < 3:
-            continue
-        pred = _predict_rows(encoder, fs, [row_of[int(i)] for i in ids], s, config.batch_size, dev)
-        rs.append(np.median(_pearson_per_voxel(pred, betas)))
-    return float(np.mean(rs)) if rs else 0.0
-
-
-@torch.no_grad()
-def _predict_rows(encoder, fs, rows, subject, batch_size, dev) -> np.ndarray:
+def predict_rows(encoder, fs, rows, subject, batch_size, dev) -> np.ndarray:
     out = []
     for i in range(0, len(rows), batch_size):
         x = encoder_inputs(fs, rows[i:i + batch_size], encoder.config.max_grid, dev)
@@ -354,7 +208,7 @@ def predict_fmri(encoder: ImageToFMRIEncoder, features, subject: str, batch_size
     """Synthetic fMRI for the images of a FeatureSet. Returns float32 (n_images, n_vertices)."""
     encoder.eval()
     dev = encoder.readout.weight.device
-    return _predict_rows(encoder, features, np.arange(len(features)), subject, batch_size, dev).astype(np.float32)
+    return predict_rows(encoder, features, np.arange(len(features)), subject, batch_size, dev).astype(np.float32)
 
 
 def split_half_noise_ceiling(subject_data, ids) -> np.ndarray:
@@ -370,7 +224,7 @@ def split_half_noise_ceiling(subject_data, ids) -> np.ndarray:
     b = subject_data.betas
     a = np.stack([b[g[0]] for g in groups])
     rest = np.stack([b[g[1:]].mean(0) for g in groups])
-    r = np.clip(_pearson_per_voxel(a, rest), 0, None)
+    r = np.clip(pearson_per_voxel(a, rest), 0, None)
     n_rep = np.mean([len(g) for g in groups])
     rel = 2 * r / (1 + r)  # reliability of a two-part mean
     rel_full = n_rep / 2 * rel / (1 + (n_rep / 2 - 1) * rel)  # extend to n_rep repeats
@@ -392,7 +246,7 @@ def evaluate_encoder(encoder: ImageToFMRIEncoder, dataset, space, subjects=None)
         sd = dataset.subject(s)
         betas, ids = sd.averaged("test")
         fs = extract_features(dataset, ids, space)
-        r = _pearson_per_voxel(predict_fmri(encoder, fs, s), betas)
+        r = pearson_per_voxel(predict_fmri(encoder, fs, s), betas)
         nc = split_half_noise_ceiling(sd, ids)
         ok = nc > 0.1
         out[s] = {"median_r": float(np.median(r)), "median_noise_ceiling": float(np.nanmedian(nc)),

@@ -19,7 +19,9 @@ from brainit_core.checkpoint import load_checkpoint
 from brainit_core.errors import BrainITError, CheckpointError
 from brainit_core.fileio import read_json, save_npy, write_json
 from brainit_core.models import encoder as enc
-from brainit_core.models.bit import BITConfig, BrainITModel, config_dict, count_parameters, estimate_memory
+from brainit_core.models.encoder_training import train_encoder
+from brainit_core.models.bit import BITConfig, BrainITModel, config_dict
+from brainit_core.models.memory import count_parameters, estimate_memory
 from brainit_core.models.bit_data import build_bit_data, channel_stats, load_run_features, needed_image_ids
 from brainit_core.models.bit_io import save_bit
 from brainit_core.models.head_training import HEADS, train_head
@@ -152,7 +154,7 @@ def train_run(data, preset: str = "demo", out=None, device: str = "auto", space_
     t0 = time.time()
     encoder = None
     if not stages.done("encoder"):
-        encoder = enc.train_encoder(dataset, space, enc_config, run_dir / "encoder", subjects=subjects, device=dev)
+        encoder = train_encoder(dataset, space, enc_config, run_dir / "encoder", subjects=subjects, device=dev)
         stages.finish("encoder", time.time() - t0)
     report(0.3, "encoder ready")
 

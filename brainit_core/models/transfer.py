@@ -27,6 +27,7 @@ from brainit_core.checkpoint import load_checkpoint
 from brainit_core.errors import BrainITError
 from brainit_core.fileio import read_json, save_npz, save_npy, write_json
 from brainit_core.models import encoder as enc
+from brainit_core.models.encoder_training import train_encoder
 from brainit_core.models.bit import BITConfig, config_dict
 from brainit_core.models.bit_data import build_bit_data, load_run_features, needed_image_ids
 from brainit_core.models.bit_io import load_bit, save_bit
@@ -137,7 +138,7 @@ def transfer_subject(data, subject: str, minutes, from_run, out, device: str = "
     if not stages.done("encoder"):
         encoder = enc.load_encoder(src_run.encoder_path, device=dev)
         encoder.add_subject(subject, sd.n_vertices)
-        encoder = enc.train_encoder(dataset, space, enc_config or encoder.config, out / "encoder",
+        encoder = train_encoder(dataset, space, enc_config or encoder.config, out / "encoder",
                                     subjects=ref_subjects + [subject], device=dev, train_only_subjects=[subject],
                                     trials={subject: trials}, init=encoder)
         stages.finish("encoder", time.time() - t0)

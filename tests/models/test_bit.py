@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from brainit_core.features.base import TokenSpec
-from brainit_core.models.bit import BITConfig, BrainIT, BrainITModel, estimate_memory
+from brainit_core.models.bit import BITConfig, BrainIT, BrainITModel
+from brainit_core.models.memory import estimate_memory
 from brainit_core.models.losses import info_nce, lowlevel_loss
 from brainit_core.models.tokenizer import BrainTokenizer
 from brainit_core.models.transformer import CrossTransformer

@@ -1,10 +1,10 @@
 import numpy as np
-import pytest
 import torch
 
 from brainit_core.features import FeatureSet
 from brainit_core.models.encoder import (EncoderConfig, ImageToFMRIEncoder, encoder_inputs, load_encoder,
-                                         predict_fmri, save_encoder, train_encoder)
+                                         predict_fmri)
+from brainit_core.models.encoder_training import train_encoder
 from brainit_core.models.v2c import V2C
 from tests.conftest import make_tiny_dataset
 
