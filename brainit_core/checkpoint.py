@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from brainit_core.errors import CheckpointError
-from brainit_core.fileio import json_default
+from brainit_core.fileio import write_json
 
 FORMAT_VERSION = 1
 
@@ -55,9 +55,7 @@ def save_checkpoint(path, tensors: Mapping[str, Any], config: Mapping[str, Any],
         "sha256": sha256_file(st_path),
         "tensors_file": st_path.name,
     }
-    tmp_js = js_path.with_name(js_path.name + ".tmp")
-    tmp_js.write_text(json.dumps(record, indent=2, sort_keys=True, default=json_default))
-    os.replace(tmp_js, js_path)
+    write_json(js_path, record)
     return js_path
 
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from brainit_core.fileio import write_json
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -89,8 +91,7 @@ def _evaluate(args) -> int:
         "columns": {k: columns[k] for k in table}, "protocol": "MindEye2 final_evaluations (256 px first)",
     }
     out = Path(args.out) if args.out else Path(args.recon).expanduser() / f"metrics_{args.kind}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
+    write_json(out, result, sort_keys=False)
     for name, value in table.items():
         arrow = "lower" if columns[name]["metric"] == "distance" else "higher"
         shown = value if value == UNAVAILABLE else f"{value:.4f}"

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from brainit_core.errors import CheckpointError
+from brainit_core.fileio import save_npz, write_json
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
@@ -116,11 +117,11 @@ class V2C:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         names = list(self.labels_)
-        np.savez(path.with_suffix(".npz"), means=self.means_, covariances=self.covariances_, weights=self.weights_,
+        save_npz(path.with_suffix(".npz"), means=self.means_, covariances=self.covariances_, weights=self.weights_,
                  **{f"labels_{i}": self.labels_[s] for i, s in enumerate(names)})
-        path.with_suffix(".json").write_text(json.dumps({
+        write_json(path.with_suffix(".json"), {
             "n_clusters": self.n_clusters, "covariance_type": self.covariance_type, "seed": self.seed,
-            "max_iter": self.max_iter, "subjects": names}, indent=1))
+            "max_iter": self.max_iter, "subjects": names}, indent=1, sort_keys=False)
 
     @classmethod
     def load(cls, path) -> "V2C":

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from brainit_core.checkpoint import checkpoint_exists, read_checkpoint_record
 from brainit_core.errors import CheckpointError
+from brainit_core.fileio import write_json
 from brainit_core.reconstruction.dip import DIPConfig
 from brainit_core.reconstruction.fusion import OFFICIAL_STEPS, OFFICIAL_STRENGTH
 
@@ -157,7 +157,7 @@ class Generators:
         if space is None:
             sp = settings["space"]
             space = get_feature_space(sp["name"], preset=sp["preset"], device=device)
-        elif settings.get("space_description") and _spec(space.describe()) != _spec(settings["space_description"]):
+        elif settings.get("space_description") and space_signature(space.describe()) != space_signature(settings["space_description"]):
             raise CheckpointError(f"{meta_path}: generators were trained for {settings['space_description']}, "
                                   f"not for {space.describe()}")
         gens = cls(space=space, settings=settings, path=path)
@@ -191,14 +191,11 @@ class Generators:
 
 
 def write_generators_json(path, settings: dict) -> None:
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    tmp = path / "generators.json.tmp"
-    tmp.write_text(json.dumps(settings, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path / "generators.json")
+    """Write ``path/generators.json`` atomically."""
+    write_json(Path(path) / "generators.json", settings, default=str)
 
 
-def _spec(description: dict) -> tuple:
+def space_signature(description: dict) -> tuple:
     """The parts of a feature-space description that the generators depend on."""
     sem = description["semantic"]
     return (tuple(sem["grid"]), sem["dim"], tuple((tuple(s["grid"]), s["dim"]) for s in description["lowlevel"]))

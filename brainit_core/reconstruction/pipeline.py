@@ -285,9 +285,9 @@ def _module_device(generators) -> torch.device:
 
 
 def _check_compatible(run_space, gen_space) -> None:
-    from brainit_core.reconstruction.generators import _spec
+    from brainit_core.reconstruction.generators import space_signature
 
-    if _spec(run_space.describe()) != _spec(gen_space.describe()):
+    if space_signature(run_space.describe()) != space_signature(gen_space.describe()):
         raise CheckpointError(f"the run predicts {run_space.describe()} but the generators were trained for "
                               f"{gen_space.describe()}; train generators for the run's feature space")
 

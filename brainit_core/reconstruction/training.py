@@ -8,7 +8,6 @@ EMA, step).
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import asdict
@@ -24,6 +23,7 @@ from brainit_core.reconstruction.autoencoder import AutoencoderConfig, encode_im
 from brainit_core.reconstruction.diffusion import DiffusionConfig, train_diffusion
 from brainit_core.reconstruction.generators import ReconstructionConfig, write_generators_json
 from brainit_core.reconstruction.inverter import InverterConfig, train_inverter
+from brainit_core.fileio import read_json, write_json
 
 log = logging.getLogger(__name__)
 STAGES = ("autoencoder", "inverter", "unet")
@@ -101,7 +101,7 @@ def train_generators(data, out, preset: str = "demo", device=None, space_name: s
         images = _resize_uint8(images, size)
     log.info("generators: %d training images (%d px) from %s", len(ids), size, data)
     train_dir = out / "train"
-    timings = _read_json(train_dir / "timings.json")
+    timings = read_json(train_dir / "timings.json", {})
     for stage in STAGES:
         if stage not in stages or checkpoint_exists(out / stage):
             continue
@@ -118,7 +118,7 @@ def train_generators(data, out, preset: str = "demo", device=None, space_name: s
             train_diffusion(latents, tokens, configs[stage], out / stage, train_dir, device, seed, max_seconds)
         timings[stage] = timings.get(stage, 0.0) + time.time() - t0
         timings["torch_threads"] = torch.get_num_threads()
-        _write_json(train_dir / "timings.json", timings)
+        write_json(train_dir / "timings.json", timings, sort_keys=False)
         if not checkpoint_exists(out / stage):
             log.info("stage %s paused after its time budget; run the command again to continue", stage)
             break
@@ -176,10 +176,3 @@ def _resize_uint8(images: np.ndarray, size: int, batch: int = 256) -> np.ndarray
     return out
 
 
-def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-def _write_json(path: Path, obj: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=2))

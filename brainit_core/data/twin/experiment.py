@@ -17,6 +17,7 @@ from brainit_core.data.twin import geometry
 from brainit_core.data.twin.encoding import image_channels, make_tuning, noiseless_response, prf_weights
 from brainit_core.data.twin.stimuli import CATEGORIES, make_ood, make_scene
 from brainit_core.progress import track
+from brainit_core.fileio import write_json
 
 TRIALS_PER_SESSION = 750
 AREA_CODES = ("",) + geometry.AREAS
@@ -112,7 +113,7 @@ def design_subject(cortex: geometry.Cortex, index: int, config: TwinConfig) -> d
             "noise_sd": noise_sd, "phi_shift": phi_shift, "r_scale": r_scale, "prf_scale": prf_scale}
 
 
-def _smoother(cortex: geometry.Cortex, keep: np.ndarray, smooth: float):
+def noise_smoother(cortex: geometry.Cortex, keep: np.ndarray, smooth: float):
     """Sparse noise mixer (V, V): independent plus neighbour-smoothed noise, unit variance per vertex.
 
     Rows are ``sqrt(1 - smooth) * I + sqrt(smooth) * A^2`` (A = row-normalised neighbour
@@ -145,7 +146,7 @@ def subject_signal(subject: dict, channels: dict) -> np.ndarray:
 
 
 def trial_noise(subject: dict, mixer, n: int, rng: np.random.Generator) -> np.ndarray:
-    """Single-trial noise (n, V): spatially mixed (see :func:`_smoother`), with the subject's per-vertex sd."""
+    """Single-trial noise (n, V): spatially mixed (see :func:`noise_smoother`), with the subject's per-vertex sd."""
     e = rng.standard_normal((n, len(subject["noise_sd"]))).astype(np.float32)
     return np.asarray(mixer @ e.T).T.astype(np.float32) * subject["noise_sd"].astype(np.float32)
 
@@ -228,7 +229,7 @@ def build_twin(out, config: TwinConfig | None = None, preset: str | None = None,
         ref = np.r_[plan[name][:500], plan["test"]]
         raw = noiseless_response(chans(ref), sub["weights"], sub["tuning"])
         sub["signal_mean"], sub["signal_std"] = raw.mean(0), np.maximum(raw.std(0), 1e-6)
-        smoother = _smoother(cortex, sub["index"], config.smooth_noise)
+        smoother = noise_smoother(cortex, sub["index"], config.smooth_noise)
         rng = np.random.default_rng([config.seed, 2000 + s_idx])
         shown = np.repeat(np.r_[plan["test"], plan[name]], config.repeats)
         rng.shuffle(shown)
@@ -254,9 +255,9 @@ def build_twin(out, config: TwinConfig | None = None, preset: str | None = None,
             region_index=sub["index"], noiseless_test=noiseless.astype(np.float32),
             shift=np.array([sub["phi_shift"], sub["r_scale"], sub["prf_scale"]]))
     np.savez_compressed(gt_dir / "stimuli.npz", category_coverage=coverage, test_masks=np.stack(test_masks))
-    (gt_dir / "objects.json").write_text(json.dumps(objects))
-    (gt_dir / "twin.json").write_text(json.dumps({"config": asdict(config), "areas": list(AREA_CODES),
-                                                  "categories": list(CATEGORIES), "subjects": names}, indent=1))
+    write_json(gt_dir / "objects.json", objects, indent=None, sort_keys=False)
+    write_json(gt_dir / "twin.json", {"config": asdict(config), "areas": list(AREA_CODES),
+                                      "categories": list(CATEGORIES), "subjects": names}, indent=1, sort_keys=False)
     return writer.finalize(heldout_subjects=names[-1:], provenance={
         "generator": "brainit_core.data.twin", "preset_config": asdict(config),
         "build_seconds": round(time.time() - t0, 1)})

@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 from brainit_core.data.twin.encoding import image_channels, prf_weights
-from brainit_core.data.twin.experiment import TwinConfig, _smoother, load_ground_truth, subject_signal, trial_noise
+from brainit_core.data.twin.experiment import TwinConfig, noise_smoother, load_ground_truth, subject_signal, trial_noise
 from brainit_core.errors import DataFormatError
 
 
@@ -23,7 +23,7 @@ def _subject_model(dataset_dir: str, subject: str) -> tuple[dict, TwinConfig, ob
            "weights": prf_weights(z["x"], z["y"], z["sigma"]), "index": z["region_index"],
            "tuning": {"gabor": z["tuning_gabor"], "colour": z["tuning_colour"], "category": z["tuning_category"]}}
     config = TwinConfig(**gt["config"])
-    return sub, config, _smoother(load_visual_cortex(), sub["index"], config.smooth_noise)
+    return sub, config, noise_smoother(load_visual_cortex(), sub["index"], config.smooth_noise)
 
 
 def respond(dataset_dir, subject: str, images, repeats: int = 3, seed: int = 0, noise: bool = True,
