@@ -10,7 +10,6 @@ After training, the latent scale (1 / std of the latents) is stored in the model
 """
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -19,10 +18,9 @@ import torch
 import torch.nn.functional as F
 
 from brainit_core.checkpoint import load_checkpoint, save_checkpoint
-from brainit_core.progress import track
 from brainit_core.reconstruction.images import ImageBatches, to_float_images
 from brainit_core.reconstruction.losses import ssim_gray
-from brainit_core.reconstruction.train_state import advance_scheduler, LossLog, TrainingState
+from brainit_core.reconstruction.train_state import StepLoop
 
 
 @dataclass
@@ -149,35 +147,14 @@ def train_autoencoder(images: np.ndarray, config: AutoencoderConfig, out_path, s
     warm = max(1, config.steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warm) * (0.3 if s > 0.8 * config.steps else 1.0))
     batches = ImageBatches(images, config.batch_size, crop=config.crop, size=None, seed=seed)
-    state = TrainingState(state_dir / "autoencoder_state")
-    log = LossLog(state_dir / "autoencoder_loss.csv")
-    step = 0
-    if state.exists():
-        step, _ = state.load(ae, optimizer, device=device)
+    loop = StepLoop("autoencoder", ae, optimizer, sched, state_dir, "autoencoder", config.steps,
+                    config.checkpoint_every, asdict(config))
+    step = loop.resume(device)
+    if step:
         batches.skip(step)
-        log.truncate(step)
-        advance_scheduler(sched, step)
-    else:
-        log.truncate(0)  # a fresh start: drop the curve of an earlier, unfinished run
     gen = torch.Generator(device=device).manual_seed(seed * 104729 + step)
-    t0 = time.time()
-    ae.train()
-    for step in track(range(step, config.steps), desc="autoencoder"):
-        loss, parts = autoencoder_loss(ae, batches.next(device), config, gen)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(ae.parameters(), 1.0)
-        optimizer.step()
-        sched.step()
-        log.write(step + 1, **parts)
-        done = step + 1
-        if done % config.checkpoint_every == 0 or done == config.steps:
-            state.save(done, ae, optimizer, asdict(config))
-        if max_seconds is not None and time.time() - t0 > max_seconds and done < config.steps:
-            state.save(done, ae, optimizer, asdict(config))
-            log.plot("autoencoder")
-            return ae.eval()
-    log.plot("autoencoder")
+    if not loop.run(step, lambda _: autoencoder_loss(ae, batches.next(device), config, gen), max_seconds):
+        return ae.eval()
     ae.eval()
     fit_scaling_factor(ae, images, device=device)
     save_autoencoder(ae, out_path, config, meta={"steps": config.steps})

@@ -14,7 +14,6 @@ and unconditional predictions with ``guidance_scale``.
 from __future__ import annotations
 
 import copy
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from torch import nn
 
 from brainit_core.checkpoint import load_checkpoint, save_checkpoint
 from brainit_core.progress import track
-from brainit_core.reconstruction.train_state import advance_scheduler, LossLog, TrainingState, update_ema
+from brainit_core.reconstruction.train_state import StepLoop
 
 SAMPLERS = ("dpm", "ddim")
 
@@ -286,39 +285,20 @@ def train_diffusion(latents: np.ndarray, tokens: np.ndarray, config: DiffusionCo
     warm = max(1, config.steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warm))
     noise_scheduler = DDPMScheduler(**config.scheduler_config())
-    state = TrainingState(state_dir / "unet_state")
-    log = LossLog(state_dir / "unet_loss.csv")
-    step = 0
-    if state.exists():
-        step, _ = state.load(model, optimizer, ema=ema, device=device)
-        log.truncate(step)
-        advance_scheduler(sched, step)
-    else:
-        log.truncate(0)  # a fresh start: drop the curve of an earlier, unfinished run
+    loop = StepLoop("semantic UNet", model, optimizer, sched, state_dir, "unet", config.steps,
+                    config.checkpoint_every, asdict(config), ema=ema, ema_decay=config.ema_decay)
+    step = loop.resume(device)
     rng = np.random.default_rng([seed, step])
     gen = torch.Generator().manual_seed(seed * 15485863 + step)
     tok_std = model.conditioner.standardize(tok)
-    t0 = time.time()
-    model.train()
-    for step in track(range(step, config.steps), desc="semantic UNet"):
+
+    def loss_fn(_):
         rows = rng.choice(len(lat), config.batch_size, replace=len(lat) < config.batch_size)
         loss = diffusion_loss(model, noise_scheduler, lat[rows].to(device), tok_std[rows].to(device), config, gen)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        sched.step()
-        # EMA warm-up: early on the average follows the model closely
-        update_ema(ema, model, min(config.ema_decay, (1.0 + step) / (10.0 + step)))
-        log.write(step + 1, mse=loss.item())
-        done = step + 1
-        if done % config.checkpoint_every == 0 or done == config.steps:
-            state.save(done, model, optimizer, asdict(config), ema=ema)
-        if max_seconds is not None and time.time() - t0 > max_seconds and done < config.steps:
-            state.save(done, model, optimizer, asdict(config), ema=ema)
-            log.plot("semantic UNet")
-            return ema.eval()
-    log.plot("semantic UNet")
+        return loss, {"mse": loss.item()}
+
+    if not loop.run(step, loss_fn, max_seconds):
+        return ema.eval()
     save_conditional_unet(ema, out_path, meta={"steps": config.steps})
     return ema.eval()
 

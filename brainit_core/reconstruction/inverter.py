@@ -12,7 +12,6 @@ pixel L1 + feature matching through the frozen feature network + (1 - SSIM).
 """
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,10 +21,9 @@ from torch import nn
 import torch.nn.functional as F
 
 from brainit_core.checkpoint import load_checkpoint, save_checkpoint
-from brainit_core.progress import track
 from brainit_core.reconstruction.images import ImageBatches, image_size_of
 from brainit_core.reconstruction.losses import feature_matching_loss, ssim_gray
-from brainit_core.reconstruction.train_state import advance_scheduler, LossLog, TrainingState
+from brainit_core.reconstruction.train_state import StepLoop
 
 
 @dataclass
@@ -242,35 +240,14 @@ def train_inverter(images: np.ndarray, space, config: InverterConfig, out_path, 
                                                                      for i in range(0, len(stats_imgs), 32)])])
     optimizer = torch.optim.AdamW(inverter.parameters(), lr=config.lr, weight_decay=1e-4)
     sched = _cosine(optimizer, config.steps)
-    state = TrainingState(state_dir / "inverter_state")
-    log = LossLog(state_dir / "inverter_loss.csv")
-    step = 0
-    if state.exists():
-        step, _ = state.load(inverter, optimizer, device=device)
+    loop = StepLoop("inverter", inverter, optimizer, sched, state_dir, "inverter", config.steps,
+                    config.checkpoint_every, asdict(config))
+    step = loop.resume(device)
+    if step:
         batches.skip(step)
-        log.truncate(step)
-        advance_scheduler(sched, step)
-    else:
-        log.truncate(0)  # a fresh start: drop the curve of an earlier, unfinished run
     gen = torch.Generator().manual_seed(seed * 7919 + step)
-    t0 = time.time()
-    inverter.train()
-    for step in track(range(step, config.steps), desc="inverter"):
-        loss, parts = inverter_loss(inverter, space, batches.next(device), config, gen)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(inverter.parameters(), 1.0)
-        optimizer.step()
-        sched.step()
-        log.write(step + 1, **parts)
-        done = step + 1
-        if done % config.checkpoint_every == 0 or done == config.steps:
-            state.save(done, inverter, optimizer, asdict(config))
-        if max_seconds is not None and time.time() - t0 > max_seconds and done < config.steps:
-            state.save(done, inverter, optimizer, asdict(config))
-            log.plot("inverter")
-            return inverter.eval()
-    log.plot("inverter")
+    if not loop.run(step, lambda _: inverter_loss(inverter, space, batches.next(device), config, gen), max_seconds):
+        return inverter.eval()
     save_inverter(inverter, out_path, meta={"steps": config.steps})
     return inverter.eval()
 

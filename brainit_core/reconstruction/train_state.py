@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from brainit_core.checkpoint import checkpoint_exists, load_checkpoint, optimizer_state, restore_optimizer, save_checkpoint
+from brainit_core.progress import track
 
 
 class TrainingState:
@@ -128,3 +129,76 @@ def advance_scheduler(scheduler: torch.optim.lr_scheduler.LambdaLR, step: int) -
     for group, base, f in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
         group["lr"] = base * f(step)
     scheduler._last_lr = [g["lr"] for g in scheduler.optimizer.param_groups]
+
+
+class StepLoop:
+    """The step loop the generators' trainers share: resume, optimise, log, checkpoint, time budget.
+
+    Parameters
+    ----------
+    name : str
+        Progress-bar label and loss-curve title (``"autoencoder"``).
+    model, optimizer, scheduler
+        What is trained; ``scheduler`` is a ``LambdaLR`` stepped once per step.
+    state_dir : path
+        Holds ``<stem>_state.*`` (resumable state) and ``<stem>_loss.csv`` / ``.png`` (loss curve).
+    stem : str
+    steps : int
+        Total number of steps.
+    checkpoint_every : int
+    record : dict
+        The config stored with the state.
+    ema : Module, optional
+        An exponential moving average of ``model`` updated after every step (warm-up
+        ``min(ema_decay, (1 + step) / (10 + step))``) and saved with the state.
+    ema_decay : float
+    """
+
+    def __init__(self, name: str, model, optimizer, scheduler, state_dir, stem: str, steps: int,
+                 checkpoint_every: int, record: dict, ema=None, ema_decay: float = 0.999):
+        self.name, self.model, self.optimizer, self.scheduler = name, model, optimizer, scheduler
+        self.steps, self.checkpoint_every, self.record = int(steps), int(checkpoint_every), record
+        self.ema, self.ema_decay = ema, ema_decay
+        self.state = TrainingState(Path(state_dir) / f"{stem}_state")
+        self.log = LossLog(Path(state_dir) / f"{stem}_loss.csv")
+
+    def resume(self, device) -> int:
+        """Restore the last saved state (model, optimizer, EMA, scheduler, loss log); returns its step (0 if none)."""
+        if not self.state.exists():
+            self.log.truncate(0)  # a fresh start: drop the curve of an earlier, unfinished run
+            return 0
+        step, _ = self.state.load(self.model, self.optimizer, ema=self.ema, device=device)
+        self.log.truncate(step)
+        advance_scheduler(self.scheduler, step)
+        return step
+
+    def _save(self, done: int) -> None:
+        self.state.save(done, self.model, self.optimizer, self.record, ema=self.ema)
+
+    def run(self, start: int, loss_fn, max_seconds: float | None = None) -> bool:
+        """Train from step ``start``; ``loss_fn(step) -> (loss, {name: value})``.
+
+        Returns True when all steps are done, False when ``max_seconds`` ran out first (the state is
+        saved, so a later call continues).
+        """
+        t0 = time.time()
+        self.model.train()
+        for step in track(range(start, self.steps), desc=self.name):
+            loss, parts = loss_fn(step)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+            self.optimizer.step()
+            self.scheduler.step()
+            if self.ema is not None:  # early on the average follows the model closely
+                update_ema(self.ema, self.model, min(self.ema_decay, (1.0 + step) / (10.0 + step)))
+            self.log.write(step + 1, **parts)
+            done = step + 1
+            if done % self.checkpoint_every == 0 or done == self.steps:
+                self._save(done)
+            if max_seconds is not None and time.time() - t0 > max_seconds and done < self.steps:
+                self._save(done)
+                self.log.plot(self.name)
+                return False
+        self.log.plot(self.name)
+        return True
