@@ -16,10 +16,11 @@ import numpy as np
 import torch
 
 from brainit_core.checkpoint import checkpoint_exists, load_checkpoint, optimizer_state, restore_optimizer, save_checkpoint
+from brainit_core.fileio import read_json, write_json
 from brainit_core.models.bit import BITConfig, BrainITModel, config_dict
 from brainit_core.models.bit_data import BITData, epoch_samples, make_groups, standardized_targets
 from brainit_core.models.losses import lowlevel_loss, semantic_loss
-from brainit_core.progress import track
+from brainit_core.progress import report, track
 
 log = logging.getLogger(__name__)
 
@@ -230,4 +231,47 @@ def train_head(model: BrainITModel, head: str, data: BITData, config: BITConfig,
         model.load_state_dict({**model.state_dict(), **tensors})
     for p in net.parameters():
         p.requires_grad_(True)
+    return curves
+
+
+def train_heads(model: BrainITModel, stages, out_dir: Path, train, seeds: dict, tags: dict | None = None,
+                label: str = "") -> dict:
+    """Train both heads as the stages ``bit-semantic`` and ``bit-lowlevel`` of a run, one after the other.
+
+    A finished stage is not trained again: the head's best weights (``bit_<tag>_best``) are loaded.
+
+    Parameters
+    ----------
+    model : BrainITModel
+    stages : RunStages
+    out_dir : Path
+        The run directory (``curves.json`` is updated after each head).
+    train : callable
+        ``train(head) -> curves`` (one dict per epoch), e.g. a call of :func:`train_head`.
+    seeds : dict
+        Head -> torch seed set before its training.
+    tags : dict, optional
+        Head -> checkpoint tag (default: the head's name).
+    label : str
+        Appended to the progress message (``"BIT semantic ready"``).
+
+    Returns
+    -------
+    dict
+        Head -> its curves (all heads trained so far, earlier calls included).
+    """
+    out_dir = Path(out_dir)
+    tags = tags or {}
+    curves = read_json(out_dir / "curves.json", {})
+    for k, head in enumerate(HEADS):
+        t0 = time.time()
+        if not stages.done(f"bit-{head}"):
+            torch.manual_seed(seeds[head])
+            curves[head] = train(head)
+            write_json(out_dir / "curves.json", curves)
+            stages.finish(f"bit-{head}", time.time() - t0, best_val=min(c["val_loss"] for c in curves[head]))
+        else:
+            tensors, _, _ = load_checkpoint(out_dir / f"bit_{tags.get(head, head)}_best", device="cpu")
+            model.load_state_dict({**model.state_dict(), **tensors})
+        report(0.4 + 0.3 * (k + 1), f"BIT {head} {label}ready")
     return curves

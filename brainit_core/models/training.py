@@ -13,18 +13,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from brainit_core.checkpoint import load_checkpoint
 from brainit_core.errors import BrainITError, CheckpointError
-from brainit_core.fileio import read_json, save_npy, write_json
+from brainit_core.fileio import save_npy
 from brainit_core.models import encoder as enc
 from brainit_core.models.encoder_training import train_encoder
 from brainit_core.models.bit import BITConfig, BrainITModel, config_dict
 from brainit_core.models.memory import count_parameters, estimate_memory
 from brainit_core.models.bit_data import build_bit_data, channel_stats, load_run_features, needed_image_ids
 from brainit_core.models.bit_io import save_bit
-from brainit_core.models.head_training import HEADS, train_head
+from brainit_core.models.head_training import HEADS, train_head, train_heads
 from brainit_core.models.v2c import V2C
 from brainit_core.progress import report, track
 from brainit_core.runs import RunDirectory, RunStages, new_run_record
@@ -200,18 +198,8 @@ def train_run(data, preset: str = "demo", out=None, device: str = "auto", space_
     amp = config.amp and dev.type == "cuda"
     for line in describe_memory(model, config, max(dataset.subject(s).n_vertices for s in subjects), amp):
         log.info(line)
-    curves = read_json(run_dir / "curves.json", {})
-    for k, head in enumerate(HEADS):
-        t0 = time.time()
-        torch.manual_seed(config.seed + k)
-        if not stages.done(f"bit-{head}"):
-            curves[head] = train_head(model, head, bit_data, config, run_dir, dev)
-            write_json(run_dir / "curves.json", curves)
-            stages.finish(f"bit-{head}", time.time() - t0, best_val=min(c["val_loss"] for c in curves[head]))
-        else:
-            tensors, _, _ = load_checkpoint(run_dir / f"bit_{head}_best", device="cpu")
-            model.load_state_dict({**model.state_dict(), **tensors})
-        report(0.4 + 0.3 * (k + 1), f"BIT {head} ready")
+    curves = train_heads(model, stages, run_dir, lambda head: train_head(model, head, bit_data, config, run_dir, dev),
+                         seeds={h: config.seed + k for k, h in enumerate(HEADS)})
 
     # 6. the final checkpoint
     t0 = time.time()

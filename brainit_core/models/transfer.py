@@ -23,15 +23,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from brainit_core.checkpoint import load_checkpoint
 from brainit_core.errors import BrainITError
-from brainit_core.fileio import read_json, save_npz, save_npy, write_json
+from brainit_core.fileio import save_npz, save_npy
 from brainit_core.models import encoder as enc
 from brainit_core.models.encoder_training import train_encoder
 from brainit_core.models.bit import BITConfig, config_dict
 from brainit_core.models.bit_data import build_bit_data, load_run_features, needed_image_ids
 from brainit_core.models.bit_io import load_bit, save_bit
-from brainit_core.models.head_training import HEADS, train_head
+from brainit_core.models.head_training import HEADS, train_head, train_heads
 from brainit_core.models.v2c import V2C
 from brainit_core.progress import report
 from brainit_core.runs import RunDirectory, RunStages
@@ -190,21 +189,13 @@ def transfer_subject(data, subject: str, minutes, from_run, out, device: str = "
     pool = bit_data.real[subject]
     model.set_input_stats(subject, pool.betas.mean(0), pool.betas.std(0))
     model.to(dev)
-    curves = read_json(out / "curves.json", {})
-    for k, head in enumerate(HEADS):
-        t0 = time.time()
-        tag = f"transfer-{head}"
-        if not stages.done(f"bit-{head}"):
-            torch.manual_seed(config.seed + 10 + k)
-            curves[head] = train_head(model, head, bit_data, config, out, dev, epochs=config.transfer_epochs,
-                                      params=[model.heads[head].voxel_embeddings(subject)], subjects=[subject],
-                                      synthetic_per_real=config.transfer_synthetic_per_real, tag=tag, schedule=False)
-            write_json(out / "curves.json", curves)
-            stages.finish(f"bit-{head}", time.time() - t0, best_val=min(c["val_loss"] for c in curves[head]))
-        else:
-            tensors, _, _ = load_checkpoint(out / f"bit_{tag}_best", device="cpu")
-            model.load_state_dict({**model.state_dict(), **tensors})
-        report(0.4 + 0.3 * (k + 1), f"BIT {head} embeddings ready")
+    tags = {head: f"transfer-{head}" for head in HEADS}
+    curves = train_heads(
+        model, stages, out,
+        lambda head: train_head(model, head, bit_data, config, out, dev, epochs=config.transfer_epochs,
+                                params=[model.heads[head].voxel_embeddings(subject)], subjects=[subject],
+                                synthetic_per_real=config.transfer_synthetic_per_real, tag=tags[head], schedule=False),
+        seeds={h: config.seed + 10 + k for k, h in enumerate(HEADS)}, tags=tags, label="embeddings ")
 
     # 6. a complete run directory for the old subjects and the new one
     t0 = time.time()
