@@ -19,7 +19,7 @@ METHODS = ["brainit_fused", "brainit_low_level", "brainit_semantic", "ridge", "g
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    from tests.ui.conftest import build_app_data
+    from tests.conftest import build_app_data
 
     return build_app_data(tmp_path_factory.mktemp("bench"), seed=7)  # the benchmark works on a twin of any seed
 
