@@ -19,7 +19,6 @@ are loaded into float32 models, and their JSON records hold the sha256 of the fl
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -28,8 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-from brainit_core.checkpoint import checkpoint_exists, json_default, read_checkpoint_record, save_checkpoint, sha256_file
+from brainit_core.checkpoint import checkpoint_exists, read_checkpoint_record, save_checkpoint, sha256_file
+from brainit_core.data.info import DatasetInfo
 from brainit_core.errors import CheckpointError
+from brainit_core.fileio import read_json, write_json
+from brainit_core.runs import RunDirectory
 
 RUN_CHECKPOINTS = ("bit", "encoder/encoder")
 RUN_FILES = ("run.json", "v2c.json", "v2c.npz", "curves.json", "curves.png", "encoder/curves.json")
@@ -82,7 +84,7 @@ def export_dataset_slice(data, out, n_test: int = 100, n_ood: int = 24, subjects
         test_ids = ids if test_ids is None else np.intersect1d(test_ids, ids)
     test_ids = np.sort(test_ids)[:n_test]
     ood = np.sort(ds.image_set("ood"))[:n_ood] if "ood" in ds.image_sets else np.zeros(0, np.int64)
-    meta = json.loads((Path(data) / "dataset.json").read_text())
+    meta = DatasetInfo(data).metadata
     extra = {k: v for k, v in meta.items() if k not in ("format_version", "source", "mesh", "image_size",
                                                           "subjects", "complete", "heldout_subjects")}
     extra["bundle"] = {"from": str(Path(data).resolve()), "n_test": int(len(test_ids)), "n_ood": int(len(ood))}
@@ -116,7 +118,8 @@ def make_bundle(data, run, generators, out, n_test: int = 100, n_ood: int = 24, 
     ``grid_subjects``: ship the default Reconstructions grid of the run's first N subjects (0: none).
     Returns the manifest.
     """
-    run, generators, out = Path(run).expanduser(), Path(generators).expanduser(), Path(out)
+    source = RunDirectory(run)
+    run, generators, out = source.path, Path(generators).expanduser(), Path(out)
     tmp = out.with_name(out.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -129,7 +132,7 @@ def make_bundle(data, run, generators, out, n_test: int = 100, n_ood: int = 24, 
         copy_checkpoint(generators / name, tmp / "generators" / name, half=half)
     _copy(generators / "generators.json", tmp / "generators" / "generators.json")
     export_dataset_slice(Path(data).expanduser(), tmp / "dataset", n_test=n_test, n_ood=n_ood,
-                         subjects=_run_subjects(run))
+                         subjects=source.subjects)
     if benchmark is not None:
         for f in Path(benchmark).expanduser().iterdir():
             if f.is_file() and f.suffix in (".json", ".md", ".png", ".csv"):
@@ -138,13 +141,12 @@ def make_bundle(data, run, generators, out, n_test: int = 100, n_ood: int = 24, 
         "made": time.strftime("%Y-%m-%d %H:%M:%S"),
         "sources": {"data": str(Path(data).expanduser()), "run": str(run), "generators": str(generators)},
         "half": half,
-        "configs": {"run": json.loads((run / "run.json").read_text()),
-                    "generators": json.loads((generators / "generators.json").read_text())},
+        "configs": {"run": source.record, "generators": read_json(generators / "generators.json")},
         "files": file_table(tmp),
     }
-    (tmp / "MANIFEST.json").write_text(json.dumps(manifest, indent=2, sort_keys=True, default=json_default))
+    write_json(tmp / "MANIFEST.json", manifest)
     if grid_subjects > 0:
-        manifest = add_grids(tmp, subjects=_run_subjects(run)[:grid_subjects])
+        manifest = add_grids(tmp, subjects=source.subjects[:grid_subjects])
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)
@@ -161,14 +163,14 @@ def add_grids(root, subjects=None, n: int | None = None, device: str = "cpu", pi
     subjects : list of str, optional
         Default: the run's first subject (the app opens on it).
     n : int, optional
-        Images per grid (default: the page's, :data:`brainit_core.ui.recon.GRID_SIZE`).
+        Images per grid (default: the page's, :data:`brainit_core.reconstruction.grids.GRID_SIZE`).
     pipeline : BrainITPipeline, optional
         Default: built from ``root/run`` and ``root/generators`` on ``device``.
 
     Returns the new manifest.
     """
     from brainit_core.data import load_dataset
-    from brainit_core.ui import recon
+    from brainit_core.reconstruction import grids
 
     root = Path(root)
     mf = root / "MANIFEST.json"
@@ -181,20 +183,20 @@ def add_grids(root, subjects=None, n: int | None = None, device: str = "cpu", pi
         brun = BrainITRun.load(root / "run", device=device)
         pipeline = BrainITPipeline(brun, Generators.load(root / "generators", device=brun.device, space=brun.space))
     subjects = list(subjects) if subjects else list(pipeline.run.subjects[:1])
-    n = n or recon.GRID_SIZE
+    n = n or grids.GRID_SIZE
     shutil.rmtree(root / "grids", ignore_errors=True)  # entries under old keys would only take space
-    recon.add_shipped_grids(pipeline, load_dataset(root / "dataset"), subjects, n)
-    return refresh_manifest(root, grids={"subjects": subjects, "n": n, "settings": asdict(recon.GRID_SETTINGS)})
+    grids.add_shipped_grids(pipeline, load_dataset(root / "dataset"), subjects, n)
+    return refresh_manifest(root, grids={"subjects": subjects, "n": n, "settings": asdict(grids.GRID_SETTINGS)})
 
 
 def refresh_manifest(root, **extra) -> dict:
     """Rewrite ``root/MANIFEST.json``'s file table from the files now in ``root`` (after a deliberate
     change, e.g. new grids or a re-judged benchmark report); ``extra`` keys are set at the top level."""
     mf = Path(root) / "MANIFEST.json"
-    manifest = json.loads(mf.read_text())
+    manifest = read_json(mf)
     manifest["files"] = file_table(root)
     manifest.update(extra)
-    mf.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=json_default))
+    write_json(mf, manifest)
     return manifest
 
 
@@ -211,7 +213,7 @@ def verify_bundle(root) -> list[str]:
     mf = root / "MANIFEST.json"
     if not mf.exists():
         return [f"{mf} not found (make the bundle with `python -m brainit_core train-demo`)"]
-    manifest = json.loads(mf.read_text())
+    manifest = read_json(mf)
     problems = []
     for rel, info in manifest["files"].items():
         p = root / rel
@@ -221,7 +223,3 @@ def verify_bundle(root) -> list[str]:
             problems.append(f"{p} differs from MANIFEST.json (sha256 {info['sha256'][:12]}…)")
     return problems
 
-
-def _run_subjects(run: Path) -> list[str]:
-    record = json.loads((run / "bit.json").read_text())
-    return list(record["config"]["subjects"])

@@ -89,6 +89,7 @@ def _train_demo(args: argparse.Namespace) -> int:
     import torch
 
     from brainit_core.bundle import make_bundle
+    from brainit_core.data.info import DatasetInfo
     from brainit_core.data.twin import build_twin
     from brainit_core.models.training import train_run
     from brainit_core.reconstruction.training import train_generators
@@ -113,7 +114,7 @@ def _train_demo(args: argparse.Namespace) -> int:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log_path.write_text(json.dumps(timings, indent=2))
 
-    if not (data / "dataset.json").exists() or not json.loads((data / "dataset.json").read_text()).get("complete"):
+    if not DatasetInfo.is_dataset(data):
         stage("twin", lambda: build_twin(data, preset="demo", seed=args.seed))
     stage("run", lambda: train_run(data, preset="demo", out=run, device=str(device), resume=True))
     stage("generators", lambda: train_generators(data, gens, preset="demo", device=device))

@@ -186,6 +186,15 @@ class RunDirectory:
         meta = self.bit_record.get("meta") or {}
         return {v for v in (self.bit_record.get("sha256"), meta.get("bundled_from_sha256")) if v}
 
+    # -- scores ---------------------------------------------------------------------------------
+    def read_scores(self) -> dict | None:
+        """``eval_features.json`` (written by ``evaluate-features``), or None when the run was not scored."""
+        return read_json(self.scores_path)
+
+    def save_scores(self, scores: dict) -> None:
+        """Write ``eval_features.json`` atomically."""
+        write_json(self.scores_path, scores)
+
     def __repr__(self) -> str:
         return f"RunDirectory({str(self.path)!r})"
 

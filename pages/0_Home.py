@@ -7,7 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from brainit_core.ui import recon
+from brainit_core.reconstruction import grids
 from brainit_core.ui.context import current
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,7 +69,7 @@ rows = [("Dataset", ctx.dataset, "twin (simulated)" if ctx.is_twin else "recorde
 for label, path, note in rows:
     st.markdown(f"{ok if path else missing} **{label}**: `{path or 'missing'}`" + (f" · {note}" if path and note else ""))
 st.markdown(f"Device: **{'GPU' if ctx.device == 'cuda' else 'CPU'}** · cached reconstruction sets: "
-            f"{recon.cached_grids()} (under `{recon.cache_root()}`)")
+            f"{grids.cached_grids()} (under `{grids.cache_root()}`)")
 if ctx.problems:
     st.warning("Some pages need data and trained models:\n\n- " + "\n- ".join(ctx.problems)
                + "\n\nThe Data page builds a twin in seconds (preset `ci`); `python -m brainit_core train-demo` "

@@ -1,14 +1,16 @@
 """Reconstructions: test images of a subject, ground truth | low-level | semantic | fused.
 
-The grid is computed once in fast mode and cached on disk (``brainit_core.ui.recon``); one image
+The grid is computed once in fast mode and cached on disk (``brainit_core.reconstruction.grids``); one image
 can be re-run with other settings, and all subjects compared on the same shared test image.
 """
 import pandas as pd
 import streamlit as st
 
 from brainit_core.errors import BrainITError
-from brainit_core.ui import loaders, recon
+from brainit_core.reconstruction import grids as recon
+from brainit_core.ui import loaders, views
 from brainit_core.ui.context import current, require_ready
+from brainit_core.viz.grids import grid_png, metrics_csv
 
 ctx = current()
 st.title("Reconstructions")
@@ -48,10 +50,6 @@ top[1].metric("Grid", f"{len(grid.image_ids)} images",
               delta_arrow="off")
 
 
-def metric_caption(m: dict, b: int) -> str:
-    return f"PixCorr {m['PixCorr'][b]:.3f} · SSIM {m['SSIM'][b]:.3f}"
-
-
 names = list(grid.images)
 head = st.columns(len(names))
 for c, name in zip(head, names):
@@ -59,7 +57,7 @@ for c, name in zip(head, names):
 for b, image_id in enumerate(grid.image_ids):
     cols = st.columns(len(names))
     for c, name in zip(cols, names):
-        cap = f"image {image_id}" if name == "ground truth" else metric_caption(grid.metrics[name], b)
+        cap = f"image {image_id}" if name == "ground truth" else grid.metric_caption(name, b)
         c.image(grid.images[name][b], caption=cap, width="stretch")
 
 rows = grid.rows()
@@ -70,9 +68,9 @@ with st.expander("Per-image metrics (PixCorr and SSIM of each image against its 
     st.dataframe(table, hide_index=True, width="stretch")
     st.dataframe(table.groupby("reconstruction")[["PixCorr", "SSIM"]].mean().round(4), width="stretch")
 dl = st.columns(2)
-dl[0].download_button("Download the grid (PNG)", recon.grid_png(grid.images), file_name=f"brainit_{ctx.subject}_grid.png",
+dl[0].download_button("Download the grid (PNG)", grid_png(grid.images), file_name=f"brainit_{ctx.subject}_grid.png",
                       mime="image/png", key="rc_dl_png")
-dl[1].download_button("Download the metrics (CSV)", recon.metrics_csv(rows), file_name=f"brainit_{ctx.subject}_metrics.csv",
+dl[1].download_button("Download the metrics (CSV)", metrics_csv(rows), file_name=f"brainit_{ctx.subject}_metrics.csv",
                       mime="text/csv", key="rc_dl_csv")
 
 # 2. one image with other settings
@@ -108,35 +106,19 @@ if go:
             st.error(str(exc))
 single = st.session_state.get("rc_single")
 if single and single[:2] == (ctx.subject, pick):
-    one = single[2]
-    cols = st.columns(len(one.images))
-    for c, (name, x) in zip(cols, one.images.items()):
-        cap = name if name == "ground truth" else f"{name}: {metric_caption(one.metrics[name], 0)}"
-        c.image(x[0], caption=cap, width="stretch")
-    st.caption(f"{one.seconds:.2f} s · metrics are for this one image")
+    views.show_result(single[2])
+    st.caption(f"{single[2].seconds:.2f} s · metrics are for this one image")
 
 # 3. the same shared test image in every subject
 st.divider()
 st.subheader("Compare subjects")
 st.caption(f"Image {pick} is a shared test image: every subject saw it. Fused reconstructions (fast mode, seed 0).")
 compare_settings = recon.ReconSettings(mode="fast", seed=0, semantic_only=False)
-
-
-def compare(compute: bool) -> dict:
-    out = {}
-    for s in ctx.subjects:
-        try:
-            out[s] = recon.reconstruct_grid(pipe, ds, s, settings=compare_settings, image_ids=[pick], compute=compute)
-        except BrainITError as exc:
-            out[s] = str(exc)
-    return out
-
-
-found = compare(compute=False)
+found = recon.compare_subjects(pipe, ds, ctx.subjects, pick, compare_settings, compute=False)
 if any(v is None for v in found.values()):
     if st.button(f"Reconstruct image {pick} for all {len(ctx.subjects)} subjects", key="rc_compare"):
         with loaders.heavy_job("subject comparison"), loaders.progress("Reconstructing for each subject"):
-            found = compare(compute=True)
+            found = recon.compare_subjects(pipe, ds, ctx.subjects, pick, compare_settings)
 if all(v is not None for v in found.values()):
     first = next((v for v in found.values() if not isinstance(v, str)), None)
     cols = st.columns(len(found) + 1)
@@ -146,5 +128,4 @@ if all(v is not None for v in found.values()):
         if isinstance(r, str):
             c.warning(f"{s}: {r}")
         else:
-            c.image(r.images["fused"][0], caption=f"{s}: {metric_caption(r.metrics['fused'], 0)}",
-                    width="stretch")
+            c.image(r.images["fused"][0], caption=f"{s}: {r.metric_caption('fused', 0)}", width="stretch")

@@ -1,14 +1,15 @@
 """Transfer lab: add a new subject to a trained run from 15 minutes, 1 hour or all of its data."""
-import json
-from pathlib import Path
-
 import numpy as np
-import plotly.graph_objects as go
 import streamlit as st
 
+from brainit_core.app_sources import bundle_dir
+from brainit_core.data.info import DatasetInfo
+from brainit_core.errors import BrainITError
+from brainit_core.models import transfer as tr
+from brainit_core.runs import RunDirectory
 from brainit_core.ui import loaders
-from brainit_core.ui import transfer as tr
 from brainit_core.ui.context import current
+from brainit_core.viz.curves import transfer_curve_figure
 
 ctx = current()
 st.title("Transfer lab")
@@ -19,24 +20,25 @@ st.caption("Brain-IT adapts to a new subject by learning only that subject's vox
 if not ctx.dataset or not ctx.run:
     st.error("Choose a dataset and a trained run in the sidebar first.")
     st.stop()
-meta = json.loads((Path(ctx.dataset) / "dataset.json").read_text())
-run_subjects = json.loads((Path(ctx.run) / "bit.json").read_text())["config"]["subjects"]
-candidates = tr.heldout_candidates(meta, run_subjects)
+run = RunDirectory(ctx.run)
+try:
+    candidates = tr.heldout_candidates(DatasetInfo(ctx.dataset), run.subjects)
+except BrainITError as exc:
+    st.error(str(exc))
+    st.stop()
 if not candidates:
     st.info("Every subject of this dataset is already decoded by the run, so there is nobody to transfer to. "
             "The shipped bundle holds test images only; build the full demo twin on the **Data** page "
             "(`python -m brainit_core twin build --preset demo --seed 0`) and choose it in the sidebar: its "
             "held-out subject twin05 is the one to transfer to.")
     from brainit_core.benchmark import load_results
-    from brainit_core.errors import BrainITError
-    from brainit_core.ui.sources import bundle_dir
 
     try:
         shipped = load_results(bundle_dir() / "benchmark")
     except BrainITError:
         shipped = None
-    curve = tr.benchmark_curve(shipped)
-    if curve and shipped.get("run_sha256") in tr.run_identities(ctx.run):  # the benchmark measured this run
+    curve = tr.benchmark_curve(shipped, run=ctx.run)  # only when the benchmark measured this run
+    if curve:
         rows, baselines = curve
         t = shipped["transfer"]
         st.subheader(f"Measured: transfer of this run to {t['subject']}")
@@ -44,14 +46,9 @@ if not candidates:
                    f"1 hour and all of its data, and its {t['n_images']} test images reconstructed and scored; the "
                    "dashed lines are the baselines fitted on all of its data. docs/models.md has the commands.")
         metric = st.selectbox("Score", [k for k in rows[0] if k != "amount"], key="tl_shipped_metric")
-        fig = go.Figure(go.Scatter(x=[r["amount"] for r in rows], y=[r.get(metric) for r in rows],
-                                   mode="lines+markers", name="Brain-IT transfer"))
-        for name, scores in baselines.items():
-            if metric in scores:
-                fig.add_hline(y=scores[metric], line_dash="dash", annotation_position="top left",
-                              annotation_text=f"{name.replace('_', ' ')}, all data")
-        fig.update_layout(height=360, xaxis_title=f"{t['subject']}'s data", yaxis_title=metric, margin=dict(t=30))
-        st.plotly_chart(fig, width="stretch")
+        lines = {f"{name.replace('_', ' ')}, all data": s[metric] for name, s in baselines.items() if metric in s}
+        st.plotly_chart(transfer_curve_figure(rows, metric, lines, xaxis_title=f"{t['subject']}'s data"),
+                        width="stretch")
         st.dataframe(rows, width="stretch")
     st.stop()
 
@@ -66,42 +63,38 @@ if n_train == 0:
     st.error(f"{subject} has no training trials in {ctx.dataset}: transfer needs the subject's training data.")
     st.stop()
 n_trials = tr.trials_for(amount, n_train)
-record = json.loads((Path(ctx.run) / "run.json").read_text())
-epochs = int(record.get("bit_config", {}).get("transfer_epochs", 8))
-out_dir = tr.transfer_dir(ctx.run, subject, amount)
+epochs = int(run.bit_config.get("transfer_epochs", 8))
+out = RunDirectory(tr.transfer_dir(ctx.run, subject, amount))
 st.write(f"{n_trials:,} single trials of {subject} ({n_train:,} available), {epochs} epochs; "
-         f"output: `{out_dir}`")
+         f"output: `{out.path}`")
 
-if tr.is_finished(out_dir):
+if out.is_complete:
     st.success("This transfer has been run; its results are below.")
 else:
     st.info(f"Estimated time on this machine: about {tr.estimate_minutes(n_trials, epochs):.0f} min "
             "(it resumes where it stopped if interrupted).")
     if st.button("Run the transfer", type="primary"):
-        from brainit_core.models.transfer import transfer_subject
-
         with loaders.heavy_job(f"transfer {subject}"), loaders.progress(f"transfer to {subject}"):
-            transfer_subject(ctx.dataset, subject, amount, ctx.run, out_dir, device=ctx.device)
+            tr.transfer_subject(ctx.dataset, subject, amount, ctx.run, out.path, device=ctx.device)
         st.rerun()
 
-if tr.is_finished(out_dir):
-    if tr.read_scores(out_dir) is None and st.button("Score it on the test images (Brain-IT vs ridge on full data)"):
+if out.is_complete:
+    if out.read_scores() is None and st.button("Score it on the test images (Brain-IT vs ridge on full data)"):
         from brainit_core.models.evaluate import evaluate_run
 
         with loaders.heavy_job("scoring"), loaders.progress("scoring"):
-            res = evaluate_run(out_dir, ctx.dataset, subjects=[subject], encoder=False, device=ctx.device)
-        tr.scores_path(out_dir).write_text(json.dumps(res, indent=2, default=float))
+            out.save_scores(evaluate_run(out.path, ctx.dataset, subjects=[subject], encoder=False, device=ctx.device))
         st.rerun()
     if ctx.generators:
         st.subheader(f"{subject}: reconstructions after transfer")
         betas, ids = sd.averaged("test")
         n = st.slider("test images", 2, 8, 4)
         if st.button("Reconstruct"):
-            pipe = loaders.pipeline(loaders.path_str(out_dir), ctx.generators, "auto")
+            pipe = loaders.pipeline(loaders.path_str(out.path), ctx.generators, "auto")
             with loaders.heavy_job("reconstruct"), loaders.progress("reconstructing"):
-                out = pipe(betas[:n], subject, mode="fast", seed=[int(i) for i in ids[:n]])
-            truth = ds.images(ids[:n])
-            for row, label in ((truth, "ground truth"), (out.low_level, "low-level"), (out.fused, "fused")):
+                result = pipe(betas[:n], subject, mode="fast", seed=[int(i) for i in ids[:n]])
+            for row, label in ((ds.images(ids[:n]), "ground truth"), (result.low_level, "low-level"),
+                               (result.fused, "fused")):
                 st.caption(label)
                 st.image([im for im in row], width=128)
 
@@ -113,12 +106,8 @@ if not rows:
 else:
     metrics = sorted({k.removeprefix("brainit.") for r in rows for k in r if k.startswith("brainit.")})
     metric = st.selectbox("Score", metrics, index=0)
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(x=[r["amount"] for r in rows], y=[r.get(f"brainit.{metric}") for r in rows],
-                             mode="lines+markers", name="Brain-IT transfer"))
     ridge = [r.get(f"ridge.{metric}") for r in rows if r.get(f"ridge.{metric}") is not None]
-    if ridge:
-        fig.add_hline(y=ridge[-1], line_dash="dash", annotation_text="ridge, full data")
-    fig.update_layout(height=360, xaxis_title="subject's data", yaxis_title=metric, margin=dict(t=30))
+    curve = [{"amount": r["amount"], metric: r.get(f"brainit.{metric}")} for r in rows]
+    fig = transfer_curve_figure(curve, metric, {"ridge, full data": ridge[-1]} if ridge else None, label_at=None)
     st.plotly_chart(fig, width="stretch")
     st.dataframe(rows, width="stretch")

@@ -1,11 +1,12 @@
 """Benchmark: the measured figures of the selected run and generators, read from the files the commands wrote."""
-import json
 from pathlib import Path
 
 import pandas as pd
 import plotly.express as px
 import streamlit as st
 
+from brainit_core.fileio import read_json
+from brainit_core.runs import RunDirectory
 from brainit_core.ui import loaders
 from brainit_core.ui.context import current
 
@@ -18,7 +19,7 @@ tab_img, tab_feat, tab_gen = st.tabs(["Images (Brain-IT, baselines, oracles, tra
                                       "Generators (inverter vs DIP, fused timing)"])
 
 with tab_img:
-    from brainit_core.ui.sources import bundle_dir
+    from brainit_core.app_sources import bundle_dir
     from brainit_core.utils import default_data_dir
 
     found = [p.parent for p in [bundle_dir() / "benchmark" / "results.json",
@@ -54,12 +55,12 @@ with tab_img:
             st.markdown("\n".join(line for line in claims.splitlines() if not line.startswith("![")))
 
 with tab_feat:
-    path = Path(ctx.run) / "eval_features.json" if ctx.run else None
+    run = RunDirectory(ctx.run) if ctx.run else None
     st.markdown("Per subject, on the test images (repeat-averaged betas): token correlation and two-way "
                 "identification of the predicted features, for Brain-IT and for a ridge regression from the "
                 "same betas to the same features. Written by "
                 f"`python -m brainit_core evaluate-features --run {ctx.run} --data {ctx.dataset}`.")
-    res = json.loads(path.read_text()) if path and path.is_file() else None
+    res = run.read_scores() if run else None
     if res is None:
         st.info("No eval_features.json in this run yet.")
         if ctx.run and ctx.dataset and st.button("Score the run now", help="a few minutes on a CPU"):
@@ -67,7 +68,7 @@ with tab_feat:
 
             with loaders.heavy_job("scoring the run"), loaders.progress("scoring"):
                 res = evaluate_run(ctx.run, ctx.dataset, device=ctx.device)
-            path.write_text(json.dumps(res, indent=2, default=float))
+            run.save_scores(res)
             st.rerun()
     else:
         rows = []
@@ -98,7 +99,7 @@ with tab_gen:
     if path is None or not path.is_file():
         st.info("No benchmark.json in these generators yet: run the command above.")
     else:
-        res = json.loads(path.read_text())
+        res = read_json(path)
         rows = [{"features": src, "method": m, **{k: v for k, v in r.items() if isinstance(v, (int, float))}}
                 for src, methods in res.items() if src not in ("setup", "fused") and isinstance(methods, dict)
                 for m, r in methods.items() if isinstance(r, dict)]

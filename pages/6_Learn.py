@@ -2,13 +2,14 @@
 
 stimulus -> voxel responses on the cortex -> brain tokens (V2C clusters) -> predicted features ->
 low-level image -> fused image. Each step is one picture and two sentences; the reconstruction
-comes from the cached pipeline (disk-cached per image by ``brainit_core.ui.recon``).
+comes from the cached pipeline (disk-cached per image by ``brainit_core.reconstruction.grids``).
 """
 import numpy as np
 import streamlit as st
 
 from brainit_core.errors import BrainITError
-from brainit_core.ui import loaders, recon
+from brainit_core.reconstruction import grids
+from brainit_core.ui import loaders
 from brainit_core.ui.attention import attention_maps, predicted_features
 from brainit_core.ui.context import current, require_ready
 from brainit_core.viz import images as vimg
@@ -45,11 +46,11 @@ def reconstruction():
     """Fast-mode reconstruction of the chosen image (disk cache first, else computed behind the lock)."""
     try:
         pipe = loaders.pipeline(ctx.run, ctx.generators, ctx.device)
-        settings = recon.ReconSettings(mode="fast", seed=0, semantic_only=False)
-        out = recon.reconstruct_grid(pipe, ds, ctx.subject, settings=settings, image_ids=[image_id], compute=False)
+        settings = grids.ReconSettings(mode="fast", seed=0, semantic_only=False)
+        out = grids.reconstruct_grid(pipe, ds, ctx.subject, settings=settings, image_ids=[image_id], compute=False)
         if out is None:
             with loaders.heavy_job("the Learn page's reconstruction"), loaders.progress(f"Reconstructing image {image_id}"):
-                out = recon.reconstruct_grid(pipe, ds, ctx.subject, settings=settings, image_ids=[image_id])
+                out = grids.reconstruct_grid(pipe, ds, ctx.subject, settings=settings, image_ids=[image_id])
         return out
     except (BrainITError, TimeoutError) as exc:
         st.error(str(exc))

@@ -8,20 +8,23 @@ Rows: Brain-IT per amount of data, ridge on the same trials, and ridge on all of
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
+
+from brainit_core.runs import RunDirectory
 
 
 def rows(run_dir: Path) -> tuple[list[list[str]], list[str]]:
     """Brain-IT (and same-trials ridge) rows of one transfer run, and the full-data ridge row."""
-    run = json.loads((run_dir / "run.json").read_text())
-    tr = run["transfer"]
-    res = json.loads((run_dir / "eval_features.json").read_text())
+    run = RunDirectory(run_dir)
+    tr = run.transfer
+    res = run.read_scores()
+    if tr is None or res is None:
+        raise SystemExit(f"{run_dir}: not a scored transfer run (transfer it, then `evaluate-features`)")
     subject = tr["subject"]
     s = res["subjects"][subject]
     enc = (res.get("encoder") or {}).get(subject, {})
-    stages = run["stages"]
+    stages = run.stages
     seconds = stages["bit"]["total_seconds"]  # the sum of every stage, written by the transfer
     label = f"{tr['minutes']} min" if tr["minutes"] != "all" else "all"
     out = []

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from brainit_core.bundle import export_dataset_slice, verify_bundle
-from brainit_core.ui.sources import bundle_dir
+from brainit_core.app_sources import bundle_dir
 
 BUNDLE = bundle_dir()
 
@@ -67,7 +67,7 @@ def test_shipped_bundle_has_the_app_default_grid(shipped_pipeline, tmp_path):
     """The Reconstructions page opens on the run's first subject; its default grid ships with the bundle
     (else the first visit runs the pipeline: `python -m brainit_core bundle-grids` makes it)."""
     from brainit_core.data import load_dataset
-    from brainit_core.ui import recon
+    from brainit_core.reconstruction import grids as recon
 
     ds = load_dataset(BUNDLE / "dataset")
     subject = shipped_pipeline.run.subjects[0]
@@ -108,3 +108,18 @@ def test_dataset_slice_keeps_trials_exactly(tiny_dataset, tmp_path):
             np.testing.assert_array_equal(got, want)
         np.testing.assert_array_equal(out.images(keep), src.images(keep))
         assert len(b.train_image_ids) == 0
+
+
+def test_a_bundled_run_answers_to_the_sha256_of_its_source(app_data):
+    """A benchmark of the source run counts for its bundled (float16) copy (the Transfer lab shows it)."""
+    from brainit_core.models.transfer import benchmark_curve
+    from brainit_core.runs import RunDirectory
+
+    bundled = json.loads((BUNDLE / "run" / "bit.json").read_text())
+    assert RunDirectory(BUNDLE / "run").identities == {bundled["sha256"], bundled["meta"]["bundled_from_sha256"]}
+    own = json.loads((app_data.run / "bit.json").read_text())["sha256"]
+    assert RunDirectory(app_data.run).identities == {own}
+    results = {"run_sha256": bundled["meta"]["bundled_from_sha256"],
+               "transfer": {"amounts": ["all"], "scores": {"all": {"SSIM": 0.5}}}}
+    assert benchmark_curve(results, run=BUNDLE / "run")[0] == [{"amount": "all", "SSIM": 0.5}]
+    assert benchmark_curve(results, run=app_data.run) is None

@@ -72,6 +72,18 @@ class NSDLayout:
     def volume_roi(self, subject: int) -> Path:
         return self.root / "nsddata" / "ppdata" / f"subj{subject:02d}" / "func1pt8mm" / "roi" / "nsdgeneral.nii.gz"
 
+    def available_sessions(self, subject: int, space: str) -> list[int]:
+        """Sessions (1-based) of ``subject`` whose betas are present in ``space``."""
+        found = []
+        for s in range(1, SESSIONS_COMPLETED[subject] + 1):
+            if space == "fsaverage":
+                ok = self.mgh(subject, "lh", s).exists() and self.mgh(subject, "rh", s).exists()
+            else:
+                ok = self.volume(subject, s).exists()
+            if ok:
+                found.append(s)
+        return found
+
 
 @dataclass
 class ExpDesign:
@@ -158,18 +170,6 @@ def load_fsaverage_mask(layout: NSDLayout, subject: int, mask: str, n_vertices: 
                                   "vertices per hemisphere")
         out[hemi] = values > 0
     return out
-
-
-def _available_sessions(layout: NSDLayout, subject: int, space: str) -> list[int]:
-    found = []
-    for s in range(1, SESSIONS_COMPLETED[subject] + 1):
-        if space == "fsaverage":
-            ok = layout.mgh(subject, "lh", s).exists() and layout.mgh(subject, "rh", s).exists()
-        else:
-            ok = layout.volume(subject, s).exists()
-        if ok:
-            found.append(s)
-    return found
 
 
 def _read_volume_session(path: Path, flat_idx: np.ndarray, shape_xyz: tuple, n_trials: int) -> np.ndarray:
@@ -270,7 +270,7 @@ def prepare_nsd(nsd_root, subjects, out, space: str = "fsaverage", mask: str = "
     for s in subjects:
         if sessions is not None and sessions > SESSIONS_COMPLETED[s]:
             raise DataFormatError(f"subject {s} completed {SESSIONS_COMPLETED[s]} sessions; {sessions} were requested")
-        have = _available_sessions(layout, s, space)
+        have = layout.available_sessions(s, space)
         if sessions is None:
             # all sessions on disk; a gap (session k missing but a later one present) is an error below
             n_sess = max(have) if have else 1

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
+from pathlib import Path
 
 
 def register(sub) -> None:
@@ -41,24 +43,51 @@ def _prepare(args) -> int:
     return 0
 
 
-def _check(args) -> int:
-    from pathlib import Path
+@dataclass(frozen=True)
+class NSDCheck:
+    """What ``nsd check`` found under an NSD root.
 
-    from brainit_core.data.nsd import SESSIONS_COMPLETED, NSDLayout, _available_sessions
+    Attributes
+    ----------
+    items : tuple of (str, bool, str)
+        ``(label, present, detail)``: ``("stimuli", True, "<path>")``, ``("subj01 fsaverage", False,
+        "0/40 sessions under <dir>")``, ...
+    """
 
-    layout = NSDLayout(Path(args.nsd_root))
-    ok = True
-    for label, path in (("experiment design", layout.expdesign), ("stimuli", layout.stimuli)):
-        present = path.exists()
-        ok &= present
-        print(f"{'ok     ' if present else 'MISSING'} {label}: {path}")
-    for s in args.subjects:
+    items: tuple
+
+    @property
+    def ok(self) -> bool:
+        """Every file needed is there."""
+        return all(present for _, present, _ in self.items)
+
+    def lines(self) -> list[str]:
+        """``"ok      stimuli: <path>"`` / ``"MISSING subj01 fsaverage: 0/40 sessions under <dir>"``."""
+        return [f"{'ok     ' if present else 'MISSING'} {label}: {detail}" for label, present, detail in self.items]
+
+
+def check_nsd(nsd_root, subjects=(1, 2, 5, 7), space: str = "fsaverage") -> NSDCheck:
+    """Which of the files ``nsd prepare`` needs are present under ``nsd_root`` (nothing is read or written)."""
+    from brainit_core.data.nsd import SESSIONS_COMPLETED, NSDLayout
+
+    root = Path(str(nsd_root)).expanduser()
+    if not root.is_dir():
+        return NSDCheck((("NSD root", False, f"{root} is not a directory"),))
+    layout = NSDLayout(root)
+    items = [(label, path.exists(), str(path))
+             for label, path in (("experiment design", layout.expdesign), ("stimuli", layout.stimuli))]
+    for s in subjects:
         if s not in SESSIONS_COMPLETED:
-            print(f"MISSING subject {s}: not an NSD subject (1..8)")
-            ok = False
+            items.append((f"subject {s}", False, "not an NSD subject (1..8)"))
             continue
-        have = _available_sessions(layout, s, args.space)
-        print(f"{'ok     ' if have else 'MISSING'} subj{s:02d} {args.space}: {len(have)}/{SESSIONS_COMPLETED[s]} "
-              f"sessions under {layout.betas_dir(s, args.space)}")
-        ok &= bool(have)
-    return 0 if ok else 2
+        have = layout.available_sessions(s, space)
+        items.append((f"subj{s:02d} {space}", bool(have), f"{len(have)}/{SESSIONS_COMPLETED[s]} sessions under "
+                      f"{layout.betas_dir(s, space)}"))
+    return NSDCheck(tuple(items))
+
+
+def _check(args) -> int:
+    result = check_nsd(args.nsd_root, args.subjects, args.space)
+    for line in result.lines():
+        print(line)
+    return 0 if result.ok else 2

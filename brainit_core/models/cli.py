@@ -99,10 +99,11 @@ def _transfer(args) -> int:
 def _evaluate(args) -> int:
     from brainit_core.models.evaluate import evaluate_run, format_table
     from brainit_core.fileio import write_json
+    from brainit_core.runs import RunDirectory
 
     res = evaluate_run(Path(args.run).expanduser(), Path(args.data).expanduser(), subjects=args.subjects,
                        ridge=not args.no_ridge, encoder=not args.no_encoder, device=args.device)
-    out = Path(args.out) if args.out else Path(args.run).expanduser() / "eval_features.json"
+    out = Path(args.out) if args.out else RunDirectory(args.run).scores_path
     write_json(out, res)
     print(format_table(res))
     if isinstance(res.get("encoder"), dict):

@@ -13,6 +13,10 @@ Everything trained before stays frozen; only the new subject's voxel embeddings 
 Amounts of data follow NSD's sessions: 750 trials = one 60-minute session, so ``minutes=15`` is
 the first 187 training trials in session order, ``60`` the first 750, ``"all"`` every training
 trial.
+
+The transfer lab's bookkeeping is here too: where a transfer run of each amount lives
+(:func:`transfer_dir`), who can be transferred to (:func:`heldout_candidates`), time estimates and
+the learning curve of the scored runs (:func:`curve_rows`) or of a benchmark (:func:`benchmark_curve`).
 """
 from __future__ import annotations
 
@@ -34,12 +38,13 @@ from brainit_core.models.head_training import HEADS, train_head, train_heads
 from brainit_core.models.v2c import V2C
 from brainit_core.progress import report
 from brainit_core.runs import RunDirectory, RunStages
-from brainit_core.utils import resolve_device
+from brainit_core.utils import default_data_dir, resolve_device
 from brainit_core.viz.curves import plot_curves
 
 log = logging.getLogger(__name__)
 
 TRIALS_PER_HOUR = 750
+AMOUNTS = (15, 60, "all")
 
 
 def transfer_trials(subject_data, minutes) -> np.ndarray:
@@ -60,7 +65,7 @@ def transfer_trials(subject_data, minutes) -> np.ndarray:
     rows = rows[np.lexsort((rows, subject_data.sessions[rows]))]
     if minutes in ("all", None):
         return rows
-    n = int(int(minutes) * TRIALS_PER_HOUR // 60)
+    n = trials_of_minutes(minutes)
     if n <= 0:
         raise ValueError(f"minutes must be positive or 'all', got {minutes!r}")
     if n > len(rows):
@@ -204,3 +209,93 @@ def transfer_subject(data, subject: str, minutes, from_run, out, device: str = "
     plot_curves(curves, out / "curves.png")
     return out
 
+
+# -- the transfer lab's bookkeeping --------------------------------------------------------------
+
+def trials_of_minutes(minutes: int) -> int:
+    """Single trials in ``minutes`` of scanning (750 per hour, NSD's session)."""
+    return int(int(minutes) * TRIALS_PER_HOUR // 60)
+
+
+def trials_for(minutes, n_train_trials: int) -> int:
+    """Trials a transfer of ``minutes`` (or ``"all"``) uses when the subject has ``n_train_trials``."""
+    return n_train_trials if minutes == "all" else min(n_train_trials, trials_of_minutes(minutes))
+
+
+def estimate_minutes(n_trials: int, epochs: int, seconds_per_sample: float = 0.01) -> float:
+    """Rough wall time: encoder embeddings + (1 real + 3 synthetic) samples per real one x epochs x 2 heads."""
+    return (n_trials * 4 * epochs * 2 * seconds_per_sample + 60 + n_trials * 0.05) / 60
+
+
+def heldout_candidates(info, run_subjects) -> list[str]:
+    """Dataset subjects the run cannot decode yet (the dataset's held-out subjects first).
+
+    Parameters
+    ----------
+    info : DatasetInfo
+    run_subjects : list of str
+        :attr:`brainit_core.runs.RunDirectory.subjects` of the run.
+    """
+    held = [s for s in info.heldout_subjects if s in info.subjects]
+    return held + [s for s in info.subjects if s not in run_subjects and s not in held]
+
+
+def transfer_dir(run, subject: str, minutes, root=None) -> Path:
+    """``<data dir>/runs/<run name>-<subject>-<minutes>min`` (``-all`` for all data)."""
+    tag = "all" if minutes == "all" else f"{int(minutes)}min"
+    return Path(root or default_data_dir()) / "runs" / f"{Path(run).name}-{subject}-{tag}"
+
+
+def curve_rows(run, subject: str, root=None) -> list[dict]:
+    """One row per scored transfer run of ``subject`` (15 min, 60 min, all): the amount and every score,
+    flattened (``"brainit.semantic.two_way"``, ``"ridge.semantic.two_way"``, ...)."""
+    rows = []
+    for m in AMOUNTS:
+        scores = RunDirectory(transfer_dir(run, subject, m, root)).read_scores()
+        if not scores or subject not in scores.get("subjects", {}):
+            continue
+        rows.append({"amount": "all" if m == "all" else f"{m} min", **_flatten(scores["subjects"][subject])})
+    return rows
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        elif isinstance(v, (int, float)):
+            out[key] = float(v)
+    return out
+
+
+def benchmark_curve(results: dict | None, run=None) -> tuple[list[dict], dict] | None:
+    """The transfer curve a finished benchmark measured (image-level scores), or ``None``.
+
+    Parameters
+    ----------
+    results : dict or None
+        ``load_results`` of a benchmark directory.
+    run : path, optional
+        Only a benchmark of this run counts (its :attr:`~brainit_core.runs.RunDirectory.identities`,
+        so a bundled copy matches the benchmark of the run it was made from).
+
+    Returns
+    -------
+    rows : list of dict
+        One per amount: ``{"amount": "15 min" | "60 min" | "all", column: score, ...}`` (numeric columns only).
+    baselines : dict
+        Baseline name -> {column: score} (fitted on all of the subject's data).
+    """
+    tr = (results or {}).get("transfer") or {}
+    if not tr.get("scores"):
+        return None
+    if run is not None and results.get("run_sha256") not in RunDirectory(run).identities:
+        return None
+
+    def numeric(d: dict) -> dict:
+        return {k: float(v) for k, v in d.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+    rows = [{"amount": "all" if a == "all" else f"{a} min", **numeric(tr["scores"][a])}
+            for a in tr.get("amounts", []) if a in tr["scores"]]
+    return rows, {m: numeric(v) for m, v in (tr.get("baselines") or {}).items()}

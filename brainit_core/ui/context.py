@@ -5,13 +5,15 @@ result with :func:`current`.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
 
-from brainit_core.ui import sources as src
+from brainit_core import app_sources as src
+from brainit_core.data.info import DatasetInfo
+from brainit_core.errors import BrainITError
+from brainit_core.runs import RunDirectory
 
 KEY = "brainit_ctx"
 
@@ -55,13 +57,6 @@ def device_name() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _dataset_meta(path) -> dict:
-    try:
-        return json.loads((Path(path) / "dataset.json").read_text())
-    except (OSError, ValueError):
-        return {}
-
-
 def _options(kind: str, default, found: dict) -> list[str]:
     opts = [str(default)] if default else []
     opts += [str(p) for p in found.get(kind, []) if str(p) not in opts]
@@ -81,22 +76,21 @@ def sidebar() -> AppContext:
         gn = st.selectbox("Generators", _options("generators", default.generators, found), key="sb_generators",
                           format_func=_short)
         checked = src.check(ds, rn, gn, default.origin)
-        meta = _dataset_meta(ds) if ds else {}
-        run_subjects = src.run_subjects(rn) if rn else []
-        subjects = tuple(s for s in run_subjects if s in meta.get("subjects", []))
+        info = DatasetInfo.read(ds) if ds else None
+        run_subjects = _decoded(rn)
+        subjects = tuple(s for s in run_subjects if info is not None and s in info.subjects)
         subject = st.selectbox("Subject", subjects, key="sb_subject") if subjects else None
         device = device_name()
         badge = "GPU" if device == "cuda" else "CPU"
-        space = _space_label(rn)
-        st.caption(f"Device: **{badge}** · features: {space} · source: {meta.get('source', '?')}"
-                   f" ({checked.origin})")
+        st.caption(f"Device: **{badge}** · features: {_space_label(rn)} · source: "
+                   f"{info.source if info is not None else '?'} ({checked.origin})")
         for p in checked.problems:
             st.warning(p)
         if not checked.problems and not subjects:
             st.warning(f"the run decodes {run_subjects or 'no subjects'}, none of them is in this dataset")
     ctx = AppContext(str(checked.dataset) if checked.dataset else None, str(checked.run) if checked.run else None,
                      str(checked.generators) if checked.generators else None, subject, subjects, device,
-                     meta.get("source") == "twin", checked.problems)
+                     info is not None and info.is_twin, checked.problems)
     st.session_state[KEY] = ctx
     return ctx
 
@@ -123,10 +117,25 @@ def _short(path: str) -> str:
     return f"{p.parent.name}/{p.name}" if p.parent.name else p.name
 
 
+def _decoded(run) -> list[str]:
+    """The subjects the run decodes ([] when there is no readable finished run)."""
+    try:
+        return RunDirectory(run).subjects if run else []
+    except (BrainITError, OSError):
+        return []
+
+
 def _space_label(run) -> str:
     try:
-        record = json.loads((Path(run) / "run.json").read_text())
-        space = record.get("space") or {}
-        return f"{space.get('name', 'lite0')} ({space.get('preset', record.get('preset', '?'))})"
-    except (OSError, ValueError, TypeError):
+        return RunDirectory(run).space_label if run else "?"
+    except (BrainITError, OSError):
         return "?"
+
+
+def select_dataset(path: str) -> None:
+    """Callback: select ``path`` in the sidebar's dataset box (runs before the next rerun draws it), adding
+    it to the choices when discovery does not find it."""
+    extra = st.session_state.setdefault("extra_datasets", [])
+    if path not in extra:
+        extra.append(path)
+    st.session_state["sb_dataset"] = path

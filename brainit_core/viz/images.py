@@ -21,14 +21,55 @@ def upsample(grid, size) -> np.ndarray:
     return np.asarray(Image.fromarray(g, mode="F").resize((W, H), Image.BILINEAR), dtype=np.float32)
 
 
-def resize_image(image, size: int) -> np.ndarray:
-    """uint8 (H, W, 3) image resized to ``size`` x ``size`` (bicubic), for display."""
+def resize_image(image, size: int, resample: str = "bicubic") -> np.ndarray:
+    """uint8 (H, W, 3) image resized to ``size`` x ``size`` (``"bicubic"`` or ``"bilinear"``), for display."""
     from PIL import Image
 
     img = np.asarray(image, dtype=np.uint8)
     if img.shape[0] == size and img.shape[1] == size:
         return img
-    return np.asarray(Image.fromarray(img).resize((size, size), Image.BICUBIC))
+    method = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR}[resample]
+    return np.asarray(Image.fromarray(img).resize((size, size), method))
+
+
+def fit_image(image, size: int) -> np.ndarray:
+    """An image centre-cropped to a square and resized to ``size`` (bilinear).
+
+    Parameters
+    ----------
+    image : ndarray, (H, W) grey or (H, W, 3 or 4) colour
+    size : int
+
+    Returns
+    -------
+    ndarray, uint8, (size, size, 3)
+    """
+    im = np.asarray(image)
+    if im.ndim == 2:
+        im = np.repeat(im[..., None], 3, axis=2)
+    im = im[..., :3].astype(np.uint8)
+    h, w = im.shape[:2]
+    s = min(h, w)
+    im = im[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+    return resize_image(im, size, resample="bilinear")
+
+
+def fit_images(images, hw) -> np.ndarray:
+    """Images of any size fitted (:func:`fit_image`) to ``hw`` = (H, W) of a square; unchanged when they
+    already have that size.
+
+    Parameters
+    ----------
+    images : uint8 (N, H', W', 3), or a sequence of images
+    hw : tuple of int
+
+    Returns
+    -------
+    ndarray, uint8, (N, H, W, 3)
+    """
+    if isinstance(images, np.ndarray) and tuple(images.shape[1:3]) == tuple(hw):
+        return images
+    return np.stack([fit_image(im, hw[0]) for im in images])
 
 
 def colorize(values, cmap: str = "inferno", vmin: float | None = None, vmax: float | None = None) -> np.ndarray:

@@ -73,7 +73,7 @@ def test_unknown_subject_is_a_clear_error_and_still_a_key_error(tiny_dataset, ca
     assert isinstance(err.value, BrainITError)
     assert str(err.value) == f"{tiny_dataset.path}: no subject 'nobody'; subjects: {tiny_dataset.subjects}"
     # the CLI prints it as an error line (status 2), not a traceback
-    from brainit_core.ui.sources import bundle_dir
+    from brainit_core.app_sources import bundle_dir
 
     assert main(["transfer", "--data", str(tiny_dataset.path), "--subject", "nobody", "--minutes", "60",
                  "--from", str(bundle_dir() / "run"), "--out", str(tiny_dataset.path / "x"), "--device", "cpu"]) == 2

@@ -130,3 +130,23 @@ def test_cli_check_and_prepare_help(tmp_path, capsys):
     assert "1/40 sessions" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["nsd", "prepare", "--help"])
+
+
+def test_check_returns_what_is_present_and_missing(tmp_path, capsys):
+    from brainit_core.cli import main
+    from brainit_core.data.nsd_cli import check_nsd
+
+    missing = check_nsd(tmp_path / "missing")
+    assert not missing.ok and missing.lines() == [f"MISSING NSD root: {tmp_path / 'missing'} is not a directory"]
+    found = check_nsd(tmp_path, subjects=[1, 9])
+    assert not found.ok
+    assert [(label, present) for label, present, _ in found.items] == [
+        ("experiment design", False), ("stimuli", False), ("subj01 fsaverage", False), ("subject 9", False)]
+    assert found.lines()[-1] == "MISSING subject 9: not an NSD subject (1..8)"
+    root = tmp_path / "nsd"
+    make_nsd_tree(root, subjects=(1,), sessions={1: 2})
+    ok = check_nsd(root, subjects=[1])
+    assert ok.ok and ok.lines()[2].startswith("ok      subj01 fsaverage: 2/40 sessions under ")
+    capsys.readouterr()
+    assert main(["nsd", "check", "--nsd-root", str(root), "--subjects", "1"]) == 0
+    assert capsys.readouterr().out.splitlines() == ok.lines()  # the command prints the same lines

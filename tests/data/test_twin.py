@@ -101,3 +101,14 @@ def test_stimuli_in_worker_processes_equal_serial(monkeypatch):
         for k in want[2]:
             np.testing.assert_array_equal(got[2][k], want[2][k])
         assert got[3] == want[3]
+
+
+def test_report_rows_one_per_subject():
+    from brainit_core.data.twin.validation import report_rows
+
+    report = {"twin01": {"n_vertices": 5, "contralateral_fraction": 1.0, "eccentricity_gradient_rho": 0.8,
+                         "noise_ceiling_median": {"designed": 0.4, "measured": 0.38},
+                         "noise_ceiling_under_10pct": 0.2, "category_selectivity_dprime": {"face": 3.1}}}
+    (row,) = report_rows(report)
+    assert row == {"subject": "twin01", "vertices": 5, "contralateral": 1.0, "ecc-gradient rho": 0.8,
+                   "NC designed": 0.4, "NC measured": 0.38, "NC < 10%": 0.2, "d' face": 3.1}

@@ -77,3 +77,35 @@ def test_transfer_end_to_end(trained_run):
     # the old subjects decode exactly as before
     b1, _ = ds.subject("sub01").averaged("test")
     assert torch.equal(src.predict(b1, "sub01").semantic, run2.predict(b1, "sub01").semantic)
+
+
+def test_transfer_lab_bookkeeping(tmp_path, tiny_dataset):
+    from brainit_core.data.info import DatasetInfo
+    from brainit_core.models import transfer as tr
+    from brainit_core.runs import RunDirectory
+
+    assert tr.trials_for(15, 10_000) == 187 and tr.trials_for(60, 10_000) == 750 and tr.trials_for(60, 100) == 100
+    assert tr.trials_for("all", 321) == 321
+    assert tr.transfer_dir("/x/runs/demo", "twin05", 15, tmp_path) == tmp_path / "runs" / "demo-twin05-15min"
+    assert tr.transfer_dir("/x/runs/demo", "twin05", "all", tmp_path).name == "demo-twin05-all"
+    assert tr.estimate_minutes(750, 8) > tr.estimate_minutes(187, 8) > 1
+    info = DatasetInfo(tiny_dataset.path)  # sub01, sub02; sub02 held out
+    assert tr.heldout_candidates(info, ["sub01"]) == ["sub02"]
+    assert tr.heldout_candidates(info, []) == ["sub02", "sub01"]
+    # the curve: one row per scored amount, flattened scores
+    RunDirectory(tr.transfer_dir("/x/runs/demo", "sub02", 60, tmp_path)).save_scores(
+        {"subjects": {"sub02": {"brainit": {"semantic": {"two_way": 0.75}}, "ridge": {"semantic": {"two_way": 0.5}}}}})
+    assert tr.curve_rows("/x/runs/demo", "sub02", tmp_path) == [
+        {"amount": "60 min", "brainit.semantic.two_way": 0.75, "ridge.semantic.two_way": 0.5}]
+    assert tr.curve_rows("/x/runs/demo", "sub01", tmp_path) == []
+
+
+def test_benchmark_curve_rows():
+    from brainit_core.models.transfer import benchmark_curve
+
+    res = {"transfer": {"amounts": ["15", "all"], "scores": {"15": {"SSIM": 0.5, "Incep": "unavailable"},
+                                                             "all": {"SSIM": 0.7, "Incep": "unavailable"}},
+                        "baselines": {"ridge": {"SSIM": 0.6}}}}
+    rows, base = benchmark_curve(res)
+    assert rows == [{"amount": "15 min", "SSIM": 0.5}, {"amount": "all", "SSIM": 0.7}] and base == {"ridge": {"SSIM": 0.6}}
+    assert benchmark_curve({"transfer": {"skipped": "no runs"}}) is None and benchmark_curve(None) is None

@@ -1,47 +1,17 @@
 """The app frame, Home, Reconstructions and Data pages under ``streamlit.testing.v1.AppTest``.
 
-Every test runs ``app.py`` (the frame with its sidebar) against the tiny twin, run and generators
-of ``conftest.py`` and switches to a page, as a user would.
+Every test runs ``app.py`` (the frame with its sidebar) against the tiny twin (twin01, twin02 trained,
+twin03 held out; 8 test images of 32 px), run and generators of ``tests/conftest.py`` and switches to
+a page, as a user would; what the page shows is checked against the data.
 """
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-PAGES = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "pages").glob("*.py"))
-TIMEOUT = 120
-
-
-def open_app(page: str | None = None):
-    from streamlit.testing.v1 import AppTest
-
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
-    at.run()
-    if page is not None:
-        at.switch_page(page)
-        at.run()
-    return at
-
-
-def errors(at) -> list[str]:
-    return [e.value for e in at.exception] + [e.value for e in at.error]
-
-
-def button(at, label: str):
-    hits = [b for b in at.button if b.label == label]
-    assert hits, f"no button {label!r}; buttons: {[b.label for b in at.button]}"
-    return hits[0]
-
-
-def texts(at) -> str:
-    parts = [m.value for m in at.markdown] + [c.value for c in at.caption] + [s.value for s in at.success]
-    parts += [e.value for e in at.error] + [i.value for i in at.info] + [w.value for w in at.warning]
-    parts += [c for im in at.image for c in im.captions]
-    return "\n".join(str(p) for p in parts)
+from tests.ui.helpers import PAGES, ROOT, TIMEOUT, button, captions, errors, open_app, texts
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -58,33 +28,57 @@ def test_frame_and_home(app_env):
     assert at.sidebar.selectbox(key="sb_subject").options == ["twin01", "twin02"]
     body = texts(at)
     assert str(app_env.dataset) in body and str(app_env.run) in body and "twin (simulated)" in body
-    links = {p.label for p in at.get("page_link")}
-    assert {"Reconstructions", "Data"} <= links
+    assert "twin01, twin02" in body  # the subjects the run decodes in this dataset
+    from brainit_core.reconstruction import grids
+
+    assert f"cached reconstruction sets: {grids.cached_grids()} (under `{grids.cache_root()}`)" in body
+    assert str(app_env.root) in str(grids.cache_root())  # the tests' data directory, never ~/.brainit
+    links = [p.label for p in at.get("page_link")]
+    assert links == ["Reconstructions", "Brain tokens", "Transfer lab", "Benchmark", "Data", "Learn"]
+    assert not at.warning  # nothing is missing
 
 
 def test_reconstructions_grid_is_cached_and_single_image_reruns(app_env):
     import shutil
 
-    from brainit_core.ui import recon
+    from brainit_core.data import load_dataset
+    from brainit_core.reconstruction import grids as recon
 
     shutil.rmtree(recon.cache_root(), ignore_errors=True)  # the smoke test may have filled it
     at = open_app("pages/1_Reconstructions.py")
     assert not errors(at)
     n = at.slider(key="rc_n").value
     assert n == 8  # the tiny twin has 8 test images; default 8
-    imgs = at.image
-    assert len(imgs) >= 4 * n  # ground truth, low-level, semantic, fused per image
-    assert "computed in" in at.metric[0].delta
+    assert len(at.image) == 4 * n  # ground truth, low-level, semantic, fused per image; nothing else yet
+    assert at.metric[0].value == f"{n} images" and "computed in" in at.metric[0].delta
     n_cached = recon.cached_grids()
-    assert n_cached >= 1
+    assert n_cached == 1
+    # what the page shows is the cached grid of twin01's first 8 test images, captioned with its metrics
+    ds = load_dataset(app_env.dataset)
+    _, ids = ds.subject("twin01").averaged("test")
+    grid = next(recon.cache_root().glob("*.npz"))
+    with np.load(grid) as z:
+        np.testing.assert_array_equal(z["ids"], ids[:n])
+        size = z["img::fused"].shape[1]  # the generators' size; the ground truth is shown at it too
+        assert z["img::fused"].shape == z["img::ground truth"].shape == (n, size, size, 3) and size >= 32
+        shown = captions(at)
+        assert shown[0::4] == [f"image {i}" for i in ids[:n]]
+        for k, col in ((1, "low-level"), (2, "semantic"), (3, "fused")):
+            assert shown[k::4] == [f"PixCorr {p:.3f} · SSIM {q:.3f}"
+                                   for p, q in zip(z[f"met::{col}::PixCorr"], z[f"met::{col}::SSIM"])]
 
     at.run()  # a rerun (and a revisit) reads the disk cache
     assert "from the disk cache" in at.metric[0].delta
 
     # per-image metrics are in the captions and the table
+    assert len(at.image) == 4 * n and captions(at) == shown  # the same grid, read back
     table = at.dataframe[0].value
     assert set(table["reconstruction"]) == {"low-level", "semantic", "fused"} and len(table) == 3 * n
     assert table["PixCorr"].between(-1, 1).all() and table["SSIM"].between(-1, 1).all()
+    assert table["image_id"].tolist()[0::3] == [int(i) for i in ids[:n]]
+    means = at.dataframe[1].value
+    np.testing.assert_allclose(means.loc["fused", "SSIM"], table[table["reconstruction"] == "fused"]["SSIM"].mean(),
+                               atol=1e-4)
     assert {d.label for d in at.get("download_button")} >= {"Download the grid (PNG)", "Download the metrics (CSV)"}
 
     # one image with other settings: low-level only, DIP mode with 2 steps
@@ -99,6 +93,8 @@ def test_reconstructions_grid_is_cached_and_single_image_reruns(app_env):
     assert (subject, pick) == ("twin01", int(table["image_id"].iloc[3]))
     assert list(one.images) == ["ground truth", "low-level"]
     assert np.isfinite(one.metrics["low-level"]["SSIM"]).all()
+    assert captions(at)[4 * n:] == ["ground truth", f"low-level: {one.metric_caption('low-level', 0)}"]
+    assert f"{one.seconds:.2f} s · metrics are for this one image" in texts(at)
 
     # no branch: a warning, no crash
     at.checkbox(key="rc_low").uncheck()
@@ -110,20 +106,30 @@ def test_reconstructions_grid_is_cached_and_single_image_reruns(app_env):
     button(at, f"Reconstruct image {pick} for all 2 subjects").click()
     at.run()
     assert not errors(at)
-    captions = texts(at)
-    assert "twin01: PixCorr" in captions and "twin02: PixCorr" in captions
+    shown = captions(at)[-3:]  # ground truth, then each subject's fused image
+    assert shown[0] == f"ground truth {pick}"
+    assert shown[1].startswith("twin01: PixCorr ") and shown[2].startswith("twin02: PixCorr ")
     assert recon.cached_grids() == n_cached + 2
 
 
 def test_data_page_report_bad_paths_and_nsd_check(app_env, tmp_path):
+    from brainit_core.data import load_dataset
+
+    ds = load_dataset(app_env.dataset)
     at = open_app("pages/5_Data.py")
     assert not errors(at)
-    assert at.dataframe[0].value["subject"].tolist() == ["twin01", "twin02", "twin03"]
+    table = at.dataframe[0].value
+    assert table["subject"].tolist() == ["twin01", "twin02", "twin03"]
+    assert table["vertices"].tolist() == [len(ds.subject(s).vertices) for s in ds.subjects]
+    assert table["test images"].tolist() == [8, 8, 8] and table["train images"].gt(0).all()
+    assert table["held out"].tolist() == [False, False, True]
+    assert f"`{app_env.dataset}` · source **twin** · mesh fsaverage5 · {len(ds.image_ids)} images" in texts(at)
     button(at, "Validate the twin").click()
     at.run()
     assert not errors(at)
     report = at.dataframe[1].value
     assert report["subject"].tolist() == ["twin01", "twin02", "twin03"]
+    assert report["vertices"].tolist() == table["vertices"].tolist()
     assert (report["contralateral"] > 0.9).all()
 
     at.radio(key="dt_kind").set_value("A prepared dataset folder")
@@ -146,8 +152,11 @@ def test_data_page_report_bad_paths_and_nsd_check(app_env, tmp_path):
     at.run()
     button(at, "Check the files").click()
     at.run()
-    assert any("missing" in e.value.lower() for e in at.error)
-    assert "MISSING experiment design" in at.code[-1].value
+    assert [e.value for e in at.error] == ["Some files are missing:"]
+    lines = at.code[-1].value.splitlines()
+    assert lines[0].startswith("MISSING experiment design: ") and lines[1].startswith("MISSING stimuli: ")
+    assert lines[2:] == [f"MISSING subj{s:02d} fsaverage: 0/40 sessions under {tmp_path}/nsddata_betas/ppdata/"
+                         f"subj{s:02d}/fsaverage/betas_fithrf_GLMdenoise_RR" for s in (1, 2, 5, 7)]
 
 
 def test_data_page_upload_betas(app_env):
@@ -165,23 +174,26 @@ def test_data_page_upload_betas(app_env):
     np.save(good, np.random.default_rng(0).standard_normal(V).astype(np.float32))
     at.file_uploader(key="dt_betas").upload("trial.npy", good.getvalue())
     at.run()
-    assert any("trial.npy" in s.value for s in at.success)
+    assert any(s.value.startswith(f"trial.npy: {V} values, mean ") for s in at.success)
+    n_before = len(at.image)
     button(at, "Reconstruct").click()
     at.run()
     assert not errors(at)
-    assert "fused" in [c for im in at.image for c in im.captions]
+    assert captions(at)[n_before:n_before + 2] == ["low-level", "fused"]
 
 
 def test_data_page_in_silico_and_build(app_env, monkeypatch):
     import brainit_core.data.twin as twin
-    from tests.ui.conftest import TWIN_SIZE
+    from tests.conftest import TWIN_SIZE
 
     at = open_app("pages/5_Data.py")
     n_before = len(at.image)
     button(at, "Show it and reconstruct").click()
     at.run()
     assert not errors(at)
-    assert len(at.image) >= n_before + 3  # photo | low-level | fused
+    shown = captions(at)[n_before:]
+    assert len(shown) == 3 and shown[0] == "photo"  # photo | low-level | fused
+    assert shown[1].startswith("low-level: PixCorr ") and shown[2].startswith("fused: PixCorr ")
 
     real = twin.build_twin
     monkeypatch.setattr(twin, "build_twin", lambda out, config: real(out, twin.TwinConfig.preset(

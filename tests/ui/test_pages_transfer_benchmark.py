@@ -1,29 +1,45 @@
 """Transfer lab and Benchmark pages under AppTest, on the tiny twin (twin03 held out)."""
 from __future__ import annotations
 
-from tests.ui.test_app_pages import button, errors, open_app, texts
+from tests.ui.helpers import button, errors, open_app, texts
 
 
 def test_transfer_lab_runs_scores_and_draws_the_curve(app_env):
-    from brainit_core.ui import transfer as tr
+    import numpy as np
 
+    from brainit_core.data import load_dataset
+    from brainit_core.models import transfer as tr
+    from brainit_core.runs import RunDirectory
+
+    sd = load_dataset(app_env.dataset).subject("twin03")
+    n_train = int(np.isin(sd.image_ids, sd.train_image_ids).sum())
     at = open_app("pages/3_Transfer_lab.py")
     assert not errors(at)
     assert at.selectbox[0].options == ["twin03"]
     at.radio[0].set_value(15).run()
-    out = tr.transfer_dir(app_env.run, "twin03", 15, app_env.root)
-    assert str(out) in texts(at) and not tr.is_finished(out)
+    out = RunDirectory(tr.transfer_dir(app_env.run, "twin03", 15, app_env.root))
+    epochs = RunDirectory(app_env.run).bit_config["transfer_epochs"]
+    assert (f"{min(n_train, 187):,} single trials of twin03 ({n_train:,} available), {epochs} epochs; "
+            f"output: `{out.path}`") in texts(at)
+    assert not out.is_complete and "Estimated time on this machine" in texts(at)
     button(at, "Run the transfer").click().run()
     assert not errors(at), errors(at)
-    assert tr.is_finished(out)
+    assert out.is_complete and out.subjects == ["twin01", "twin02", "twin03"]
+    assert "This transfer has been run; its results are below." in texts(at)
     button(at, "Score it on the test images (Brain-IT vs ridge on full data)").click().run()
     assert not errors(at), errors(at)
     rows = tr.curve_rows(app_env.run, "twin03", app_env.root)
     assert [r["amount"] for r in rows] == ["15 min"]
     assert 0.0 <= rows[0]["brainit.semantic.two_way"] <= 1.0
-    assert len(at.get("plotly_chart")) == 1
+    assert rows[0]["brainit.semantic.two_way"] == out.read_scores()["subjects"]["twin03"]["brainit"]["semantic"]["two_way"]
+    (chart,) = at.get("plotly_chart")
+    table = at.dataframe[0].value
+    assert table["amount"].tolist() == ["15 min"] and table["brainit.semantic.two_way"].tolist() == [
+        rows[0]["brainit.semantic.two_way"]]
+    n_before = len(at.image)
     button(at, "Reconstruct").click().run()
-    assert not errors(at) and len(at.image) >= 3
+    assert not errors(at) and len(at.image) == n_before + 3  # ground truth, low-level, fused rows of 4
+    assert [len(im.value) for im in at.image[n_before:]] == [4, 4, 4]
 
 
 def test_transfer_lab_explains_when_nobody_is_held_out(app_env, tmp_path, monkeypatch):
@@ -45,7 +61,7 @@ def test_transfer_lab_on_the_shipped_bundle_shows_the_measured_curve(app_env, mo
     """The bundle has nobody to transfer to; the page shows the transfer its benchmark measured instead."""
     import json
 
-    from brainit_core.ui.sources import bundle_dir
+    from brainit_core.app_sources import bundle_dir
 
     b = bundle_dir()
     for key, sub in (("BRAINIT_APP_DATA", "dataset"), ("BRAINIT_APP_RUN", "run"), ("BRAINIT_APP_GENERATORS", "generators")):
@@ -61,28 +77,6 @@ def test_transfer_lab_on_the_shipped_bundle_shows_the_measured_curve(app_env, mo
     assert rows["SSIM"].tolist() == [shipped["scores"][a]["SSIM"] for a in ("15", "60", "all")]
 
 
-def test_benchmark_curve_rows():
-    from brainit_core.ui import transfer as tr
-
-    res = {"transfer": {"amounts": ["15", "all"], "scores": {"15": {"SSIM": 0.5, "Incep": "unavailable"},
-                                                             "all": {"SSIM": 0.7, "Incep": "unavailable"}},
-                        "baselines": {"ridge": {"SSIM": 0.6}}}}
-    rows, base = tr.benchmark_curve(res)
-    assert rows == [{"amount": "15 min", "SSIM": 0.5}, {"amount": "all", "SSIM": 0.7}] and base == {"ridge": {"SSIM": 0.6}}
-    assert tr.benchmark_curve({"transfer": {"skipped": "no runs"}}) is None and tr.benchmark_curve(None) is None
-
-
-def test_a_bundled_run_answers_to_the_sha256_of_its_source(app_env):
-    import json
-
-    from brainit_core.ui import transfer as tr
-    from brainit_core.ui.sources import bundle_dir
-
-    bundled = json.loads((bundle_dir() / "run" / "bit.json").read_text())
-    assert tr.run_identities(bundle_dir() / "run") == {bundled["sha256"], bundled["meta"]["bundled_from_sha256"]}
-    assert tr.run_identities(app_env.run) == {json.loads((app_env.run / "bit.json").read_text())["sha256"]}
-
-
 def test_benchmark_page_scores_the_run_and_shows_the_table(app_env):
     at = open_app("pages/4_Benchmark.py")
     assert not errors(at)
@@ -93,6 +87,12 @@ def test_benchmark_page_scores_the_run_and_shows_the_table(app_env):
     assert len(at.get("plotly_chart")) == 1
     table = next(d.value for d in at.dataframe if "method" in d.value.columns)  # the Images tab has one too
     assert set(table["method"]) == {"Brain-IT", "ridge"} and table["two_way"].between(0, 1).all()
+    from brainit_core.runs import RunDirectory
+
+    scores = RunDirectory(app_env.run).read_scores()["subjects"]
+    assert table["subject"].unique().tolist() == list(scores) == ["twin01", "twin02"]
+    row = table[(table["subject"] == "twin01") & (table["method"] == "Brain-IT") & (table["head"] == "semantic")]
+    assert row["two_way"].tolist() == [scores["twin01"]["brainit"]["semantic"]["two_way"]]
 
 
 def test_benchmark_page_shows_the_benchmark_results(app_env):

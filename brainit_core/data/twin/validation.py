@@ -83,5 +83,17 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
+def report_rows(report: dict) -> list[dict]:
+    """:func:`validate_twin`'s report as one table row per subject (the Data page's table)."""
+    rows = []
+    for s, r in report.items():
+        nc = r["noise_ceiling_median"]
+        rows.append({"subject": s, "vertices": r["n_vertices"], "contralateral": r["contralateral_fraction"],
+                     "ecc-gradient rho": r["eccentricity_gradient_rho"], "NC designed": nc["designed"],
+                     "NC measured": nc["measured"], "NC < 10%": r["noise_ceiling_under_10pct"],
+                     **{f"d' {k}": v for k, v in r["category_selectivity_dprime"].items()}})
+    return rows
+
+
 def report_json(report: dict) -> str:
     return json.dumps(report, indent=1)

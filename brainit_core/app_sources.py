@@ -1,4 +1,4 @@
-"""Where the app's dataset, run and generators come from (no streamlit here, so it is testable).
+"""Where the app's dataset, run and generators come from (no streamlit: the app's sidebar calls it).
 
 Resolution order for the default, first match wins:
 
@@ -13,11 +13,13 @@ listed for the sidebar by :func:`discover`.
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from brainit_core.data.info import DatasetInfo
+from brainit_core.errors import BrainITError
+from brainit_core.runs import RunDirectory
 from brainit_core.utils import assets_dir, default_data_dir
 
 
@@ -28,9 +30,9 @@ class Sources:
     Attributes
     ----------
     dataset : Path or None
-        Canonical dataset directory (``dataset.json`` inside).
+        Canonical dataset directory (:class:`~brainit_core.data.info.DatasetInfo`).
     run : Path or None
-        Trained Brain-IT run (``run.json`` + ``bit.safetensors``).
+        Finished Brain-IT run (:class:`~brainit_core.runs.RunDirectory`).
     generators : Path or None
         Generators directory (``generators.json``).
     origin : str
@@ -50,14 +52,6 @@ class Sources:
         return not self.problems
 
 
-def is_dataset(path) -> bool:
-    return path is not None and (Path(path) / "dataset.json").is_file()
-
-
-def is_run(path) -> bool:
-    return path is not None and (Path(path) / "run.json").is_file() and (Path(path) / "bit.safetensors").is_file()
-
-
 def is_generators(path) -> bool:
     return path is not None and (Path(path) / "generators.json").is_file()
 
@@ -66,11 +60,15 @@ def check(dataset, run, generators, origin: str) -> Sources:
     """Wrap three paths as :class:`Sources`, listing what is missing or malformed."""
     problems = []
     dataset, run, generators = (Path(p).expanduser() if p else None for p in (dataset, run, generators))
-    if not is_dataset(dataset):
-        problems.append(f"dataset: {dataset} has no dataset.json (build a twin on the Data page, "
-                        "or `python -m brainit_core twin build`)")
-    if not is_run(run):
-        problems.append(f"run: {run} needs run.json and bit.safetensors (`python -m brainit_core train-demo`)")
+    if dataset is None:
+        problems.append("dataset: none found (build a twin on the Data page, or `python -m brainit_core twin build`)")
+    else:
+        try:
+            DatasetInfo(dataset)
+        except BrainITError as exc:
+            problems.append(f"dataset: {exc} (or build a twin on the Data page)")
+    if not RunDirectory.is_run(run):
+        problems.append(f"run: {run} needs run.json, bit.safetensors and bit.json (`python -m brainit_core train-demo`)")
     if not is_generators(generators):
         problems.append(f"generators: {generators} has no generators.json (`python -m brainit_core train-demo`)")
     return Sources(dataset, run, generators, origin, tuple(problems))
@@ -111,19 +109,8 @@ def discover(root=None) -> dict[str, list[Path]]:
         candidates = [r] + [p for p in sorted(r.iterdir()) if p.is_dir()]
         candidates += [q for p in candidates[1:] for q in sorted(p.iterdir()) if q.is_dir()]
         for p in candidates:
-            for kind, test in (("dataset", is_dataset), ("run", is_run), ("generators", is_generators)):
+            for kind, test in (("dataset", DatasetInfo.is_dataset), ("run", RunDirectory.is_run),
+                               ("generators", is_generators)):
                 if test(p) and p not in found[kind]:
                     found[kind].append(p)
     return found
-
-
-def run_subjects(run) -> list[str]:
-    """Subjects a run decodes, read from its ``bit.json`` without loading weights."""
-    meta = Path(run) / "bit.json"
-    if not meta.is_file():
-        return []
-    record = json.loads(meta.read_text())
-    for holder in (record, record.get("config", {}), record.get("meta", {})):
-        if isinstance(holder, dict) and holder.get("subjects"):
-            return list(holder["subjects"])
-    return []

@@ -1,14 +1,12 @@
-"""brainit_core.ui.recon: the disk cache, per-image metrics, exports and the uploaded-betas reader."""
+"""brainit_core.reconstruction.grids: the disk cache, shipped grids, per-image metrics, any betas."""
 from __future__ import annotations
 
-import io
-
-import h5py
 import numpy as np
 import pytest
 
 from brainit_core.errors import DataFormatError
-from brainit_core.ui import recon
+from brainit_core.reconstruction import grids as recon
+from brainit_core.viz.images import fit_image
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +38,7 @@ def test_grid_is_cached_on_disk_and_keyed_by_settings(pipe_and_data, tmp_path):
     np.testing.assert_array_equal(first.image_ids, ids[:3])
     size = first.images["fused"].shape[1]  # ground truth is shown at the reconstructions' size
     np.testing.assert_array_equal(first.images["ground truth"],
-                                  np.stack([recon.fit_image(im, size) for im in ds.images(ids[:3])]))
+                                  np.stack([fit_image(im, size) for im in ds.images(ids[:3])]))
     again = recon.reconstruct_grid(pipe, ds, "twin01", 3, s, root=tmp_path)
     assert again.cached and again.key == first.key
     for c in recon.COLUMNS:
@@ -91,86 +89,6 @@ def test_image_metrics_per_image():
     assert (flipped["PixCorr"] < -0.99).all() and m["PixCorr"].shape == (3,)
 
 
-def test_rows_csv_and_png_grid():
-    ims = np.zeros((2, 8, 8, 3), np.uint8)
-    ims[1] = 255
-    g = recon.GridResult("s", np.array([4, 9]), {"ground truth": ims, "fused": ims},
-                         {"fused": {"PixCorr": np.array([0.5, 0.25]), "SSIM": np.array([0.1, 0.2])}})
-    text = recon.metrics_csv(g.rows())
-    assert text.splitlines() == ["subject,image_id,reconstruction,PixCorr,SSIM", "s,4,fused,0.5,0.1", "s,9,fused,0.25,0.2"]
-    grid = recon.grid_image(g.images, cell=16, pad=2, header=10)
-    assert grid.shape == (10 + 2 * 18 + 2, 2 * 18 + 2, 3)
-    assert (grid[10 + 18 + 4, 2 + 4] == 255).all() and (grid[10 + 4, 2 + 4] == 0).all()  # row 2 white, row 1 black
-    from PIL import Image
-
-    assert Image.open(io.BytesIO(recon.grid_png(g.images))).size == (2 * 132 + 4, 18 + 2 * 132 + 4)
-    with pytest.raises(ValueError, match="same number"):
-        recon.grid_image({"a": ims, "b": ims[:1]})
-
-
-def _npy(a) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, a)
-    return buf.getvalue()
-
-
-def test_read_betas_formats_and_checks(tmp_path):
-    v = np.arange(10, dtype=np.float32) / 10
-    np.testing.assert_array_equal(recon.read_betas("a.npy", _npy(v), 10), v)
-    np.testing.assert_array_equal(recon.read_betas("a.npy", _npy(v[None].astype(np.float64)), 10), v)
-    buf = io.BytesIO()
-    with h5py.File(buf, "w") as f:
-        f["meta/notes"] = np.zeros((2, 2, 2))  # 3-D: skipped
-        f["betas"] = v[None]
-        f["other"] = v[::-1].copy()
-    np.testing.assert_array_equal(recon.read_betas("b.h5", buf.getvalue(), 10), v)
-    np.testing.assert_array_equal(recon.read_betas("b.h5", buf.getvalue(), 10, key="other"), v[::-1])
-    with pytest.raises(DataFormatError, match="no dataset 'nope'"):
-        recon.read_betas("b.h5", buf.getvalue(), 10, key="nope")
-    import nibabel as nib
-
-    nib.save(nib.MGHImage(v.reshape(10, 1, 1), np.eye(4)), str(tmp_path / "c.mgh"))
-    np.testing.assert_allclose(recon.read_betas("c.mgh", (tmp_path / "c.mgh").read_bytes(), 10), v)
-
-    with pytest.raises(DataFormatError, match=r"expected one trial of 12 values.*got shape \(10,\)"):
-        recon.read_betas("a.npy", _npy(v), 12)
-    with pytest.raises(DataFormatError, match="got shape \\(2, 10\\)"):
-        recon.read_betas("a.npy", _npy(np.stack([v, v])), 10)
-    bad = v.copy()
-    bad[[2, 5]] = np.nan
-    with pytest.raises(DataFormatError, match="2 of 10 values are NaN"):
-        recon.read_betas("a.npy", _npy(bad), 10)
-    with pytest.raises(DataFormatError, match="cannot read as .npy"):
-        recon.read_betas("obj.npy", _npy(np.array([{"x": 1}], dtype=object)), 1)
-    with pytest.raises(DataFormatError, match="cannot read as .h5"):
-        recon.read_betas("broken.h5", b"not hdf5", 10)
-    with pytest.raises(DataFormatError, match="unknown file type .txt"):
-        recon.read_betas("a.txt", b"1 2 3", 3)
-    with pytest.raises(DataFormatError, match="over the 1 MB limit"):
-        recon.read_betas("big.npy", b"0" * (2 * 2 ** 20), 10, max_mb=1)
-
-
-def test_nsd_check_and_report_rows(tmp_path):
-    ok, lines = recon.nsd_check(tmp_path / "missing")
-    assert not ok and "not a directory" in lines[0]
-    ok, lines = recon.nsd_check(tmp_path, subjects=[1, 9])
-    assert not ok and any(line.startswith("MISSING stimuli") for line in lines)
-    assert any("subject 9: not an NSD subject" in line for line in lines)
-    report = {"twin01": {"n_vertices": 5, "contralateral_fraction": 1.0, "eccentricity_gradient_rho": 0.8,
-                         "noise_ceiling_median": {"designed": 0.4, "measured": 0.38},
-                         "noise_ceiling_under_10pct": 0.2, "category_selectivity_dprime": {"face": 3.1}}}
-    (row,) = recon.twin_report_rows(report)
-    assert row["NC measured"] == 0.38 and row["d' face"] == 3.1 and row["vertices"] == 5
-
-
-def test_fit_image_crops_to_a_centred_square():
-    im = np.zeros((20, 40, 3), np.uint8)
-    im[:, 10:30] = 200  # the centre square
-    out = recon.fit_image(im, 8)
-    assert out.shape == (8, 8, 3) and (out == 200).all()
-    assert recon.fit_image(np.zeros((5, 5), np.uint8), 4).shape == (4, 4, 3)
-
-
 def test_a_bundle_ships_its_grids_to_any_checkout(pipe_and_data, tmp_path):
     import json
     import shutil
@@ -211,3 +129,33 @@ def test_a_bundle_ships_its_grids_to_any_checkout(pipe_and_data, tmp_path):
     assert recon.dataset_identity(ds.path) == str(ds.path.resolve()) and recon.shipped_grids_dir(ds.path) is None
     with pytest.raises(DataFormatError, match="not the dataset/ of a bundle"):
         recon.add_shipped_grids(pipe, ds, [subject], 2)
+
+
+def test_any_betas_are_reconstructed_and_scored_against_what_was_seen(pipe_and_data, tmp_path):
+    pipe, ds = pipe_and_data
+    betas, ids = recon.test_set(ds, "twin01", 2)
+    grid = recon.reconstruct_grid(pipe, ds, "twin01", settings=recon.ReconSettings(semantic_only=False),
+                                  image_ids=ids, root=tmp_path)
+    # the same betas as an upload: seeds 0, 1 instead of seed + image id, so compare only the shapes and the truth
+    got = recon.reconstruct_betas(pipe, betas, "twin01", truth=ds.images(ids))
+    assert list(got.images) == ["ground truth", "low-level", "fused"] and list(got.metrics) == ["low-level", "fused"]
+    np.testing.assert_array_equal(got.images["ground truth"], grid.images["ground truth"])
+    np.testing.assert_array_equal(got.image_ids, [0, 1])
+    assert got.images["fused"].shape == grid.images["fused"].shape and got.seconds > 0
+    assert got.metric_caption("fused", 1) == (f"PixCorr {got.metrics['fused']['PixCorr'][1]:.3f} · "
+                                              f"SSIM {got.metrics['fused']['SSIM'][1]:.3f}")
+    bare = recon.reconstruct_betas(pipe, betas[:1], "twin01")
+    assert list(bare.images) == ["low-level", "fused"] and bare.metrics == {}
+
+
+def test_compare_subjects_reads_the_cache_and_reports_errors(pipe_and_data, tmp_path, monkeypatch):
+    pipe, ds = pipe_and_data
+    monkeypatch.setenv("BRAINIT_DATA", str(tmp_path))
+    settings = recon.ReconSettings(semantic_only=False)
+    image_id = int(ds.subject("twin01").test_image_ids[0])
+    assert recon.compare_subjects(pipe, ds, ["twin01", "twin02"], image_id, settings, compute=False) == {
+        "twin01": None, "twin02": None}
+    found = recon.compare_subjects(pipe, ds, ["twin01", "twin02", "nobody"], image_id, settings)
+    assert [len(found[s].image_ids) for s in ("twin01", "twin02")] == [1, 1] and "nobody" in found["nobody"]
+    again = recon.compare_subjects(pipe, ds, ["twin01"], image_id, settings, compute=False)
+    assert again["twin01"].cached

@@ -1,4 +1,5 @@
-"""Reconstruction helpers for the app's pages (no streamlit here, so they are testable alone).
+"""The app's reconstruction grids: test images of one subject through the pipeline, with per-image
+metrics, cached on disk.
 
 - :func:`reconstruct_grid`: test images of one subject through the pipeline (fast mode, both
   branches plus semantic-only), with per-image metrics, cached on disk under
@@ -7,15 +8,12 @@
   page is instant and a retrained model never shows stale images. A bundle (``assets/demo``) can
   ship the default grids in ``<bundle>/grids/`` (:func:`add_shipped_grids`), read when the disk
   cache has no entry, so the app's first visit to Reconstructions does not wait for the pipeline.
-- :func:`image_metrics`, :func:`metrics_csv`, :func:`grid_png`: per-image PixCorr / SSIM and exports.
-- :func:`read_betas`: one trial's betas from an uploaded ``.npy`` / ``.h5`` / ``.mgh`` file, checked.
-- :func:`nsd_check`, :func:`twin_report_rows`: the Data page's checks as data.
+- :func:`reconstruct_betas`: any betas (an upload, a simulated response) the same way, uncached.
+- :func:`image_metrics`: per-image PixCorr / SSIM. Exports of a grid are in :mod:`brainit_core.viz.grids`.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import json
 import os
 import tempfile
@@ -25,14 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
-from brainit_core.errors import DataFormatError
+from brainit_core.errors import BrainITError, DataFormatError
+from brainit_core.fileio import try_read_json
 from brainit_core.utils import default_data_dir
+from brainit_core.viz.images import fit_images
 
 COLUMNS = ("ground truth", "low-level", "semantic", "fused")
-MAX_UPLOAD_MB = 50
 CACHE_VERSION = 1
 GRID_SIZE = 8  # test images in the Reconstructions page's grid by default (and in a bundle's shipped grids)
-
 
 @dataclass(frozen=True)
 class ReconSettings:
@@ -100,6 +98,11 @@ class GridResult:
     cached: bool = False
     key: str = ""
 
+    def metric_caption(self, column: str, b: int) -> str:
+        """``"PixCorr 0.412 · SSIM 0.301"`` of image ``b`` in a reconstruction ``column``."""
+        m = self.metrics[column]
+        return f"PixCorr {m['PixCorr'][b]:.3f} · SSIM {m['SSIM'][b]:.3f}"
+
     def rows(self) -> list[dict]:
         """One row per image and reconstruction column (for a table or a CSV file)."""
         out = []
@@ -154,10 +157,8 @@ def dataset_identity(dataset) -> str:
 def _manifest_dataset_hash(manifest: str, mtime_ns: int, size: int) -> str | None:
     """sha256 over the ``dataset/`` entries of a bundle manifest (parsed once per version of the file:
     the page asks for it on every rerun)."""
-    try:
-        files = json.loads(Path(manifest).read_text())["files"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    record = try_read_json(manifest)
+    files = record.get("files") if isinstance(record, dict) else None
     if not isinstance(files, dict):
         return None
     listed = {k: v.get("sha256") for k, v in files.items() if k.startswith("dataset/") and isinstance(v, dict)}
@@ -269,11 +270,65 @@ def reconstruct_grid(pipeline, dataset, subject: str, n: int | None = None, sett
         return None
     t0 = time.perf_counter()
     out = pipeline(betas, subject, **settings.pipeline_kwargs(ids))
-    images = {"ground truth": _fit(dataset.images(ids), out.images.shape[1:3]), **outputs_to_columns(out)}
-    result = GridResult(subject, np.asarray(ids, dtype=np.int64), images, seconds=time.perf_counter() - t0, key=key)
-    result.metrics = {c: image_metrics(images["ground truth"], x) for c, x in images.items() if c != "ground truth"}
+    result = _result(subject, ids, out, dataset.images(ids), time.perf_counter() - t0, key)
     if cache:
         _save(path, result)
+    return result
+
+
+def reconstruct_betas(pipeline, betas, subject: str, truth=None, settings: ReconSettings | None = None) -> GridResult:
+    """Reconstruct any betas of ``subject`` (not cached), scored against ``truth`` when given.
+
+    Parameters
+    ----------
+    pipeline : BrainITPipeline
+    betas : float32 (B, V)
+        The subject's betas in the dataset's vertex order (one trial, or a mean of repeats).
+    subject : str
+    truth : uint8 (B, H, W, 3), optional
+        The images seen (any size: centre-cropped and resized to the reconstructions'); it becomes
+        the ``"ground truth"`` column and the reference of the metrics.
+    settings : ReconSettings, optional
+        Default: fast mode, both branches, no semantic-only image, seed 0 (image ``b`` uses seed ``b``).
+
+    Returns
+    -------
+    GridResult
+        ``image_ids`` are ``0..B-1``; ``seconds`` is the pipeline's own timing.
+    """
+    settings = settings or ReconSettings(semantic_only=False)
+    ids = np.arange(len(betas), dtype=np.int64)
+    out = pipeline(np.asarray(betas, dtype=np.float32), subject, **settings.pipeline_kwargs(ids))
+    return _result(subject, ids, out, truth, float(out.timing.get("total", 0.0)), "")
+
+
+def compare_subjects(pipeline, dataset, subjects, image_id: int, settings: ReconSettings,
+                     compute: bool = True) -> dict:
+    """One shared test image reconstructed for each subject (disk-cached like :func:`reconstruct_grid`).
+
+    Returns
+    -------
+    dict
+        Subject -> :class:`GridResult` of that one image, ``None`` when not cached and ``compute`` is
+        False, or a message (str) saying why that subject cannot be reconstructed.
+    """
+    out = {}
+    for s in subjects:
+        try:
+            out[s] = reconstruct_grid(pipeline, dataset, s, settings=settings, image_ids=[image_id], compute=compute)
+        except BrainITError as exc:
+            out[s] = str(exc)
+    return out
+
+
+def _result(subject: str, ids, out, truth, seconds: float, key: str) -> GridResult:
+    """A :class:`GridResult` from a :class:`ReconstructionOutput` and the seen images (or None)."""
+    images = outputs_to_columns(out)
+    if truth is not None:
+        images = {"ground truth": fit_images(truth, out.images.shape[1:3]), **images}
+    result = GridResult(subject, np.asarray(ids, dtype=np.int64), images, seconds=seconds, key=key)
+    if truth is not None:
+        result.metrics = {c: image_metrics(images["ground truth"], x) for c, x in images.items() if c != "ground truth"}
     return result
 
 
@@ -293,212 +348,6 @@ def image_metrics(gt, recon) -> dict:
     return {"PixCorr": np.asarray(pixcorr(gt, recon, reduce=False), dtype=np.float64),
             "SSIM": np.asarray(ssim(gt, recon, reduce=False), dtype=np.float64)}
 
-
-def metrics_csv(rows: list[dict]) -> str:
-    """Rows of :meth:`GridResult.rows` as CSV text."""
-    import csv
-
-    buf = io.StringIO()
-    fields = ["subject", "image_id", "reconstruction", "PixCorr", "SSIM"]
-    w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: r[k] for k in fields})
-    return buf.getvalue()
-
-
-def grid_image(columns: dict, cell: int = 128, pad: int = 4, header: int = 18) -> np.ndarray:
-    """Columns of images side by side, one row per image, with a header naming each column.
-
-    Parameters
-    ----------
-    columns : dict
-        Column name -> uint8 (N, H, W, 3); all with the same N.
-    cell : int
-        Size of each image in the grid (pixels).
-
-    Returns
-    -------
-    uint8 (header + N * (cell + pad) + pad, n_columns * (cell + pad) + pad, 3)
-    """
-    from PIL import Image, ImageDraw
-
-    names = list(columns)
-    n = {len(v) for v in columns.values()}
-    if len(n) != 1:
-        raise ValueError(f"all columns need the same number of images, got {sorted(n)}")
-    n = n.pop()
-    W = len(names) * (cell + pad) + pad
-    H = header + n * (cell + pad) + pad
-    canvas = Image.new("RGB", (W, H), (255, 255, 255))
-    draw = ImageDraw.Draw(canvas)
-    for c, name in enumerate(names):
-        x = pad + c * (cell + pad)
-        draw.text((x + 2, 3), name, fill=(0, 0, 0))
-        for r, im in enumerate(columns[name]):
-            tile = Image.fromarray(np.asarray(im, dtype=np.uint8)).resize((cell, cell), Image.BILINEAR)
-            canvas.paste(tile, (x, header + r * (cell + pad)))
-    return np.asarray(canvas)
-
-
-def grid_png(columns: dict, cell: int = 128) -> bytes:
-    """:func:`grid_image` encoded as PNG bytes (for a download button)."""
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(grid_image(columns, cell=cell)).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-# ------------------------------------------------------------------------------------------------
-# uploaded betas
-
-def read_betas(name: str, data: bytes, n_vertices: int, key: str | None = None,
-               max_mb: float = MAX_UPLOAD_MB) -> np.ndarray:
-    """One trial's betas from an uploaded file, checked against the subject's vertex count.
-
-    Parameters
-    ----------
-    name : str
-        File name; its suffix picks the reader: ``.npy`` (``allow_pickle=False``), ``.h5`` /
-        ``.hdf5`` (the dataset ``key``, else the first 1-D or 2-D dataset), ``.mgh`` / ``.mgz``
-        (nibabel).
-    data : bytes
-    n_vertices : int
-        The subject's vertex count V.
-    key : str, optional
-        HDF5 dataset name.
-    max_mb : float
-        Files larger than this are refused.
-
-    Returns
-    -------
-    float32 (V,)
-        A 2-D array with one row of V values (or one column) is accepted; several rows are
-        averaged only if they are repeats the user meant, so they are refused instead.
-
-    Raises
-    ------
-    DataFormatError
-        With what was expected: unknown suffix, too large, unreadable, wrong shape, NaN or inf.
-    """
-    size_mb = len(data) / 2 ** 20
-    if size_mb > max_mb:
-        raise DataFormatError(f"{name}: {size_mb:.1f} MB is over the {max_mb:.0f} MB limit for one trial's betas")
-    suffix = Path(name).suffix.lower()
-    if suffix == ".gz" and name.lower().endswith(".mgh.gz"):
-        suffix = ".mgz"
-    try:
-        if suffix == ".npy":
-            arr = np.load(io.BytesIO(data), allow_pickle=False)
-        elif suffix in (".h5", ".hdf5"):
-            arr = _read_h5(data, key)
-        elif suffix in (".mgh", ".mgz"):
-            arr = _read_mgh(data, suffix)
-        else:
-            raise DataFormatError(f"{name}: unknown file type {suffix or '(none)'}; use .npy, .h5/.hdf5 or .mgh")
-    except DataFormatError as exc:
-        raise DataFormatError(f"{name}: {exc}" if not str(exc).startswith(name) else str(exc)) from exc
-    except Exception as exc:  # any reader failure is the file's fault, reported as such
-        raise DataFormatError(f"{name}: cannot read as {suffix} ({type(exc).__name__}: {exc})") from exc
-    arr = np.asarray(arr)
-    if not np.issubdtype(arr.dtype, np.number):
-        raise DataFormatError(f"{name}: expected numbers, got dtype {arr.dtype}")
-    squeezed = np.squeeze(arr)
-    if squeezed.ndim != 1 or squeezed.shape[0] != n_vertices:
-        raise DataFormatError(f"{name}: expected one trial of {n_vertices} values (shape ({n_vertices},) or "
-                              f"(1, {n_vertices})), got shape {arr.shape}")
-    out = squeezed.astype(np.float32)
-    bad = ~np.isfinite(out)
-    if bad.any():
-        raise DataFormatError(f"{name}: {int(bad.sum())} of {n_vertices} values are NaN or inf "
-                              "(set them to 0 after z-scoring)")
-    return out
-
-
-def _read_h5(data: bytes, key: str | None) -> np.ndarray:
-    import h5py
-
-    with h5py.File(io.BytesIO(data), "r") as f:
-        if key:
-            if key not in f or not isinstance(f[key], h5py.Dataset):
-                raise DataFormatError(f"no dataset {key!r} in the file")
-            return f[key][()]
-        found = []
-        f.visititems(lambda n, obj: found.append(n) if isinstance(obj, h5py.Dataset) and obj.ndim in (1, 2) else None)
-        if not found:
-            raise DataFormatError("no 1-D or 2-D dataset in the file")
-        return f[found[0]][()]
-
-
-def _read_mgh(data: bytes, suffix: str) -> np.ndarray:
-    import nibabel as nib
-
-    with tempfile.TemporaryDirectory() as tmp:
-        p = Path(tmp) / f"upload{suffix}"
-        p.write_bytes(data)
-        return np.asarray(nib.load(str(p)).get_fdata(dtype=np.float32))
-
-
-# ------------------------------------------------------------------------------------------------
-# Data page checks
-
-def nsd_check(root, subjects=(1, 2, 5, 7), space: str = "fsaverage") -> tuple[bool, list[str]]:
-    """The ``nsd check`` command's verdict and lines (what is present or missing under ``root``)."""
-    import argparse
-
-    from brainit_core.data.nsd_cli import _check
-
-    root = Path(str(root)).expanduser()
-    if not root.is_dir():
-        return False, [f"MISSING NSD root: {root} is not a directory"]
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        rc = _check(argparse.Namespace(nsd_root=str(root), subjects=list(subjects), space=space))
-    return rc == 0, [line for line in buf.getvalue().splitlines() if line.strip()]
-
-
-def twin_report_rows(report: dict) -> list[dict]:
-    """``validate_twin``'s report as one table row per subject."""
-    rows = []
-    for s, r in report.items():
-        nc = r["noise_ceiling_median"]
-        rows.append({"subject": s, "vertices": r["n_vertices"], "contralateral": r["contralateral_fraction"],
-                     "ecc-gradient rho": r["eccentricity_gradient_rho"], "NC designed": nc["designed"],
-                     "NC measured": nc["measured"], "NC < 10%": r["noise_ceiling_under_10pct"],
-                     **{f"d' {k}": v for k, v in r["category_selectivity_dprime"].items()}})
-    return rows
-
-
-def dataset_summary(dataset) -> list[dict]:
-    """One row per subject: vertices, trials, split sizes, held out or not."""
-    rows = []
-    for s in dataset.subjects:
-        sd = dataset.subject(s)
-        rows.append({"subject": s, "vertices": int(len(sd.vertices)), "trials": int(len(sd.image_ids)),
-                     "train images": int(len(sd.train_image_ids)), "val images": int(len(sd.val_image_ids)),
-                     "test images": int(len(sd.test_image_ids)), "held out": s in dataset.heldout_subjects})
-    return rows
-
-
-def fit_image(image: np.ndarray, size: int) -> np.ndarray:
-    """An RGB uint8 image centre-cropped to a square and resized to ``size`` (H, W, 3)."""
-    from PIL import Image
-
-    im = np.asarray(image)
-    if im.ndim == 2:
-        im = np.repeat(im[..., None], 3, axis=2)
-    im = im[..., :3].astype(np.uint8)
-    h, w = im.shape[:2]
-    s = min(h, w)
-    im = im[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
-    return np.asarray(Image.fromarray(im).resize((size, size), Image.BILINEAR))
-
-
-def _fit(images: np.ndarray, hw) -> np.ndarray:
-    if tuple(images.shape[1:3]) == tuple(hw):
-        return images
-    return np.stack([fit_image(im, hw[0]) for im in images])
 
 
 def _save(path: Path, result: GridResult) -> None:
