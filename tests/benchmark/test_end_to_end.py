@@ -19,7 +19,7 @@ LIMIT = 4
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    from tests.ui.conftest import build_app_data
+    from tests.factories import build_app_data
 
     return build_app_data(tmp_path_factory.mktemp("bench"), seed=7)  # the benchmark works on a twin of any seed
 
@@ -134,8 +134,8 @@ def test_benchmark_end_to_end_complete_results_cached_rerun(tiny, tmp_path, caps
 def test_benchmark_on_non_twin_data_skips_twin_parts(tmp_path):
     from brainit_core.models.run import BrainITRun
     from brainit_core.models.training import train_run
-    from tests.models.test_training import make_run_dataset
-    from tests.reconstruction.conftest import build_tiny_generators
+    from tests.factories import make_run_dataset
+    from tests.factories import build_tiny_generators
 
     ds = make_run_dataset(tmp_path / "data")
     train_run(ds, preset="ci", out=tmp_path / "run", device="cpu")

@@ -6,7 +6,7 @@ import pytest
 
 from brainit_core.data import load_dataset, standardize_session
 from brainit_core.errors import DataFormatError
-from tests.conftest import make_tiny_dataset
+from tests.factories import make_tiny_dataset
 
 
 def test_roundtrip_and_averaging(tmp_path):

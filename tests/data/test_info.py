@@ -7,7 +7,7 @@ import pytest
 
 from brainit_core.data import DatasetInfo
 from brainit_core.errors import DataFormatError
-from tests.conftest import make_tiny_dataset
+from tests.factories import make_tiny_dataset
 
 
 def test_info_of_a_dataset(tmp_path):

@@ -12,7 +12,7 @@ from brainit_core.errors import CheckpointError, MissingWeightsError
 from brainit_core.features import extract_features, get_feature_space, maps_to_tokens
 from brainit_core.features import fullsize as fs
 from brainit_core.features import weights as fw
-from tests.conftest import make_tiny_dataset
+from tests.factories import make_tiny_dataset
 
 
 @pytest.fixture(scope="module")

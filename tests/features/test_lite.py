@@ -2,7 +2,7 @@ import numpy as np
 import torch
 
 from brainit_core.features import extract_features, get_feature_space
-from tests.conftest import make_tiny_dataset
+from tests.factories import make_tiny_dataset
 
 
 def test_lite0_recognises_the_cat():

@@ -6,7 +6,7 @@ import json
 from PIL import Image
 
 from brainit_core.cli import main
-from tests.conftest import make_tiny_dataset
+from tests.factories import make_tiny_dataset
 
 
 def test_evaluate_reads_a_reconstruct_output(tmp_path, monkeypatch, capsys):

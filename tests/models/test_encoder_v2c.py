@@ -6,7 +6,7 @@ from brainit_core.models.encoder import (EncoderConfig, ImageToFMRIEncoder, enco
                                          predict_fmri)
 from brainit_core.models.encoder_training import train_encoder
 from brainit_core.models.v2c import V2C
-from tests.conftest import make_tiny_dataset
+from tests.factories import make_tiny_dataset
 
 
 def _planted(n=160, v=40, seed=0):

@@ -7,53 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from brainit_core.features.base import TokenSpec
-from brainit_core.features.cache import FeatureSet
-from brainit_core.models.bit import BITConfig, BrainITModel
-from brainit_core.models.bit_data import BITData, SamplePool, channel_stats, epoch_samples, subject_training_betas
+from brainit_core.models.bit import BITConfig
+from brainit_core.models.bit_data import epoch_samples, subject_training_betas
 from brainit_core.models.bit_io import load_bit, save_bit
 from brainit_core.models.head_training import train_head, warmup_factor
-
-SEM = TokenSpec("semantic", (2, 2), 6)
-LOW = [TokenSpec("l0", (4, 4), 3), TokenSpec("l1", (2, 2), 5)]
-SUBJECTS = {"a": 20, "b": 14}
-
-
-def make_data(n=40, seed=0) -> BITData:
-    """Features and betas of n images that all derive linearly from 4 latent factors (learnable)."""
-    rng = np.random.default_rng(seed)
-    z = rng.standard_normal((n, 4)).astype(np.float32)
-    def feat(*shape):
-        return (z @ rng.standard_normal((4, int(np.prod(shape))))).reshape(n, *shape).astype(np.float16)
-    fs = FeatureSet(np.arange(n), feat(4, 6), [feat(3, 4, 4), feat(5, 2, 2)])
-    real, val, syn = {}, {}, {}
-    for s, v in SUBJECTS.items():
-        betas = z @ rng.standard_normal((4, v)).astype(np.float32) + 0.1 * rng.standard_normal((n, v)).astype(np.float32)
-        real[s] = SamplePool(betas[:30], np.arange(30))
-        val[s] = SamplePool(betas[30:], np.arange(30, n))
-        syn[s] = SamplePool(betas[:30].astype(np.float16), np.arange(30))
-    return BITData(fs, real, val, syn)
-
-
-def make_model(data: BITData, config: BITConfig, seed=0) -> BrainITModel:
-    torch.manual_seed(seed)
-    m = BrainITModel(config, SEM, LOW)
-    for s, v in SUBJECTS.items():
-        m.add_subject(s, v, np.arange(v) % config.n_clusters)
-        m.set_input_stats(s, data.real[s].betas.mean(0), data.real[s].betas.std(0))
-    m.set_target_stats(*channel_stats(data.features, np.arange(30)))
-    return m
-
-
-def tiny_config(**kw) -> BITConfig:
-    cfg = BITConfig.preset("ci")
-    cfg.voxels_per_sample = 12
-    cfg.semantic_batch = cfg.lowlevel_batch = 8
-    cfg.lr = 3e-3
-    cfg.warmup_epochs = 0
-    for k, v in kw.items():
-        setattr(cfg, k, v)
-    return cfg
+from tests.factories import SUBJECTS, make_data, make_model, make_run_dataset, tiny_config
 
 
 @pytest.mark.parametrize("head", ["semantic", "lowlevel"])
@@ -135,32 +93,6 @@ def test_subject_training_betas_average_and_single(tiny_dataset):
 # --------------------------------------------------------------------------------------------
 # the whole pipeline on a tiny dataset
 # --------------------------------------------------------------------------------------------
-def make_run_dataset(path, n_unlabeled=24, seed=0):
-    """Like conftest's tiny dataset (3 subjects, the last held out) plus an "unlabeled" image set."""
-    from brainit_core.data import DatasetWriter
-
-    rng = np.random.default_rng(seed)
-    w = DatasetWriter(path, source="synthetic-test", mesh="fsaverage5", image_size=16)
-    n_test, n_train, subjects = 4, 12, ["sub01", "sub02", "sub03"]
-    n_img = n_test + n_train * len(subjects) + n_unlabeled
-    ids = np.arange(n_img) * 3 + 5
-    w.add_images(ids, rng.integers(0, 256, (n_img, 16, 16, 3), dtype=np.uint8))
-    w.add_image_set("unlabeled", ids[-n_unlabeled:])
-    for s, name in enumerate(subjects):
-        nv = (30, 24, 27)[s]
-        verts = np.concatenate([np.sort(rng.choice(10242, nv // 2, replace=False)),
-                                np.sort(rng.choice(10242, nv - nv // 2, replace=False))])
-        w.begin_subject(name, verts, np.r_[np.zeros(nv // 2), np.ones(nv - nv // 2)].astype(np.uint8))
-        test, train = ids[:n_test], ids[n_test + s * n_train: n_test + (s + 1) * n_train]
-        shown = np.repeat(np.r_[test, train], 2)
-        rng.shuffle(shown)
-        half = len(shown) // 2
-        for sess, chunk in enumerate((shown[:half], shown[half:]), start=1):
-            w.append_session(name, rng.standard_normal((len(chunk), nv)).astype(np.float32), chunk, sess)
-        w.finalize_subject(name, train[:-3], train[-3:], test)
-    return w.finalize(heldout_subjects=subjects[-1:])
-
-
 @pytest.fixture
 def run_dataset(tmp_path):
     return make_run_dataset(tmp_path / "data")

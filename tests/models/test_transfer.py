@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.models.test_training import make_data, make_model, make_run_dataset, tiny_config
+from tests.factories import make_data, make_model, make_run_dataset, tiny_config
 
 
 def test_transfer_trials_follow_session_order(tmp_path):

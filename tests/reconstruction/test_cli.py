@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from brainit_core.cli import main
-from tests.conftest import make_tiny_dataset
-from tests.reconstruction.conftest import FakeRun
+from tests.factories import make_tiny_dataset
+from tests.factories import FakeRun
 
 
 @pytest.fixture(scope="module")

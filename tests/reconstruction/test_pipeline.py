@@ -5,7 +5,7 @@ import torch
 from brainit_core.errors import CheckpointError, DataFormatError
 from brainit_core.reconstruction.generators import Generators
 from brainit_core.reconstruction.pipeline import BrainITPipeline, ReconstructionOutput
-from tests.reconstruction.conftest import N_VERTICES, FakeRun
+from tests.factories import N_VERTICES, FakeRun
 
 
 def _betas(n=2, seed=0):

@@ -184,7 +184,7 @@ def test_data_page_upload_betas(app_env):
 
 def test_data_page_in_silico_and_build(app_env, monkeypatch):
     import brainit_core.data.twin as twin
-    from tests.conftest import TWIN_SIZE
+    from tests.factories import TWIN_SIZE
 
     at = open_app("pages/5_Data.py")
     n_before = len(at.image)

@@ -1,0 +1,216 @@
+"""Builders of tiny test data shared by the test modules (fixtures over them are in conftest.py files).
+
+Everything here is built in seconds on 2 cores: random canonical datasets, BIT training data with a
+learnable structure, a tiny twin with a trained ci run and random ci generators, and a fake run.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from brainit_core.features.base import TokenSpec
+from brainit_core.features.cache import FeatureSet
+from brainit_core.models.bit import BITConfig, BrainITModel
+from brainit_core.models.bit_data import BITData, SamplePool, channel_stats
+
+
+# -- canonical datasets -------------------------------------------------------------------------
+
+def make_tiny_dataset(path, n_subjects=2, n_vertices=(30, 24), n_train=12, n_test=4, repeats=2, image_size=16, seed=0):
+    """A canonical dataset with random images and betas (no twin needed)."""
+    from brainit_core.data import DatasetWriter
+
+    rng = np.random.default_rng(seed)
+    w = DatasetWriter(path, source="synthetic-test", mesh="fsaverage5", image_size=image_size)
+    n_img = n_test + n_train * n_subjects
+    ids = np.arange(n_img) * 3 + 5
+    w.add_images(ids, rng.integers(0, 256, (n_img, image_size, image_size, 3), dtype=np.uint8))
+    names = []
+    for s in range(n_subjects):
+        name = f"sub{s + 1:02d}"
+        nv = n_vertices[s % len(n_vertices)]
+        verts = np.concatenate([np.sort(rng.choice(10242, nv // 2, replace=False)),
+                                np.sort(rng.choice(10242, nv - nv // 2, replace=False))])
+        hemis = np.r_[np.zeros(nv // 2), np.ones(nv - nv // 2)].astype(np.uint8)
+        w.begin_subject(name, verts, hemis)
+        test = ids[:n_test]
+        train = ids[n_test + s * n_train: n_test + (s + 1) * n_train]
+        shown = np.repeat(np.r_[test, train], repeats)
+        rng.shuffle(shown)
+        half = len(shown) // 2
+        for sess, chunk in enumerate((shown[:half], shown[half:]), start=1):
+            w.append_session(name, rng.standard_normal((len(chunk), nv)).astype(np.float32), chunk, sess)
+        w.finalize_subject(name, train[:-2], train[-2:], test)
+        names.append(name)
+    return w.finalize(heldout_subjects=names[-1:])
+
+
+def make_run_dataset(path, n_unlabeled=24, seed=0):
+    """Like conftest's tiny dataset (3 subjects, the last held out) plus an "unlabeled" image set."""
+    from brainit_core.data import DatasetWriter
+
+    rng = np.random.default_rng(seed)
+    w = DatasetWriter(path, source="synthetic-test", mesh="fsaverage5", image_size=16)
+    n_test, n_train, subjects = 4, 12, ["sub01", "sub02", "sub03"]
+    n_img = n_test + n_train * len(subjects) + n_unlabeled
+    ids = np.arange(n_img) * 3 + 5
+    w.add_images(ids, rng.integers(0, 256, (n_img, 16, 16, 3), dtype=np.uint8))
+    w.add_image_set("unlabeled", ids[-n_unlabeled:])
+    for s, name in enumerate(subjects):
+        nv = (30, 24, 27)[s]
+        verts = np.concatenate([np.sort(rng.choice(10242, nv // 2, replace=False)),
+                                np.sort(rng.choice(10242, nv - nv // 2, replace=False))])
+        w.begin_subject(name, verts, np.r_[np.zeros(nv // 2), np.ones(nv - nv // 2)].astype(np.uint8))
+        test, train = ids[:n_test], ids[n_test + s * n_train: n_test + (s + 1) * n_train]
+        shown = np.repeat(np.r_[test, train], 2)
+        rng.shuffle(shown)
+        half = len(shown) // 2
+        for sess, chunk in enumerate((shown[:half], shown[half:]), start=1):
+            w.append_session(name, rng.standard_normal((len(chunk), nv)).astype(np.float32), chunk, sess)
+        w.finalize_subject(name, train[:-3], train[-3:], test)
+    return w.finalize(heldout_subjects=subjects[-1:])
+
+
+# -- BIT training data and models --------------------------------------------------------------
+
+SEM = TokenSpec("semantic", (2, 2), 6)
+LOW = [TokenSpec("l0", (4, 4), 3), TokenSpec("l1", (2, 2), 5)]
+SUBJECTS = {"a": 20, "b": 14}
+
+
+def make_data(n=40, seed=0) -> BITData:
+    """Features and betas of n images that all derive linearly from 4 latent factors (learnable)."""
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((n, 4)).astype(np.float32)
+    def feat(*shape):
+        return (z @ rng.standard_normal((4, int(np.prod(shape))))).reshape(n, *shape).astype(np.float16)
+    fs = FeatureSet(np.arange(n), feat(4, 6), [feat(3, 4, 4), feat(5, 2, 2)])
+    real, val, syn = {}, {}, {}
+    for s, v in SUBJECTS.items():
+        betas = z @ rng.standard_normal((4, v)).astype(np.float32) + 0.1 * rng.standard_normal((n, v)).astype(np.float32)
+        real[s] = SamplePool(betas[:30], np.arange(30))
+        val[s] = SamplePool(betas[30:], np.arange(30, n))
+        syn[s] = SamplePool(betas[:30].astype(np.float16), np.arange(30))
+    return BITData(fs, real, val, syn)
+
+
+def make_model(data: BITData, config: BITConfig, seed=0) -> BrainITModel:
+    torch.manual_seed(seed)
+    m = BrainITModel(config, SEM, LOW)
+    for s, v in SUBJECTS.items():
+        m.add_subject(s, v, np.arange(v) % config.n_clusters)
+        m.set_input_stats(s, data.real[s].betas.mean(0), data.real[s].betas.std(0))
+    m.set_target_stats(*channel_stats(data.features, np.arange(30)))
+    return m
+
+
+def tiny_config(**kw) -> BITConfig:
+    cfg = BITConfig.preset("ci")
+    cfg.voxels_per_sample = 12
+    cfg.semantic_batch = cfg.lowlevel_batch = 8
+    cfg.lr = 3e-3
+    cfg.warmup_epochs = 0
+    for k, v in kw.items():
+        setattr(cfg, k, v)
+    return cfg
+
+
+# -- generators and runs ------------------------------------------------------------------------
+
+N_VERTICES = 30
+
+
+def build_tiny_generators(space, seed: int = 0):
+    """Randomly initialised ci-size generators whose statistics are fitted on random images."""
+    from brainit_core.reconstruction.autoencoder import build_autoencoder
+    from brainit_core.reconstruction.diffusion import ConditionalUNet
+    from brainit_core.reconstruction.generators import Generators, ReconstructionConfig
+    from brainit_core.reconstruction.inverter import FeatureInverter
+    from brainit_core.reconstruction.training import generator_configs
+    from dataclasses import asdict
+
+    torch.manual_seed(seed)
+    cfgs = generator_configs(space, "ci")
+    ae = build_autoencoder(cfgs["autoencoder"]).eval()
+    unet = ConditionalUNet(cfgs["unet"]).eval()
+    inv = FeatureInverter(cfgs["inverter"]).eval()
+    x = torch.rand(8, 3, 64, 64, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        inv.fit_statistics(space.lowlevel_maps(x))
+        unet.conditioner.fit_statistics(space.semantic_tokens(x))
+    settings = {"preset": "ci", "space": {"name": "lite0", "preset": "ci"},
+                "reconstruction": asdict(ReconstructionConfig.preset("ci"))}
+    return Generators(space=space, autoencoder=ae, unet=unet, inverter=inv,
+                      scheduler_config=cfgs["unet"].scheduler_config(), settings=settings)
+
+
+class FakeRun:
+    """Stands in for ``BrainITRun``: a fixed random linear map from betas to both feature sets."""
+
+    def __init__(self, space, subjects=("sub01",), n_vertices: int = N_VERTICES, seed: int = 0):
+        self.space = space
+        self.subjects = list(subjects)
+        self.checkpoint_sha256 = "0" * 64
+        self.calls = 0
+        g = torch.Generator().manual_seed(seed)
+        sem = space.semantic_spec
+        self._sem = torch.randn(n_vertices, sem.n_tokens * sem.dim, generator=g) * 0.3
+        self._low = [torch.randn(n_vertices, s.dim * s.grid[0] * s.grid[1], generator=g) * 0.3
+                     for s in space.lowlevel_specs]
+
+    def predict(self, betas, subject, return_attention=False):
+        from brainit_core.models.bit import BITPrediction
+
+        self.calls += 1
+        if subject not in self.subjects:
+            raise KeyError(subject)
+        x = torch.as_tensor(np.asarray(betas, dtype=np.float32))
+        B = x.shape[0]
+        sem = self.space.semantic_spec
+        pred = BITPrediction(semantic=(x @ self._sem).view(B, sem.n_tokens, sem.dim).relu(),
+                             lowlevel=[(x @ w).view(B, s.dim, *s.grid).relu() for w, s in zip(self._low, self.space.lowlevel_specs)])
+        if return_attention:
+            pred.tokenizer_attention = {"semantic": torch.softmax(x, dim=1), "lowlevel": torch.softmax(2 * x, dim=1)}
+            pred.cluster_of_voxel = torch.arange(x.shape[1]) % 4
+            n_low = sum(s.n_tokens for s in self.space.lowlevel_specs)
+            pred.cross_attention = {"semantic": torch.rand(B, sem.n_tokens, 4), "lowlevel": torch.rand(B, n_low, 4)}
+        return pred
+
+
+# -- the app's tiny configuration --------------------------------------------------------------
+
+TWIN_SIZE = dict(n_subjects=2, n_train=40, n_test=8, n_unlabeled=16, n_ood=4, image_size=32)
+
+
+@dataclass(frozen=True)
+class AppData:
+    """Paths of the tiny app configuration."""
+
+    root: Path
+    dataset: Path
+    run: Path
+    generators: Path
+
+    def env(self) -> dict:
+        return {"BRAINIT_APP_DATA": str(self.dataset), "BRAINIT_APP_RUN": str(self.run),
+                "BRAINIT_APP_GENERATORS": str(self.generators), "BRAINIT_DATA": str(self.root)}
+
+
+def build_app_data(root, seed: int = 0) -> AppData:
+    """Build the tiny twin (twin01, twin02 trained; twin03 held out), a ci run and ci generators."""
+    import torch
+
+    from brainit_core.data.twin import TwinConfig, build_twin
+    from brainit_core.models.run import BrainITRun
+    from brainit_core.models.training import train_run
+
+    torch.set_num_threads(1)
+    root = Path(root)
+    ds = build_twin(root / "twin-tiny", TwinConfig.preset("ci", seed=seed, **TWIN_SIZE))
+    train_run(ds, preset="ci", out=root / "runs" / "tiny", device="cpu")
+    run = BrainITRun.load(root / "runs" / "tiny", device="cpu")
+    build_tiny_generators(run.space).save(root / "generators" / "tiny")
+    return AppData(root, root / "twin-tiny", root / "runs" / "tiny", root / "generators" / "tiny")
