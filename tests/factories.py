@@ -107,6 +107,18 @@ def make_model(data: BITData, config: BITConfig, seed=0) -> BrainITModel:
     return m
 
 
+def tiny_bit_model(subjects: dict | None = None, config: BITConfig | None = None, seed: int = 0) -> BrainITModel:
+    """An untrained BrainITModel on the tiny specs (:data:`SEM`, :data:`LOW`), voxels assigned round-robin to
+    clusters. ``subjects``: name -> vertex count (default ``{"a": 20}``)."""
+    torch.manual_seed(seed)
+    config = config or BITConfig.preset("ci")
+    subjects = subjects or {"a": 20}
+    model = BrainITModel(config, SEM, LOW, subjects)
+    for s, v in subjects.items():
+        model.set_labels(s, np.arange(v) % config.n_clusters)
+    return model
+
+
 def tiny_config(**kw) -> BITConfig:
     cfg = BITConfig.preset("ci")
     cfg.voxels_per_sample = 12

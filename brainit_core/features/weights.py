@@ -58,33 +58,30 @@ def vgg_weight_candidates() -> list[Path]:
     return out
 
 
-def _first_file(candidates: list[Path]) -> tuple[Path | None, str]:
-    """The first existing file among ``candidates`` (or None) and the list of places looked at."""
+def _first_file(candidates: list[Path], missing: str, advice: str) -> Path:
+    """The first existing file among ``candidates``, else a :class:`MissingWeightsError` listing them."""
     found = next((p for p in candidates if p.is_file()), None)
-    return found, "\n  ".join(str(p) for p in candidates)
+    if found is None:
+        tried = "\n  ".join(str(p) for p in candidates)
+        raise MissingWeightsError(f"{missing}. Looked at:\n  {tried}\n{advice}")
+    return found
 
 
 def find_clip_weights(path: str | None = None) -> Path:
     """The local OpenCLIP ViT-bigG/14 weight file, or :class:`MissingWeightsError` saying where to put it."""
-    cands = [Path(path)] if path else clip_weight_candidates()
-    found, tried = _first_file(cands)
-    if found is not None:
-        return found
-    raise MissingWeightsError(
+    return _first_file(
+        [Path(path)] if path else clip_weight_candidates(),
         f"OpenCLIP {BIGG_MODEL} ({BIGG_TAG}) weights not found: expected {' or '.join(BIGG_FILES)} "
-        f"from the Hugging Face repository {BIGG_HF_REPO} (about 10 GB). Looked at:\n  {tried}\n"
+        f"from the Hugging Face repository {BIGG_HF_REPO} (about 10 GB)",
         f"Get it on a machine with internet access, e.g. `huggingface-cli download {BIGG_HF_REPO} "
         f"{BIGG_FILES[1]}`, copy it here and pass its path (clip_weights=...) or set BRAINIT_BIGG_WEIGHTS.")
 
 
 def find_vgg_weights(path: str | None = None) -> Path:
     """The local torchvision VGG16-BN weight file, or :class:`MissingWeightsError` saying where to put it."""
-    cands = [Path(path)] if path else vgg_weight_candidates()
-    found, tried = _first_file(cands)
-    if found is not None:
-        return found
-    raise MissingWeightsError(
-        f"torchvision VGG16-BN ImageNet weights not found: expected {VGG_FILE} (528 MB). Looked at:\n  {tried}\n"
+    return _first_file(
+        [Path(path)] if path else vgg_weight_candidates(),
+        f"torchvision VGG16-BN ImageNet weights not found: expected {VGG_FILE} (528 MB)",
         f"Get it on a machine with internet access ({VGG_URL}), put it in {Path(torch.hub.get_dir()) / 'checkpoints'} "
         f"or pass its path (vgg_weights=...) or set BRAINIT_VGG_WEIGHTS.")
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from brainit_core.analysis import maps as am
+from tests.factories import tiny_bit_model
 
 
 def _maps():
@@ -58,16 +59,10 @@ def test_area_codes_and_token_area_shares():
 def tiny_run():
     import torch
 
-    from brainit_core.features.base import TokenSpec
-    from brainit_core.models.bit import BITConfig, BrainITModel
     from brainit_core.models.run import BrainITRun
 
-    torch.manual_seed(0)
-    cfg = BITConfig.preset("ci")
-    sem, low = TokenSpec("semantic", (2, 2), 6), [TokenSpec("l0", (4, 4), 3), TokenSpec("l1", (2, 2), 5)]
-    model = BrainITModel(cfg, sem, low, {"a": 20})
-    model.set_labels("a", np.arange(20) % cfg.n_clusters)
-    space = SimpleNamespace(semantic_spec=sem, lowlevel_specs=low)
+    model = tiny_bit_model()
+    space = SimpleNamespace(semantic_spec=model.semantic_spec, lowlevel_specs=model.lowlevel_specs)
     return BrainITRun("tiny", space, {}, None, model.eval(), "0" * 64, torch.device("cpu"))
 
 

@@ -8,11 +8,12 @@ import pytest
 import torch
 
 from brainit_core.features.base import TokenSpec
-from brainit_core.models.bit import BITConfig, BrainIT, BrainITModel
+from brainit_core.models.bit import BITConfig, BrainIT
 from brainit_core.models.memory import estimate_memory
 from brainit_core.models.losses import info_nce, lowlevel_loss
 from brainit_core.models.tokenizer import BrainTokenizer
 from brainit_core.models.transformer import CrossTransformer
+from tests.factories import tiny_bit_model
 
 C, D = 5, 16
 
@@ -144,11 +145,8 @@ def test_info_nce_values():
 
 
 def test_model_predict_denormalises_to_feature_units():
-    torch.manual_seed(0)
-    cfg = BITConfig.preset("ci")
-    sem, low = TokenSpec("semantic", (2, 2), 6), [TokenSpec("l0", (4, 4), 3), TokenSpec("l1", (2, 2), 5)]
-    m = BrainITModel(cfg, sem, low, {"a": 20})
-    m.set_labels("a", np.arange(20) % cfg.n_clusters)
+    m = tiny_bit_model()
+    cfg = m.config
     x = torch.randn(3, 20)
     p0 = m.predict(x, "a", return_attention=True)
     m.set_target_stats((np.full(6, 5.0), np.full(6, 2.0)), [(np.full(3, -1.0), np.full(3, 3.0)), (np.zeros(5), np.ones(5))])
@@ -174,10 +172,8 @@ def _run_of(model):
 
 
 def test_prediction_carries_both_heads_tokenizer_attention_through_batches():
-    torch.manual_seed(0)
-    cfg = BITConfig.preset("ci")
-    sem, low = TokenSpec("semantic", (2, 2), 6), [TokenSpec("l0", (4, 4), 3), TokenSpec("l1", (2, 2), 5)]
-    m = BrainITModel(cfg, sem, low, {"a": 20}).eval()
+    m = tiny_bit_model().eval()
+    cfg = m.config
     labels = np.arange(20) % 3  # 3 non-empty clusters of the model's n_clusters
     m.set_labels("a", labels)
     x = torch.randn(5, 20)
