@@ -27,6 +27,54 @@ def _module_name(path: Path) -> str:
     return ".".join(path.relative_to(ROOT).with_suffix("").parts)
 
 
+# ARCHITECTURE.md's layers, top to bottom: a module may import its own layer and the ones above it
+LAYERS = (
+    ("foundations", ("errors", "fileio", "checkpoint", "progress", "utils", "stimulus")),
+    ("formats", ("runs", "data.info", "data.dataset", "data.writer")),
+    ("data sources", ("data", "data.nsd", "data.twin", "data.uploads", "data.summary")),
+    ("features", ("features",)),
+    ("drawing", ("viz",)),
+    ("metrics", ("metrics", "baselines")),
+    ("models", ("models",)),
+    ("reconstruction", ("reconstruction",)),
+    ("analysis", ("analysis",)),
+    ("benchmark", ("benchmark",)),
+    ("command line and packaging", ("cli", "__main__", "bundle", "app_sources", "demo_cli", "data.nsd_cli",
+                                    "data.twin.cli", "models.cli", "reconstruction.cli", "metrics.cli",
+                                    "benchmark.cli")),
+    ("app", ("ui",)),
+)
+
+
+def _layer(module: str) -> int | None:
+    """Index in LAYERS of the longest prefix that names ``module`` (None: the package itself)."""
+    name = module.removeprefix("brainit_core").removeprefix(".").removesuffix(".__init__")
+    best = None
+    for i, (_, prefixes) in enumerate(LAYERS):
+        for p in prefixes:
+            if (name == p or name.startswith(p + ".")) and (best is None or len(p) > best[1]):
+                best = (i, len(p))
+    return None if best is None else best[0]
+
+
+def test_every_module_has_a_layer_and_imports_only_upward():
+    offenders = []
+    for path in MODULES:
+        own = _layer(_module_name(path))
+        if path.name == "__init__.py" and path.parent == CORE:
+            continue
+        if own is None:
+            offenders.append(f"{path.relative_to(ROOT)} is in no layer of ARCHITECTURE.md")
+            continue
+        for module, _ in _imports(path):
+            if not module.startswith("brainit_core.") or (target := _layer(module)) is None:
+                continue
+            if target > own:
+                offenders.append(f"{path.relative_to(ROOT)} ({LAYERS[own][0]}) imports {module} "
+                                 f"({LAYERS[target][0]}, a lower layer)")
+    assert not offenders, "\n".join(offenders)
+
+
 def test_the_core_never_imports_streamlit_or_the_ui():
     offenders = []
     for path in MODULES:
