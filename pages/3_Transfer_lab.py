@@ -15,7 +15,7 @@ ctx = current()
 st.title("Transfer lab")
 st.caption("Brain-IT adapts to a new subject by learning only that subject's voxel embeddings: every "
            "other weight stays frozen, each new voxel starts from its nearest reference voxel's cluster "
-           "and embedding, and training mixes one real sample with three synthetic ones (method.md §6).")
+           "and embedding, and training mixes one real sample with three synthetic ones.")
 
 if not ctx.dataset or not ctx.run:
     st.error("Choose a dataset and a trained run in the sidebar first.")

@@ -1,4 +1,4 @@
-"""Natural Scenes Dataset -> the canonical dataset format (nsd-formats.md).
+"""Natural Scenes Dataset -> the canonical dataset format (the files NSD distributes; docs/data.md, "NSD preparation").
 
 Reads the NSD files as the authors ship them and writes them session by session, so memory stays
 bounded by one session of one subject:

@@ -109,7 +109,7 @@ class BITConfig:
 
     @classmethod
     def preset(cls, name: str) -> "BITConfig":
-        """``ci`` (seconds), ``demo`` (2 CPU cores, 65 min with the encoder, docs/models.md), ``full`` (method.md sizes)."""
+        """``ci`` (seconds), ``demo`` (2 CPU cores, 65 min with the encoder, docs/models.md), ``full`` (the official code's sizes, docs/models.md)."""
         if name == "ci":
             return cls(n_clusters=8, dim=32, heads=2, n_self_blocks=1, voxels_per_sample=10**9,
                        semantic_epochs=3, lowlevel_epochs=3, warmup_epochs=1, semantic_batch=16,

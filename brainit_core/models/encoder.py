@@ -1,4 +1,4 @@
-"""The image-to-fMRI encoder (method.md section 2, after Beliy et al. 2024).
+"""The image-to-fMRI encoder of Brain-IT (arXiv 2510.25976), after Beliy et al. 2024.
 
 Every voxel of every subject owns a learned embedding. The embedding queries the image tokens of
 each backbone depth with single-head attention (learned positional embedding on the keys), giving

@@ -1,4 +1,4 @@
-"""Transfer a trained run to a new subject with little data (method.md section 6).
+"""Transfer a trained run to a new subject with little data (Brain-IT, arXiv 2510.25976; docs/models.md).
 
 Everything trained before stays frozen; only the new subject's voxel embeddings are learned:
 

@@ -1,4 +1,4 @@
-"""V2C: the voxel-to-cluster map (method.md section 3).
+"""V2C: the voxel-to-cluster map (Brain-IT, arXiv 2510.25976; docs/models.md "Architecture").
 
 A Gaussian mixture over the L2-normalised encoder voxel embeddings of all subjects together, with
 hard labels: cluster k of one subject and cluster k of another are functionally alike, which is
@@ -83,7 +83,7 @@ class V2C:
         return {s: np.bincount(v, minlength=self.n_clusters) for s, v in self.labels_.items()}
 
     def assign_nearest(self, new: np.ndarray, reference: dict[str, np.ndarray], chunk: int = 2048):
-        """Map new voxels to the cluster of their nearest reference voxel (transfer, method.md 6).
+        """Map new voxels to the cluster of their nearest reference voxel (transfer; docs/models.md "Transfer to a new subject").
 
         Parameters
         ----------

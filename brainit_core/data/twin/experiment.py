@@ -25,7 +25,7 @@ AREA_CODES = ("",) + geometry.AREAS
 
 @dataclass
 class TwinConfig:
-    """Size of a twin experiment (sizes follow digital-twin.md).
+    """Size of a twin experiment (sizes and their reasons: docs/data.md, "The digital twin").
 
     Parameters
     ----------

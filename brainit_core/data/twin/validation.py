@@ -26,7 +26,7 @@ def measured_noise_ceiling(subject_data) -> np.ndarray:
 
 
 def validate_twin(dataset_dir) -> dict:
-    """The twin's validation figures (digital-twin.md "Checks").
+    """The twin's validation figures (docs/data.md, "The digital twin").
 
     Returns
     -------
