@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 
 from brainit_core.features.base import FeatureSpace, images_to_tensor
-from brainit_core.locks import FileLock, lock_path_for
+from brainit_core.locks import FileLock, LockedError, lock_path_for
 from brainit_core.progress import track
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,23 @@ def dataset_key(dataset) -> str:
     return hashlib.sha256(str(dataset.content_id).encode()).hexdigest()[:16]
 
 
+def _open_h5(path: Path, mode: str) -> h5py.File:
+    """Open a cache file; while another process has it open for writing (HDF5's own file lock, e.g. a
+    process outside this lock protocol) wait up to :data:`LOCK_WAIT_S` seconds, then raise
+    :class:`~brainit_core.locks.LockedError`. A busy file is never mistaken for a damaged one."""
+    deadline = time.monotonic() + LOCK_WAIT_S
+    while True:
+        try:
+            return h5py.File(path, mode)
+        except OSError as exc:
+            if not (isinstance(exc, BlockingIOError) or "unable to lock file" in str(exc)):
+                raise
+            if time.monotonic() >= deadline:
+                raise LockedError(f"feature cache {path} is open in another process (HDF5 file lock) for more "
+                                  f"than {LOCK_WAIT_S:.0f} s; wait for it to finish, then run this again") from exc
+            time.sleep(0.5)
+
+
 def cache_problem(path, space: FeatureSpace, dataset) -> str | None:
     """Why the cache file ``path`` cannot be trusted (None when it is sound or missing).
 
@@ -91,7 +109,7 @@ def cache_problem(path, space: FeatureSpace, dataset) -> str | None:
     if not path.exists():
         return None
     try:
-        with h5py.File(path, "r") as f:
+        with _open_h5(path, "r") as f:
             if int(f.attrs.get("writing", 0)):
                 return "an extraction was interrupted while writing it"
             if f.attrs.get("dataset") != str(dataset.content_id):
@@ -160,7 +178,7 @@ def extract_features(dataset, ids, space: FeatureSpace, batch_size: int = 32, de
 
 
 def _read(path: Path, ids: np.ndarray, space: FeatureSpace, read_lowlevel: bool) -> FeatureSet:
-    with h5py.File(path, "r") as f:
+    with _open_h5(path, "r") as f:
         all_ids = f["ids"][()]
         order = np.argsort(all_ids)
         rows = order[np.searchsorted(all_ids[order], ids)]
@@ -171,7 +189,7 @@ def _read(path: Path, ids: np.ndarray, space: FeatureSpace, read_lowlevel: bool)
 
 
 def _cache_has(path: Path, ids: np.ndarray) -> bool:
-    with h5py.File(path, "r") as f:
+    with _open_h5(path, "r") as f:
         return bool(np.isin(np.unique(ids), f["ids"][()]).all())
 
 
@@ -182,7 +200,7 @@ def _append_missing(path: Path, ids, dataset, space: FeatureSpace, batch_size: i
     that :func:`cache_problem` rejects, instead of one that is trusted or that blocks every later run.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    with h5py.File(path, "a") as f:
+    with _open_h5(path, "a") as f:
         if "ids" not in f:
             s = space.semantic_spec
             f.attrs["space"] = str(space.describe())
