@@ -104,7 +104,7 @@ class FileLock:
 
     def release(self) -> None:
         """Release the lock; an exclusive owner also removes the lock file."""
-        if self._fd is None:
+        if getattr(self, "_fd", None) is None:  # also when __init__ failed before setting it
             return
         if not self.shared:
             try:
