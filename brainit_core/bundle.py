@@ -29,14 +29,17 @@ import numpy as np
 
 from brainit_core.checkpoint import checkpoint_exists, read_checkpoint_record, save_checkpoint, sha256_file
 from brainit_core.data.info import DatasetInfo
-from brainit_core.errors import CheckpointError
-from brainit_core.fileio import read_json, write_json
+from brainit_core.errors import BrainITError, CheckpointError
+from brainit_core.fileio import check_output_dir, read_json, try_read_json, write_json
+from brainit_core.locks import FileLock, lock_path_for
 from brainit_core.runs import RunDirectory
 
 RUN_CHECKPOINTS = ("bit", "encoder/encoder")
 RUN_FILES = ("run.json", "v2c.json", "v2c.npz", "curves.json", "curves.png", "encoder/curves.json")
 GENERATOR_CHECKPOINTS = ("autoencoder", "inverter", "unet")
 GT_FILES = ("twin.json", "stimuli.npz")
+#: Marker of a bundle being assembled in ``<out>.tmp`` (a later run may remove that folder).
+IN_PROGRESS = ".bundle-in-progress"
 
 
 def _copy(src: Path, dst: Path) -> None:
@@ -86,7 +89,7 @@ def export_dataset_slice(data, out, n_test: int = 100, n_ood: int = 24, subjects
     ood = np.sort(ds.image_set("ood"))[:n_ood] if "ood" in ds.image_sets else np.zeros(0, np.int64)
     meta = DatasetInfo(data).metadata
     extra = {k: v for k, v in meta.items() if k not in ("format_version", "source", "mesh", "image_size",
-                                                          "subjects", "complete", "heldout_subjects")}
+                                                          "subjects", "complete", "heldout_subjects", "build_id")}
     extra["bundle"] = {"from": str(Path(data).resolve()), "n_test": int(len(test_ids)), "n_ood": int(len(ood))}
     w = DatasetWriter(out, source=ds.source, mesh=ds.mesh, image_size=meta["image_size"], **extra)
     keep = np.union1d(test_ids, ood)
@@ -117,12 +120,33 @@ def make_bundle(data, run, generators, out, n_test: int = 100, n_ood: int = 24, 
 
     ``grid_subjects``: ship the default Reconstructions grid of the run's first N subjects (0: none).
     Returns the manifest.
+
+    ``out`` must be missing, empty or a bundle whose ``MANIFEST.json`` lists every file in it
+    (:func:`check_bundle_target`); the bundle is assembled in ``<out>.tmp`` (marked by
+    :data:`IN_PROGRESS`) and renamed over ``out``, under ``out``'s lock (:mod:`brainit_core.locks`).
     """
     source = RunDirectory(run)
-    run, generators, out = source.path, Path(generators).expanduser(), Path(out)
-    tmp = out.with_name(out.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    run, generators, out = source.path, Path(generators).expanduser(), Path(out).expanduser()
+    with FileLock(lock_path_for(out), what=f"bundle {out}"):
+        check_bundle_target(out)
+        tmp = out.with_name(out.name + ".tmp")
+        if tmp.exists() and not (tmp / IN_PROGRESS).is_file():
+            check_output_dir(tmp, "an unfinished bundle")  # refuses a folder of someone else's files
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        (tmp / IN_PROGRESS).write_text(str(os.getpid()))
+        manifest = _assemble(tmp, data, source, generators, n_test, n_ood, half, benchmark, grid_subjects)
+        check_bundle_target(out)
+        (tmp / IN_PROGRESS).unlink()
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    return manifest
+
+
+def _assemble(tmp: Path, data, source: RunDirectory, generators: Path, n_test: int, n_ood: int, half: bool,
+              benchmark, grid_subjects: int) -> dict:
+    run = source.path
     for name in RUN_CHECKPOINTS:
         copy_checkpoint(run / name, tmp / "run" / name, half=half)
     for name in RUN_FILES:
@@ -147,10 +171,35 @@ def make_bundle(data, run, generators, out, n_test: int = 100, n_ood: int = 24, 
     write_json(tmp / "MANIFEST.json", manifest)
     if grid_subjects > 0:
         manifest = add_grids(tmp, subjects=source.subjects[:grid_subjects])
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
     return manifest
+
+
+def check_bundle_target(out) -> None:
+    """Refuse a bundle output folder that holds anything but a bundle made by :func:`make_bundle`.
+
+    ``out`` may be missing or empty, or hold a bundle: a ``MANIFEST.json`` whose file table lists
+    every file in the folder (so replacing it deletes nothing the bundle command did not write).
+
+    Raises
+    ------
+    BrainITError
+        Naming the folder and the files that are not the bundle's.
+    """
+    out = Path(out)
+    if not check_output_dir(out, "a bundle", marker="MANIFEST.json"):
+        return
+    manifest = try_read_json(out / "MANIFEST.json")
+    listed = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(listed, dict):
+        raise BrainITError(f"{out / 'MANIFEST.json'} is not a bundle manifest (expected a JSON object with a "
+                           f"'files' table); {out} is left as it is: choose a new or empty --out")
+    foreign = [str(p.relative_to(out)) for p in sorted(out.rglob("*"))
+               if p.is_file() and p.name != "MANIFEST.json" and str(p.relative_to(out)) not in listed]
+    if foreign:
+        more = f", … ({len(foreign)} files)" if len(foreign) > 5 else ""
+        raise BrainITError(f"{out} holds files its MANIFEST.json does not list ({', '.join(foreign[:5])}{more}): "
+                           "they were not written by `bundle` and are not replaced; move them away or choose "
+                           "another --out")
 
 
 def add_grids(root, subjects=None, n: int | None = None, device: str = "cpu", pipeline=None) -> dict:
@@ -176,6 +225,7 @@ def add_grids(root, subjects=None, n: int | None = None, device: str = "cpu", pi
     mf = root / "MANIFEST.json"
     if not mf.is_file():
         raise CheckpointError(f"{mf} not found: add_grids works on a bundle made by make_bundle")
+    grids.remove_shipped_grids(root / "grids")  # only grid entries; entries under old keys would only take space
     if pipeline is None:
         from brainit_core.models.run import BrainITRun
         from brainit_core.reconstruction import BrainITPipeline, Generators
@@ -184,7 +234,6 @@ def add_grids(root, subjects=None, n: int | None = None, device: str = "cpu", pi
         pipeline = BrainITPipeline(brun, Generators.load(root / "generators", device=brun.device, space=brun.space))
     subjects = list(subjects) if subjects else list(pipeline.run.subjects[:1])
     n = n or grids.GRID_SIZE
-    shutil.rmtree(root / "grids", ignore_errors=True)  # entries under old keys would only take space
     grids.add_shipped_grids(pipeline, load_dataset(root / "dataset"), subjects, n)
     return refresh_manifest(root, grids={"subjects": subjects, "n": n, "settings": asdict(grids.GRID_SETTINGS)})
 
@@ -204,7 +253,7 @@ def file_table(root) -> dict:
     """``{relative path: {"sha256", "bytes"}}`` of every file under ``root`` except the manifest."""
     root = Path(root)
     return {str(p.relative_to(root)): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
-            for p in sorted(root.rglob("*")) if p.is_file() and p.name != "MANIFEST.json"}
+            for p in sorted(root.rglob("*")) if p.is_file() and p.name not in ("MANIFEST.json", IN_PROGRESS)}
 
 
 def verify_bundle(root) -> list[str]:

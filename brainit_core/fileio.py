@@ -9,7 +9,7 @@ import json
 import os
 from pathlib import Path
 
-from brainit_core.errors import DataFormatError
+from brainit_core.errors import BrainITError, DataFormatError
 
 
 def json_default(obj):
@@ -91,3 +91,75 @@ def save_npz(path, compressed: bool = False, **arrays) -> Path:
     (np.savez_compressed if compressed else np.savez)(tmp, **arrays)
     os.replace(tmp, path)
     return path
+
+
+def folder_listing(path, limit: int = 5) -> str:
+    """A short listing of a folder's entries for messages (``"a.txt, b/, … (7 entries)"``)."""
+    entries = sorted(Path(path).iterdir())
+    names = [p.name + ("/" if p.is_dir() else "") for p in entries[:limit]]
+    more = f", … ({len(entries)} entries)" if len(entries) > limit else ""
+    return ", ".join(names) + more
+
+
+def check_output_dir(path, what: str, marker: str | None = None) -> bool:
+    """Check that ``path`` may receive an output: missing, an empty folder, or a folder with ``marker``.
+
+    Commands never delete or replace what they did not create: an output goes to a new or empty
+    folder, or to a folder that already holds the same kind of output, recognised by its marker file
+    (the caller then decides whether that output may be replaced).
+
+    Parameters
+    ----------
+    path : str or PathLike
+    what : str
+        The output, for the message (e.g. ``"a twin dataset"``).
+    marker : str, optional
+        The file that marks a folder as holding this kind of output (e.g. ``"dataset.json"``).
+
+    Returns
+    -------
+    bool
+        True when ``path/marker`` exists (the caller checks it further), False when the folder is
+        missing or empty.
+
+    Raises
+    ------
+    BrainITError
+        When ``path`` is a file, or a folder with other contents and no ``marker``.
+    """
+
+    path = Path(path).expanduser()
+    if not path.exists():
+        return False
+    if not path.is_dir():
+        raise BrainITError(f"{path} is a file; {what} needs a new or empty folder there")
+    if not any(path.iterdir()):
+        return False
+    if marker is not None and (path / marker).is_file():
+        return True
+    raise BrainITError(f"{path} already holds {folder_listing(path)}" + (f" and no {marker}" if marker else "")
+                       + f": it is not {what} and nothing in it is replaced; choose a new or empty folder")
+
+
+def safe_folder_name(name: str) -> str:
+    """Return ``name`` if it is one safe path component (a folder name typed in the app).
+
+    Raises
+    ------
+    BrainITError
+        When it is empty, contains ``/`` or ``\\`` or control characters, is ``.`` or ``..``, or starts
+        with ``.`` (the message says which).
+    """
+
+    if not name or not name.strip():
+        raise BrainITError("the folder name is empty: type a name such as twin-ci-seed0")
+    if name != name.strip():
+        raise BrainITError(f"folder name {name!r} starts or ends with spaces")
+    if "/" in name or "\\" in name:
+        raise BrainITError(f"folder name {name!r} contains a slash: give one plain folder name, not a path")
+    if name.startswith("."):
+        raise BrainITError(f"folder name {name!r} starts with '.' ('..' would leave the data directory, "
+                           "and hidden folders are not listed): give a plain folder name")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        raise BrainITError(f"folder name {name!r} contains control characters")
+    return name

@@ -10,6 +10,7 @@ from brainit_core.data import uploads
 from brainit_core.data.info import DatasetInfo
 from brainit_core.data.summary import dataset_line, dataset_summary
 from brainit_core.errors import BrainITError
+from brainit_core.fileio import safe_folder_name
 from brainit_core.ui import loaders, views
 from brainit_core.ui.context import current, require_ready, select_dataset
 from brainit_core.utils import default_data_dir
@@ -44,10 +45,13 @@ with build:
                             help="ci: 3 subjects, 64 px, seconds; demo: 5 subjects, 128 px, several minutes")
     seed = int(c[1].number_input("Seed", 0, 10_000, 0, key="dt_seed"))
     name = c[2].text_input("Folder name", f"twin-{preset}-seed{seed}", key="dt_name")
-    out = default_data_dir() / name.strip()
-    st.caption(f"Written to `{out}` (the data directory: `$BRAINIT_DATA`, else `~/.brainit`).")
-    if not name.strip() or Path(name).name != name.strip():
-        st.error("Give a plain folder name (no slashes).")
+    try:
+        out, bad_name = default_data_dir() / safe_folder_name(name.strip()), None
+        st.caption(f"Written to `{out}` (the data directory: `$BRAINIT_DATA`, else `~/.brainit`).")
+    except BrainITError as exc:
+        out, bad_name = None, str(exc)
+    if bad_name:
+        st.error(f"Not a usable folder name: {bad_name}.")
     elif DatasetInfo.is_dataset(out):
         st.info(f"`{out}` already holds a dataset.")
         st.button("Use it", key="dt_use_existing", on_click=select_dataset, args=(str(out),))

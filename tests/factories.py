@@ -19,12 +19,13 @@ from brainit_core.models.bit_data import BITData, SamplePool, channel_stats
 
 # -- canonical datasets -------------------------------------------------------------------------
 
-def make_tiny_dataset(path, n_subjects=2, n_vertices=(30, 24), n_train=12, n_test=4, repeats=2, image_size=16, seed=0):
-    """A canonical dataset with random images and betas (no twin needed)."""
+def make_tiny_dataset(path, n_subjects=2, n_vertices=(30, 24), n_train=12, n_test=4, repeats=2, image_size=16, seed=0,
+                      overwrite=False):
+    """A canonical dataset with random images and betas (no twin needed); ``overwrite`` replaces one in ``path``."""
     from brainit_core.data import DatasetWriter
 
     rng = np.random.default_rng(seed)
-    w = DatasetWriter(path, source="synthetic-test", mesh="fsaverage5", image_size=image_size)
+    w = DatasetWriter(path, source="synthetic-test", mesh="fsaverage5", image_size=image_size, overwrite=overwrite)
     n_img = n_test + n_train * n_subjects
     ids = np.arange(n_img) * 3 + 5
     w.add_images(ids, rng.integers(0, 256, (n_img, image_size, image_size, 3), dtype=np.uint8))

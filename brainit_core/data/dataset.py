@@ -7,7 +7,8 @@ Layout of a dataset directory::
 
     DIR/
       dataset.json            metadata: format_version, source, mesh, image_size, subjects,
-                              heldout_subjects, provenance (how it was made)
+                              heldout_subjects, complete, build_id (new at every build),
+                              provenance (how it was made)
       images.h5               "ids" int64 (n_images,) sorted, "images" uint8 (n_images, H, W, 3)
                               chunked one image per chunk (lazy reads); optional group "sets/"
                               with extra id lists (e.g. "sets/unlabeled", "sets/ood")
@@ -23,6 +24,7 @@ Vertex order is left hemisphere then right, each in increasing vertex number.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from functools import cached_property
 from pathlib import Path
@@ -290,6 +292,22 @@ class Dataset:
     def image_sets(self) -> list[str]:
         """Names of extra image-id lists (e.g. ``"unlabeled"``, ``"ood"``)."""
         return list(self._sets)
+
+    @cached_property
+    def content_id(self) -> str:
+        """What identifies this dataset's images in caches keyed by image id (the feature cache).
+
+        The writer's ``build_id`` (new at every build); for a dataset written before builds had ids,
+        a sha256 of its image ids and of up to 64 images spread over the store.
+        """
+        if self.info.build_id:
+            return self.info.build_id
+        digest = hashlib.sha256(self._image_ids.tobytes())
+        if len(self._image_ids):
+            rows = np.unique(np.linspace(0, len(self._image_ids) - 1, 64).astype(np.int64))
+            with h5py.File(self._images_path, "r") as f:
+                digest.update(np.ascontiguousarray(f["images"][rows]).tobytes())
+        return "sha256-" + digest.hexdigest()
 
     def image_set(self, name: str) -> np.ndarray:
         if name not in self._sets:

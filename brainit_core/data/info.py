@@ -98,5 +98,12 @@ class DatasetInfo:
         size = self.metadata.get("image_size")
         return None if size is None else int(size)
 
+    @property
+    def build_id(self) -> str | None:
+        """The id :class:`~brainit_core.data.writer.DatasetWriter` gives every build (None for datasets
+        written before it did); a rebuilt dataset has a new one."""
+        value = self.metadata.get("build_id")
+        return None if value is None else str(value)
+
     def __repr__(self) -> str:
         return f"DatasetInfo({str(self.path)!r}, source={self.source!r}, subjects={self.subjects})"

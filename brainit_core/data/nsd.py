@@ -225,7 +225,8 @@ class PrepareReport:
 
 def prepare_nsd(nsd_root, subjects, out, space: str = "fsaverage", mask: str = "nsdgeneral", sessions: int | None = None,
                 image_size: int = 256, val_images: int | None = None, seed: int = 0,
-                trials_per_session: int = TRIALS_PER_SESSION, n_vertices_per_hemi: int = N_VERTICES_FSAVERAGE):
+                trials_per_session: int = TRIALS_PER_SESSION, n_vertices_per_hemi: int = N_VERTICES_FSAVERAGE,
+                overwrite: bool = False):
     """Write NSD subjects to a canonical dataset directory, one session at a time.
 
     Parameters
@@ -248,6 +249,9 @@ def prepare_nsd(nsd_root, subjects, out, space: str = "fsaverage", mask: str = "
         Training images held out for validation (default: 2,500 x the fraction of sessions used).
     trials_per_session, n_vertices_per_hemi : int
         750 and 163842 for real NSD; fixtures use smaller values.
+    overwrite : bool
+        Replace a finished NSD dataset already in ``out`` (never another kind of dataset or other
+        files; an unfinished NSD dataset is replaced without it).
 
     Returns
     -------
@@ -290,7 +294,8 @@ def prepare_nsd(nsd_root, subjects, out, space: str = "fsaverage", mask: str = "
         plans[s] = (n_sess, design.trial_image_ids(s, n_trials))
     needed = np.unique(np.concatenate([p[1] for p in plans.values()]))
     mesh = "fsaverage" if space == "fsaverage" else "func1pt8mm"
-    writer = DatasetWriter(out, source="nsd", mesh=mesh, image_size=image_size, space=space, mask=str(mask))
+    writer = DatasetWriter(out, source="nsd", mesh=mesh, image_size=image_size, overwrite=overwrite,
+                           space=space, mask=str(mask))
     _write_images(layout.stimuli, needed, writer, image_size)
 
     report = PrepareReport()

@@ -21,6 +21,8 @@ def register(sub) -> None:
     p.add_argument("--image-size", type=int, default=256)
     p.add_argument("--val-images", type=int, default=None, help="training images held out for validation")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a finished NSD dataset already in --out (never another kind or other files)")
     p.set_defaults(func=_prepare)
 
     c = nsd_sub.add_parser("check", help="list which NSD files are present or missing, without writing")
@@ -36,7 +38,7 @@ def _prepare(args) -> int:
 
     ds, report = prepare_nsd(args.nsd_root, args.subjects, args.out, space=args.space, mask=args.mask,
                              sessions=args.sessions, image_size=args.image_size, val_images=args.val_images,
-                             seed=args.seed)
+                             seed=args.seed, overwrite=args.overwrite)
     for line in report.lines():
         print(line)
     print(f"wrote {ds.path}")

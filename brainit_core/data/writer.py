@@ -6,6 +6,7 @@ when a subject and then the whole dataset are finished, so an interrupted build 
 from __future__ import annotations
 
 import shutil
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -16,7 +17,13 @@ import numpy as np
 from brainit_core.data.dataset import SPLITS, Dataset, load_dataset
 from brainit_core.data.info import FORMAT_VERSION, METADATA
 from brainit_core.errors import DataFormatError
-from brainit_core.fileio import write_json
+from brainit_core.fileio import check_output_dir, read_json, write_json
+from brainit_core.locks import FileLock, lock_path_for
+
+#: What a writer owns in its folder and removes when it replaces a dataset of its own kind
+#: (other files a user keeps beside a dataset are left alone).
+OWNED_FILES = ("images.h5",)
+OWNED_FOLDERS = ("subjects", "features", "ground_truth")
 
 
 @dataclass
@@ -33,6 +40,13 @@ class DatasetWriter:
     Files are written under ``DIR`` with ``complete`` flags that are set only by
     :meth:`finalize_subject` and :meth:`finalize`, so an interrupted build is detected on load.
 
+    ``DIR`` must be new or empty, or hold a dataset of the same ``source``: an unfinished one (an
+    interrupted build) is replaced, a finished one only with ``overwrite=True``; a dataset of another
+    source, or a folder of other files, is refused (:class:`~brainit_core.errors.DataFormatError`).
+    The writer holds ``DIR``'s lock (:mod:`brainit_core.locks`) until :meth:`finalize` or :meth:`close`,
+    so a second build into ``DIR`` is refused while this one runs. Every build gets a new
+    ``build_id`` (in ``dataset.json``), which keys the feature cache.
+
     Examples
     --------
     >>> w = DatasetWriter(out, source="twin", mesh="fsaverage5", image_size=128)
@@ -43,15 +57,16 @@ class DatasetWriter:
     >>> w.finalize(heldout_subjects=["twin05"], provenance={...})
     """
 
-    def __init__(self, path, *, source: str, mesh: str, image_size: int, overwrite: bool = True, **metadata):
-        self.path = Path(path)
-        if self.path.exists() and overwrite:
-            for name in ("dataset.json", "images.h5"):
-                if (self.path / name).exists():
-                    (self.path / name).unlink()
-            if (self.path / "subjects").exists():
-                shutil.rmtree(self.path / "subjects")
-        (self.path / "subjects").mkdir(parents=True, exist_ok=True)
+    def __init__(self, path, *, source: str, mesh: str, image_size: int, overwrite: bool = False, **metadata):
+        self.path = Path(path).expanduser()
+        self._lock = FileLock(lock_path_for(self.path), what=f"dataset {self.path}").acquire()
+        self.build_id = uuid.uuid4().hex
+        try:
+            if check_output_dir(self.path, f"a {source} dataset", marker=METADATA):
+                self._check_replaceable(source, overwrite)
+        except BaseException:
+            self._lock.release()
+            raise
         self.metadata = {
             "format_version": FORMAT_VERSION,
             "source": source,
@@ -60,11 +75,35 @@ class DatasetWriter:
             "subjects": [],
             "complete": False,
             **metadata,
+            "build_id": self.build_id,
         }
-        self._write_meta()
+        self._write_meta()  # the in-progress marker first: an interrupted clean-up is still ours
+        for name in OWNED_FILES:
+            if (self.path / name).is_file():
+                (self.path / name).unlink()
+        for name in OWNED_FOLDERS:
+            if (self.path / name).is_dir():
+                shutil.rmtree(self.path / name)
+        (self.path / "subjects").mkdir(parents=True, exist_ok=True)
         self._subjects: dict[str, _SubjectState] = {}
         self._images_path = self.path / "images.h5"
         self._image_size = int(image_size)
+
+    def _check_replaceable(self, source: str, overwrite: bool) -> None:
+        """Refuse to replace a dataset of another kind, or a finished one unless ``overwrite``."""
+        meta_path = self.path / METADATA
+        meta = read_json(meta_path)
+        if not isinstance(meta, dict) or "source" not in meta:
+            raise DataFormatError(f"{meta_path} is not a dataset record (expected a JSON object with 'source'); "
+                                  f"{self.path} is left as it is: choose a new or empty folder")
+        old = str(meta["source"])
+        if old != source:
+            raise DataFormatError(f"{self.path} holds a {old} dataset; a {source} dataset never replaces another "
+                                  "kind: choose a new or empty folder")
+        if meta.get("complete") and not overwrite:
+            raise DataFormatError(f"{self.path} already holds a finished {old} dataset (subjects "
+                                  f"{', '.join(map(str, meta.get('subjects', [])))}); pass --overwrite "
+                                  "(overwrite=True) to replace it, or choose another folder")
 
     def _write_meta(self) -> None:
         write_json(self.path / METADATA, self.metadata)
@@ -159,11 +198,18 @@ class DatasetWriter:
         self._write_meta()
 
     def finalize(self, heldout_subjects: Sequence[str] = (), **metadata) -> Dataset:
+        """Set the dataset's ``complete`` flag, release its lock and open it."""
         self.metadata.update(metadata)
         self.metadata["heldout_subjects"] = list(heldout_subjects)
+        self.metadata["build_id"] = self.build_id
         self.metadata["complete"] = True
         self._write_meta()
+        self.close()
         return load_dataset(self.path)
+
+    def close(self) -> None:
+        """Release the dataset's lock (without finishing it: an unfinished dataset stays unfinished)."""
+        self._lock.release()
 
 
 def standardize_session(betas: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -1,11 +1,19 @@
 """Batched feature extraction, cached on disk per dataset and feature space.
 
-The cache is ``<dataset>/features/<space.cache_key()>.h5`` with datasets ``ids`` (int64, sorted),
-``semantic`` (n, N_sem, D_sem) and ``lowlevel/<i>`` (n, C_i, h_i, w_i), stored float16. New ids
-are appended; what is already there is never recomputed, so an interrupted extraction resumes.
+The cache is ``<dataset>/features/<space.cache_key()>-<dataset key>.h5`` (the dataset key is a hash
+of the dataset's ``content_id``, i.e. its ``build_id``, so a rebuilt dataset never reads features of
+another build's images) with datasets ``ids`` (int64), ``semantic`` (n, N_sem, D_sem) and
+``lowlevel/<i>`` (n, C_i, h_i, w_i), stored float16, and attributes ``space``, ``dataset`` (the
+content id) and ``writing`` (1 while a block is appended). New ids are appended; what is already
+there is never recomputed. A file that fails :func:`cache_problem` (unreadable, interrupted
+mid-block, of another build, wrong shapes) is moved aside and rebuilt; writers are serialised by
+a lock file (:mod:`brainit_core.locks`).
 """
 from __future__ import annotations
 
+import hashlib
+import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +24,13 @@ import torch
 
 from brainit_core.errors import BrainITError, DataFormatError
 from brainit_core.features.base import FeatureSpace, images_to_tensor
+from brainit_core.locks import FileLock, LockedError, lock_path_for
 from brainit_core.progress import track
+
+log = logging.getLogger(__name__)
+
+#: Seconds a process waits for another one's lock on a feature cache file before it gives up.
+LOCK_WAIT_S = 10.0
 
 
 @dataclass
@@ -88,29 +102,75 @@ def compute_features(space: FeatureSpace, images, batch_size: int = 32, device=N
 
 
 def feature_cache_path(dataset, space: FeatureSpace) -> Path:
-    return Path(dataset.path) / "features" / f"{space.cache_key()}.h5"
+    """``<dataset>/features/<space key>-<dataset content id>.h5``: a rebuilt dataset gets another file."""
+    return Path(dataset.path) / "features" / f"{space.cache_key()}-{dataset_key(dataset)}.h5"
 
 
-def _open_locked(path: Path, mode: str, wait_s: float = 900.0) -> h5py.File:
-    """Open an HDF5 cache file, waiting while another process holds its lock.
+def dataset_key(dataset) -> str:
+    """The short form of ``dataset.content_id`` used in cache file names."""
+    return hashlib.sha256(str(dataset.content_id).encode()).hexdigest()[:16]
 
-    Two jobs on one dataset (e.g. two transfers started side by side) share the cache; HDF5 locks a
-    file while it is written, so the second job waits for the first instead of failing.
-    """
-    deadline = time.monotonic() + wait_s
+
+def _open_h5(path: Path, mode: str) -> h5py.File:
+    """Open a cache file; while another process has it open for writing (HDF5's own file lock, e.g. a
+    process outside this lock protocol) wait up to :data:`LOCK_WAIT_S` seconds, then raise
+    :class:`~brainit_core.locks.LockedError`. A busy file is never mistaken for a damaged one."""
+    deadline = time.monotonic() + LOCK_WAIT_S
     while True:
         try:
             return h5py.File(path, mode)
-        except BlockingIOError as err:
-            if time.monotonic() > deadline:
-                raise BrainITError(f"feature cache {path} stayed locked by another process for {wait_s:.0f} s; "
-                                   "is another extraction still running?") from err
-            time.sleep(2.0)
+        except OSError as exc:
+            if not (isinstance(exc, BlockingIOError) or "unable to lock file" in str(exc)):
+                raise
+            if time.monotonic() >= deadline:
+                raise LockedError(f"feature cache {path} is open in another process (HDF5 file lock) for more "
+                                  f"than {LOCK_WAIT_S:.0f} s; wait for it to finish, then run this again") from exc
+            time.sleep(0.5)
+
+
+def cache_problem(path, space: FeatureSpace, dataset) -> str | None:
+    """Why the cache file ``path`` cannot be trusted (None when it is sound or missing).
+
+    Checks that it opens as HDF5, was not left mid-write (the ``writing`` flag), belongs to this
+    dataset build and feature space, and that its datasets have the space's shapes and one row per id.
+    """
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        with _open_h5(path, "r") as f:
+            if int(f.attrs.get("writing", 0)):
+                return "an extraction was interrupted while writing it"
+            if f.attrs.get("dataset") != str(dataset.content_id):
+                return f"it was computed for another build of the dataset ({f.attrs.get('dataset')!r})"
+            s = space.semantic_spec
+            shapes = {"semantic": (s.n_tokens, s.dim)}
+            shapes.update({f"lowlevel/{i}": (t.dim, *t.grid) for i, t in enumerate(space.lowlevel_specs)})
+            if "ids" not in f:
+                return "it has no 'ids'"
+            n = f["ids"].shape[0]
+            for key, shape in shapes.items():
+                if key not in f:
+                    return f"it has no {key!r}"
+                if tuple(f[key].shape[1:]) != shape or f[key].shape[0] < n:
+                    return f"{key!r} has shape {f[key].shape}, expected ({n}+, {', '.join(map(str, shape))})"
+            if "lowlevel" in f and len(f["lowlevel"]) != len(space.lowlevel_specs):
+                return f"it has {len(f['lowlevel'])} low-level maps, the space {len(space.lowlevel_specs)}"
+            if len(np.unique(f["ids"][()])) != n:
+                return "its 'ids' repeat"
+    except (OSError, KeyError, ValueError) as exc:
+        return f"it is not a readable HDF5 file ({exc})"
+    return None
 
 
 def extract_features(dataset, ids, space: FeatureSpace, batch_size: int = 32, device=None, cache: bool = True,
                      read_lowlevel: bool = True) -> FeatureSet:
     """Features of dataset images by id, computed once and cached on disk.
+
+    The cache file has a lock (:mod:`brainit_core.locks`): readers share it, one writer excludes
+    everyone else; a process that finds it in use waits :data:`LOCK_WAIT_S` seconds, then raises a
+    :class:`~brainit_core.locks.LockedError` naming the owner's pid. A damaged cache file
+    (:func:`cache_problem`) is moved aside to ``<file>.damaged`` and rebuilt.
 
     Parameters
     ----------
@@ -122,7 +182,7 @@ def extract_features(dataset, ids, space: FeatureSpace, batch_size: int = 32, de
     device : torch.device, optional
         Defaults to the device of ``space``.
     cache : bool
-        Read/write ``<dataset>/features/<key>.h5``; ``False`` computes in memory.
+        Read/write ``<dataset>/features/<key>.h5`` (:func:`feature_cache_path`); ``False`` computes in memory.
     read_lowlevel : bool
         Skip reading the (large) low-level maps when only semantic tokens are needed.
     """
@@ -132,10 +192,22 @@ def extract_features(dataset, ids, space: FeatureSpace, batch_size: int = 32, de
         fs.ids = ids
         return fs
     path = feature_cache_path(dataset, space)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not _cache_has(path, ids):
+    what = f"feature cache {path}"
+    with FileLock(lock_path_for(path), what, shared=True, timeout=LOCK_WAIT_S):
+        if path.exists() and cache_problem(path, space, dataset) is None and _cache_has(path, ids):
+            return _read(path, ids, space, read_lowlevel)
+    with FileLock(lock_path_for(path), what, timeout=LOCK_WAIT_S):
+        problem = cache_problem(path, space, dataset)
+        if problem is not None:
+            log.warning("feature cache %s is damaged (%s); moving it to %s.damaged and rebuilding it",
+                        path, problem, path.name)
+            os.replace(path, path.with_name(path.name + ".damaged"))
         _append_missing(path, ids, dataset, space, batch_size, device)
-    with _open_locked(path, "r") as f:
+        return _read(path, ids, space, read_lowlevel)
+
+
+def _read(path: Path, ids: np.ndarray, space: FeatureSpace, read_lowlevel: bool) -> FeatureSet:
+    with _open_h5(path, "r") as f:
         all_ids = f["ids"][()]
         order = np.argsort(all_ids)
         rows = order[np.searchsorted(all_ids[order], ids)]
@@ -151,33 +223,42 @@ def extract_features(dataset, ids, space: FeatureSpace, batch_size: int = 32, de
 
 
 def _cache_has(path: Path, ids: np.ndarray) -> bool:
-    if not path.exists():
-        return False
-    with _open_locked(path, "r") as f:
-        return "ids" in f and bool(np.isin(np.unique(ids), f["ids"][()]).all())
+    with _open_h5(path, "r") as f:
+        return bool(np.isin(np.unique(ids), f["ids"][()]).all())
 
 
 def _append_missing(path: Path, ids, dataset, space: FeatureSpace, batch_size: int, device) -> None:
-    """Compute the features of the ids the cache lacks and append them, in blocks."""
-    with _open_locked(path, "a") as f:
+    """Compute the features of the ids the cache lacks and append them, in blocks (caller holds the lock).
+
+    The ``writing`` flag is set while a block is written: a process killed meanwhile leaves a file
+    that :func:`cache_problem` rejects, instead of one that is trusted or that blocks every later run.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _open_h5(path, "a") as f:
         if "ids" not in f:
             s = space.semantic_spec
             f.attrs["space"] = str(space.describe())
+            f.attrs["dataset"] = str(dataset.content_id)
             f.create_dataset("ids", shape=(0,), maxshape=(None,), dtype="i8")
             f.create_dataset("semantic", shape=(0, s.n_tokens, s.dim), maxshape=(None, s.n_tokens, s.dim),
                              dtype="f2", chunks=(16, s.n_tokens, s.dim))
             for i, t in enumerate(space.lowlevel_specs):
                 f.create_dataset(f"lowlevel/{i}", shape=(0, t.dim, *t.grid), maxshape=(None, t.dim, *t.grid),
                                  dtype="f2", chunks=(16, t.dim, *t.grid))
+            f.attrs["writing"] = 0
+            f.flush()
         todo = np.setdiff1d(np.unique(ids), f["ids"][()])
         chunk = batch_size * 16  # append in blocks so an interruption loses little
         for start in track(range(0, len(todo), chunk), desc=f"features ({space.name})"):
             block = todo[start:start + chunk]
             fs = compute_features(space, dataset.images(block), batch_size, device, desc="batch")
+            f.attrs["writing"] = 1
+            f.flush()
             n = f["ids"].shape[0]
             for key, arr in [("semantic", fs.semantic)] + [(f"lowlevel/{i}", m) for i, m in enumerate(fs.lowlevel)]:
                 f[key].resize((n + len(block), *arr.shape[1:]))
                 f[key][n:] = arr
             f["ids"].resize((n + len(block),))
             f["ids"][n:] = block  # ids last: a row counts only once its features are written
+            f.attrs["writing"] = 0
             f.flush()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -189,6 +190,26 @@ def add_shipped_grids(pipeline, dataset, subjects=None, n: int = GRID_SIZE,
         _save(path, result)
         written.append(path)
     return written
+
+
+#: Names of the files :func:`add_shipped_grids` writes (the entry's key, and ``_save``'s temporary files).
+GRID_ENTRY = re.compile(r"^[0-9a-f]{64}\.npz$|^tmp[^/]*\.npz\.part$")
+
+
+def remove_shipped_grids(grids_dir) -> int:
+    """Remove the grid entries (files named like :data:`GRID_ENTRY`) in a bundle's ``grids/``; returns
+    how many. A folder holding anything else is refused whole (``BrainITError`` naming what it holds)."""
+    grids_dir = Path(grids_dir)
+    if not grids_dir.is_dir():
+        return 0
+    entries = sorted(grids_dir.iterdir())
+    foreign = [p.name for p in entries if not (p.is_file() and GRID_ENTRY.match(p.name))]
+    if foreign:
+        raise BrainITError(f"{grids_dir} holds {', '.join(foreign[:5])}, which are not reconstruction grids "
+                           "(<sha256>.npz): nothing there is removed; move them away and run this again")
+    for p in entries:
+        p.unlink()
+    return len(entries)
 
 
 def cached_grids(root=None) -> int:

@@ -144,24 +144,22 @@ def cached_latents(out: Path, images: np.ndarray, device, batch_size: int = 32) 
     return lat
 
 
-def semantic_tokens(dataset, ids: np.ndarray, space, train_dir: Path, retries: int = 6,
-                    shared_cache: bool = True) -> np.ndarray:
-    """TRUE semantic tokens (n, N, D) of ``ids``, from the dataset's shared feature cache.
+def semantic_tokens(dataset, ids: np.ndarray, space, train_dir: Path, shared_cache: bool = True) -> np.ndarray:
+    """TRUE semantic tokens (n, N, D) of ``ids``.
 
-    If another process holds the cache file locked for longer than a few minutes, the tokens
-    are computed in memory and kept in ``train_dir`` instead.
+    From the dataset's shared feature cache; a cache in use by another process raises
+    :class:`~brainit_core.locks.LockedError` (never a silent in-memory fallback). With
+    ``shared_cache=False`` they are computed in memory and kept in ``train_dir``, in a file named
+    after the feature space and the dataset build.
     """
     from brainit_core.features import extract_features
+    from brainit_core.features.cache import dataset_key
 
-    own = Path(train_dir) / f"semantic_{space.cache_key()}_{len(ids)}.npy"
+    if shared_cache:
+        return extract_features(dataset, ids, space, read_lowlevel=False).semantic.astype(np.float32)
+    own = Path(train_dir) / f"semantic_{space.cache_key()}_{dataset_key(dataset)}_{len(ids)}.npy"
     if own.exists():
         return np.load(own)
-    for attempt in range(retries if shared_cache else 0):
-        try:
-            return extract_features(dataset, ids, space, read_lowlevel=False).semantic.astype(np.float32)
-        except (OSError, BlockingIOError) as exc:  # h5py: "unable to lock file"
-            log.warning("feature cache busy (%s); retrying in 30 s", exc)
-            time.sleep(30)
     tokens = extract_features(dataset, ids, space, cache=False).semantic.astype(np.float32)
     own.parent.mkdir(parents=True, exist_ok=True)
     np.save(own, tokens)

@@ -223,7 +223,9 @@ def test_extract_features_caches_tiny_space(tmp_path, tiny):
     first = extract_features(ds, ids[:2], tiny, batch_size=2)
     again = extract_features(ds, ids, tiny, batch_size=2)
     direct = extract_features(ds, ids, tiny, cache=False)
-    assert (tmp_path / "d" / "features" / f"{tiny.cache_key()}.h5").is_file()
+    from brainit_core.features.cache import dataset_key
+
+    assert (tmp_path / "d" / "features" / f"{tiny.cache_key()}-{dataset_key(ds)}.h5").is_file()
     assert again.semantic.shape == (4, 16, 32)
     assert [m.shape[1:] for m in again.lowlevel] == [(s.dim, *s.grid) for s in tiny.lowlevel_specs]
     np.testing.assert_array_equal(first.semantic[0], again.semantic[0])

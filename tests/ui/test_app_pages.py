@@ -251,3 +251,14 @@ def test_warm_up_imports_what_the_model_pages_need():
     loaders._warm()  # what the app's background thread runs: a renamed module would fail here
     assert all(name in sys.modules for name in loaders.WARM_MODULES)
     assert load_surface.cache_info().currsize >= 1
+
+
+@pytest.mark.parametrize("name", ["..", "../escape", ".hidden", "a\\b", " "])
+def test_data_page_refuses_unsafe_folder_names(app_env, name):
+    """'..' would build into the parent of the data directory (and replace its subjects/)."""
+    at = open_app("pages/5_Data.py")
+    at.text_input(key="dt_name").input(name)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Not a usable folder name" in e.value for e in at.error), [e.value for e in at.error]
+    assert "Build the twin" not in [b.label for b in at.button]

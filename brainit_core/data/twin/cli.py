@@ -14,6 +14,8 @@ def register(sub) -> None:
     b.add_argument("--preset", choices=["ci", "demo", "full"], default="demo")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--subjects", type=int, default=None, help="training subjects (one held-out subject is added)")
+    b.add_argument("--overwrite", action="store_true",
+                   help="replace a finished twin already in --out (never another kind of dataset or other files)")
     b.set_defaults(func=_build)
     r = ts.add_parser("respond", help="simulated betas of a twin subject for any images (in-silico experiment)",
                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -37,7 +39,8 @@ def _build(args) -> int:
 
     overrides = {"n_subjects": args.subjects} if args.subjects else {}
     t = time.time()
-    ds = build_twin(args.out, TwinConfig.preset(args.preset, seed=args.seed, **overrides))
+    ds = build_twin(args.out, TwinConfig.preset(args.preset, seed=args.seed, **overrides),
+                    overwrite=args.overwrite)
     print(f"built {ds.path} in {time.time() - t:.1f} s: subjects {ds.subjects} (held out {ds.heldout_subjects})")
     return 0
 

@@ -181,10 +181,13 @@ def _pool(n_jobs: int):
         yield pool
 
 
-def build_twin(out, config: TwinConfig | None = None, preset: str | None = None, seed: int | None = None):
+def build_twin(out, config: TwinConfig | None = None, preset: str | None = None, seed: int | None = None,
+               overwrite: bool = False):
     """Build a twin dataset in the canonical format (+ ground_truth/ beside it).
 
-    Returns the opened :class:`~brainit_core.data.Dataset`.
+    ``out`` must be new or empty, or hold an unfinished twin; a finished twin is replaced only with
+    ``overwrite`` (its ``features/`` cache goes with it), any other folder is refused
+    (see :class:`~brainit_core.data.DatasetWriter`). Returns the opened :class:`~brainit_core.data.Dataset`.
     """
     config = config or TwinConfig.preset(preset or "demo")
     if seed is not None:
@@ -195,7 +198,7 @@ def build_twin(out, config: TwinConfig | None = None, preset: str | None = None,
     plan = image_plan(config)
     names = subject_names(config)
     writer = DatasetWriter(out, source="twin", mesh="fsaverage5", image_size=config.image_size,
-                           twin_config=asdict(config))
+                           overwrite=overwrite, twin_config=asdict(config))
     gt_dir = out / "ground_truth"
     gt_dir.mkdir(parents=True, exist_ok=True)
 
