@@ -78,3 +78,16 @@ def test_unknown_subject_is_a_clear_error_and_still_a_key_error(tiny_dataset, ca
     assert main(["transfer", "--data", str(tiny_dataset.path), "--subject", "nobody", "--minutes", "60",
                  "--from", str(bundle_dir() / "run"), "--out", str(tiny_dataset.path / "x"), "--device", "cpu"]) == 2
     assert "no subject 'nobody'" in capsys.readouterr().err
+
+
+def test_truncated_image_store_names_the_file(tmp_path):
+    ds = make_tiny_dataset(tmp_path / "tiny")
+    ids = ds.image_ids
+    store = tmp_path / "tiny" / "images.h5"
+    data = store.read_bytes()
+    store.write_bytes(data[:300])  # not even the header
+    with pytest.raises(DataFormatError, match=f"{store}.*cannot"):
+        load_dataset(tmp_path / "tiny")
+    store.write_bytes(data[: len(data) // 2])  # the index may survive, the pixels do not
+    with pytest.raises(DataFormatError, match=str(store)):
+        load_dataset(tmp_path / "tiny").images(ids)
