@@ -37,6 +37,7 @@ from brainit_core.errors import DataFormatError, UnknownSubjectError
 
 SPLITS = ("train", "val", "test")
 HEMISPHERES = ("lh", "rh")
+BETA_BLOCK_ROWS = 256  # rows of betas read and checked at a time
 
 
 # --------------------------------------------------------------------------------------------
@@ -89,10 +90,30 @@ class SubjectData:
 
     @cached_property
     def betas(self) -> np.ndarray:
-        return self._read("betas").astype(np.float32, copy=False)
+        """All trials' betas, float32 (n_trials, n_vertices), read in blocks and checked to be finite.
+
+        Raises
+        ------
+        DataFormatError
+            When any value is NaN or inf (naming the file, the subject and how many values).
+        """
+        out = np.empty((self.n_trials, self.n_vertices), dtype=np.float32)
+        with self._open() as f:
+            ds = f["betas"]
+            for start in range(0, self.n_trials, BETA_BLOCK_ROWS):
+                stop = min(start + BETA_BLOCK_ROWS, self.n_trials)
+                out[start:stop] = ds[start:stop]
+        self.check_finite(out, np.arange(self.n_trials))
+        return out
 
     def betas_for_trials(self, trials: np.ndarray) -> np.ndarray:
-        """Read only some trials' rows, in the given order. Shape (len(trials), n_vertices)."""
+        """Read only some trials' rows, in the given order. Shape (len(trials), n_vertices).
+
+        Raises
+        ------
+        DataFormatError
+            When a value read is NaN or inf.
+        """
         trials = np.asarray(trials, dtype=np.int64)
         if "betas" in self.__dict__:
             return self.betas[trials]
@@ -101,7 +122,46 @@ class SubjectData:
             rows = f["betas"][np.sort(trials)]
         out = np.empty_like(rows)
         out[order] = rows
-        return out.astype(np.float32, copy=False)
+        out = out.astype(np.float32, copy=False)
+        self.check_finite(out, trials)
+        return out
+
+    def check_finite(self, betas: np.ndarray | None = None, trials: np.ndarray | None = None) -> None:
+        """Refuse NaN or inf betas (the canonical format holds finite, z-scored values).
+
+        Parameters
+        ----------
+        betas : ndarray, shape (n, n_vertices), optional
+            Rows already read; by default every trial is read from the file in blocks of
+            ``BETA_BLOCK_ROWS`` rows (bounded memory).
+        trials : ndarray of int, shape (n,), optional
+            The trial index of each row of ``betas`` (for the message).
+
+        Raises
+        ------
+        DataFormatError
+            Naming the file, the subject, how many values are not finite and the first trial holding one.
+        """
+        if betas is None:
+            with self._open() as f:
+                ds = f["betas"]
+                for start in range(0, self.n_trials, BETA_BLOCK_ROWS):
+                    stop = min(start + BETA_BLOCK_ROWS, self.n_trials)
+                    self.check_finite(ds[start:stop], np.arange(start, stop))
+            return
+        first, bad = None, 0
+        for start in range(0, len(betas), BETA_BLOCK_ROWS):
+            per_row = np.count_nonzero(~np.isfinite(betas[start:start + BETA_BLOCK_ROWS]), axis=1)
+            bad += int(per_row.sum())
+            if first is None and bad:
+                first = start + int(np.flatnonzero(per_row)[0])
+        if bad:
+            trial = int(trials[first]) if trials is not None else first
+            raise DataFormatError(
+                f"{self.path}: subject {self.name!r} has {bad} NaN or inf beta values (of "
+                f"{betas.size} read; first in trial {trial}); the canonical format holds finite z-scored betas "
+                "(missing values set to 0): fix the file or prepare the dataset again"
+            )
 
     @cached_property
     def image_ids(self) -> np.ndarray:

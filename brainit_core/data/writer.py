@@ -128,8 +128,10 @@ class DatasetWriter:
                 f"session {session} of {name}: betas {betas.shape} and {len(image_ids)} image ids do not match "
                 f"(expected (n_trials, {st.n_vertices}))"
             )
-        if not np.all(np.isfinite(betas)):
-            raise DataFormatError(f"session {session} of {name}: betas contain NaN/inf after normalisation")
+        bad = int(np.count_nonzero(~np.isfinite(betas)))
+        if bad:
+            raise DataFormatError(f"{st.path}: session {session} of {name}: {bad} of {betas.size} betas are NaN or inf "
+                                  "(z-score them and set missing values to 0 before writing)")
         with h5py.File(st.path, "a") as f:
             n = f["betas"].shape[0]
             m = n + len(image_ids)

@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 import torch
 
-from brainit_core.errors import BrainITError
+from brainit_core.errors import BrainITError, DataFormatError
 from brainit_core.features.base import FeatureSpace, images_to_tensor
 from brainit_core.progress import track
 
@@ -40,6 +40,29 @@ class FeatureSet:
     def subset(self, rows) -> "FeatureSet":
         return FeatureSet(self.ids[rows], self.semantic[rows], [m[rows] for m in self.lowlevel])
 
+    def nonfinite(self) -> dict:
+        """Where the features hold NaN or inf.
+
+        Returns
+        -------
+        dict
+            Array name (``"semantic"``, ``"lowlevel/<i>"``) -> (count of non-finite values, ids of the
+            images holding them); only arrays with at least one.
+        """
+        out = {}
+        for key, arr in [("semantic", self.semantic)] + [(f"lowlevel/{i}", m) for i, m in enumerate(self.lowlevel)]:
+            per_image = np.count_nonzero(~np.isfinite(arr.reshape(len(arr), -1)), axis=1)
+            if per_image.any():
+                out[key] = (int(per_image.sum()), np.asarray(self.ids)[per_image > 0])
+        return out
+
+
+def nonfinite_message(where: str, found: dict) -> str:
+    """``"<where>: 12 NaN or inf values in semantic (images 4, 9), ..."`` for :meth:`FeatureSet.nonfinite`."""
+    parts = [f"{n} in {key} (images {', '.join(map(str, ids[:5].tolist()))}{', ...' if len(ids) > 5 else ''})"
+             for key, (n, ids) in found.items()]
+    return f"{where}: NaN or inf feature values: {'; '.join(parts)}"
+
 
 @torch.no_grad()
 def compute_features(space: FeatureSpace, images, batch_size: int = 32, device=None, desc: str = "features") -> FeatureSet:
@@ -56,7 +79,12 @@ def compute_features(space: FeatureSpace, images, batch_size: int = 32, device=N
         s = space.semantic_spec
         return FeatureSet(np.zeros(0, np.int64), np.zeros((0, s.n_tokens, s.dim), np.float16),
                           [np.zeros((0, t.dim, *t.grid), np.float16) for t in space.lowlevel_specs])
-    return FeatureSet(np.arange(n), np.concatenate(sem), [np.concatenate(m) for m in low])
+    fs = FeatureSet(np.arange(n), np.concatenate(sem), [np.concatenate(m) for m in low])
+    found = fs.nonfinite()
+    if found:  # a network gone wrong, or values beyond float16's range: never cache or train on them
+        raise BrainITError(nonfinite_message(f"feature space {space.name!r} (rows of this batch)", found)
+                           + " (values beyond float16's +-65504 become inf)")
+    return fs
 
 
 def feature_cache_path(dataset, space: FeatureSpace) -> Path:
@@ -114,7 +142,12 @@ def extract_features(dataset, ids, space: FeatureSpace, batch_size: int = 32, de
         uniq, inverse = np.unique(rows, return_inverse=True)
         sem = f["semantic"][uniq][inverse]
         low = [f[f"lowlevel/{i}"][uniq][inverse] for i in range(len(space.lowlevel_specs))] if read_lowlevel else []
-    return FeatureSet(ids, sem, low)
+    fs = FeatureSet(ids, sem, low)
+    found = fs.nonfinite()
+    if found:
+        raise DataFormatError(nonfinite_message(f"feature cache {path}", found)
+                              + "; delete the file and its features are computed again")
+    return fs
 
 
 def _cache_has(path: Path, ids: np.ndarray) -> bool:

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from brainit_core.checkpoint import checkpoint_exists, load_checkpoint, optimizer_state, restore_optimizer, save_checkpoint
+from brainit_core.errors import check_loss
 from brainit_core.fileio import write_json
 from brainit_core.models.encoder import (
     EncoderConfig, ImageToFMRIEncoder, encoder_inputs, encoder_loss, load_encoder, pearson_per_voxel, predict_rows,
@@ -122,6 +123,7 @@ def train_encoder(dataset, space, config: EncoderConfig, out_dir, subjects=None,
                    for b in np.array_split(rng.permutation(len(data[s][0])), max(1, len(data[s][0]) // config.batch_size))]
         order = rng.permutation(len(batches))
         losses = []
+        kept = f"{state_path.name} after epoch {epoch}, encoder" if epoch else "no epoch was saved yet"
         for k in track(order, desc=f"encoder epoch {epoch + 1}/{config.epochs}"):
             s, b = batches[k]
             ids, betas = data[s][0][b], data[s][1][b]
@@ -130,11 +132,12 @@ def train_encoder(dataset, space, config: EncoderConfig, out_dir, subjects=None,
             vox = torch.from_numpy(rng.choice(n_vox[s], n_sel, replace=False)).to(dev)
             y = torch.from_numpy(betas).to(dev)[:, vox]
             loss = encoder_loss(encoder(x, s, vox), y, config.cosine_weight)
+            losses.append(check_loss(float(loss.detach()), f"encoder, epoch {epoch + 1}, subject {s}", kept))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            losses.append(float(loss.detach()))
         val = _median_r(encoder, fs, row_of, {s: (data[s][2], data[s][3]) for s in fit_subjects}, config, dev)
+        check_loss(val, f"encoder, epoch {epoch + 1}, validation (median r)", kept)
         history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_median_r": val})
         if val > best:
             best, bad = val, 0

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from brainit_core.checkpoint import checkpoint_exists, load_checkpoint, optimizer_state, restore_optimizer, save_checkpoint
+from brainit_core.errors import check_loss
 from brainit_core.fileio import read_json, write_json
 from brainit_core.models.bit import BITConfig, BrainITModel, config_dict
 from brainit_core.models.bit_data import BITData, epoch_samples, make_groups, standardized_targets
@@ -197,6 +198,8 @@ def train_head(model: BrainITModel, head: str, data: BITData, config: BITConfig,
         model.train()
         total, count = 0.0, 0
         starts = range(0, len(samples), batch_size)
+        kept = (f"{state_path.name} after epoch {epoch - 1}, {best_path.name}" if checkpoint_exists(state_path)
+                else "no epoch was saved yet")
         for start in track(starts, desc=f"BIT {tag} epoch {epoch}/{epochs}"):
             batch = samples[start:start + batch_size]
             if len(batch) < 2:
@@ -205,13 +208,15 @@ def train_head(model: BrainITModel, head: str, data: BITData, config: BITConfig,
             targets = standardized_targets(model, head, data, rows, device)
             with mixed_precision(device, amp):
                 loss, _ = head_loss(model, head, groups, targets, config, tg)
+            value = check_loss(float(loss.detach()), f"BIT {tag}, epoch {epoch}, batch {start // batch_size + 1}", kept)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += float(loss.detach()) * len(batch)
+            total += value * len(batch)
             count += len(batch)
         # 3. validation, best weights, resumable state
         val = validate_head(model, head, data, config, device, subjects, amp)
+        check_loss(val["val_loss"], f"BIT {tag}, epoch {epoch}, validation", kept)
         last_metric = val["val_loss"]
         rec = {"epoch": epoch, "train_loss": total / max(count, 1), "lr": lr, "seconds": time.time() - t0, **val}
         curves.append(rec)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from brainit_core.checkpoint import checkpoint_exists, load_checkpoint, optimizer_state, restore_optimizer, save_checkpoint
+from brainit_core.errors import check_loss
 from brainit_core.progress import track
 
 
@@ -161,6 +162,7 @@ class StepLoop:
         self.ema, self.ema_decay = ema, ema_decay
         self.state = TrainingState(Path(state_dir) / f"{stem}_state")
         self.log = LossLog(Path(state_dir) / f"{stem}_loss.csv")
+        self.saved_step = 0  # the step of the state on disk (set by resume and by every save)
 
     def resume(self, device) -> int:
         """Restore the last saved state (model, optimizer, EMA, scheduler, loss log); returns its step (0 if none)."""
@@ -168,26 +170,37 @@ class StepLoop:
             self.log.truncate(0)  # a fresh start: drop the curve of an earlier, unfinished run
             return 0
         step, _ = self.state.load(self.model, self.optimizer, ema=self.ema, device=device)
+        self.saved_step = step
         self.log.truncate(step)
         advance_scheduler(self.scheduler, step)
         return step
 
     def _save(self, done: int) -> None:
         self.state.save(done, self.model, self.optimizer, self.record, ema=self.ema)
+        self.saved_step = done
 
     def run(self, start: int, loss_fn, max_seconds: float | None = None) -> bool:
         """Train from step ``start``; ``loss_fn(step) -> (loss, {name: value})``.
 
         Returns True when all steps are done, False when ``max_seconds`` ran out first (the state is
         saved, so a later call continues).
+
+        Raises
+        ------
+        NonFiniteLossError
+            When the loss or the gradient norm is NaN or inf; the step is not taken and nothing is saved,
+            so the state on disk is the last good checkpoint and :meth:`resume` continues from it.
         """
         t0 = time.time()
         self.model.train()
         for step in track(range(start, self.steps), desc=self.name):
             loss, parts = loss_fn(step)
+            kept = f"{self.state.path.name} at step {self.saved_step}" if self.saved_step else "no step was saved yet"
+            check_loss(float(loss.detach()), f"{self.name}, step {step + 1}", kept)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+            check_loss(float(norm), f"{self.name}, step {step + 1} (gradient norm)", kept)
             self.optimizer.step()
             self.scheduler.step()
             if self.ema is not None:  # early on the average follows the model closely

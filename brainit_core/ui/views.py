@@ -90,7 +90,7 @@ def in_silico(ctx) -> None:
         up = st.file_uploader("Photo", type=["png", "jpg", "jpeg"], key="is_photo")
         if up is not None:
             try:
-                photo = uploads.read_photo(up.name, up.getvalue())
+                photo = uploads.read_photo(up.name, up.getvalue(), square=True)  # twin and metrics see it alike
             except BrainITError as exc:
                 st.error(str(exc))
     else:

@@ -91,3 +91,37 @@ def test_truncated_image_store_names_the_file(tmp_path):
     store.write_bytes(data[: len(data) // 2])  # the index may survive, the pixels do not
     with pytest.raises(DataFormatError, match=str(store)):
         load_dataset(tmp_path / "tiny").images(ids)
+
+
+def test_nonfinite_betas_are_refused_when_read(tmp_path):
+    """Probe: NaN/inf written into a subject file after it was prepared used to be read (and trained on)
+    silently; every read of betas now checks them and names the file, the subject and the count."""
+    ds = make_tiny_dataset(tmp_path / "d")
+    path = ds.path / "subjects" / "sub01.h5"
+    with h5py.File(path, "a") as f:
+        b = f["betas"][()]
+        b[3, [0, 4]] = np.nan
+        b[7, 1] = np.inf
+        f["betas"][...] = b
+    sub = load_dataset(ds.path).subject("sub01")
+    with pytest.raises(DataFormatError, match=r"sub01\.h5: subject 'sub01' has 3 NaN or inf beta values.*first in trial 3"):
+        _ = sub.betas
+    with pytest.raises(DataFormatError, match="has 1 NaN or inf"):
+        sub.betas_for_trials(np.array([7, 0]))
+    with pytest.raises(DataFormatError, match="subject 'sub01'"):
+        sub.averaged("train")
+    with pytest.raises(DataFormatError, match="has 3 NaN"):
+        sub.check_finite()
+    np.testing.assert_array_equal(sub.betas_for_trials(np.array([1, 0])), b[[1, 0]])  # clean rows still read
+    load_dataset(ds.path).subject("sub02").check_finite()  # the other subject is fine
+
+
+def test_writer_refuses_nonfinite_session(tmp_path):
+    from brainit_core.data import DatasetWriter
+
+    w = DatasetWriter(tmp_path / "w", source="synthetic-test", mesh="fsaverage5", image_size=4)
+    w.begin_subject("s", np.arange(4), np.array([0, 0, 1, 1], np.uint8))
+    betas = np.zeros((2, 4), np.float32)
+    betas[1, 2] = np.inf
+    with pytest.raises(DataFormatError, match="session 3 of s: 1 of 8 betas are NaN or inf"):
+        w.append_session("s", betas, np.array([1, 2]), session=3)

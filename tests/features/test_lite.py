@@ -66,3 +66,31 @@ def test_cache_waits_for_another_process_holding_the_lock(tmp_path):
     finally:
         holder.wait(timeout=30)
     assert fs.semantic.shape[0] == 3
+
+
+def test_nonfinite_features_are_refused(tmp_path, monkeypatch):
+    """Probe: a NaN written into the feature cache (or computed by the network) was read and trained on;
+    the cache now refuses it by name, and non-finite computed features are never cached."""
+    import h5py
+    import pytest
+
+    from brainit_core.errors import BrainITError, DataFormatError
+    from brainit_core.features.cache import feature_cache_path
+
+    ds = make_tiny_dataset(tmp_path / "d")
+    space = get_feature_space("lite0", preset="ci")
+    ids = ds.image_ids[[1, 3]]
+    extract_features(ds, ids, space, batch_size=2)
+    path = feature_cache_path(ds, space)
+    with h5py.File(path, "a") as f:
+        f["lowlevel/0"][1, 0, 0, :2] = np.nan
+    with pytest.raises(DataFormatError, match=rf"feature cache .*{path.name}: NaN or inf feature values: 2 in lowlevel/0 "
+                                              rf"\(images {ids[1]}\).*delete the file"):
+        extract_features(ds, ids, space, batch_size=2)
+    path.unlink()
+    real = type(space).semantic_tokens
+    monkeypatch.setattr(type(space), "semantic_tokens", lambda self, x: real(self, x) * float("inf"))
+    with pytest.raises(BrainITError, match="feature space 'lite0'.*NaN or inf feature values: .* in semantic"):
+        extract_features(ds, ids, space, batch_size=2)
+    with h5py.File(path, "r") as f:
+        assert f["ids"].shape == (0,)  # nothing cached

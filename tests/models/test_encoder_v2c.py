@@ -84,3 +84,31 @@ def test_v2c_shared_clusters_nearest_and_roundtrip(tmp_path):
     w = V2C.load(tmp_path / "v2c")
     np.testing.assert_array_equal(w.predict(emb["a"]), v.labels_["a"])
     np.testing.assert_array_equal(w.labels_["b"], v.labels_["b"])
+
+
+def test_encoder_stops_on_a_nonfinite_loss_and_resumes_after(tmp_path, monkeypatch):
+    """Probe: the encoder's loop trained on through NaN losses; now it stops with the last good epoch kept."""
+    import pytest
+
+    from brainit_core.errors import NonFiniteLossError
+    from brainit_core.features import get_feature_space
+    from brainit_core.models import encoder_training
+
+    ds = make_tiny_dataset(tmp_path / "d", n_train=10)
+    space = get_feature_space("lite0", preset="ci", pretrained=False)
+    cfg = EncoderConfig.preset("ci")
+    cfg.epochs = 1
+    out = tmp_path / "enc"
+    train_encoder(ds, space, cfg, out, subjects=["sub01"])
+    files = {p.name: p.read_bytes() for p in out.iterdir()}
+    real = encoder_training.encoder_loss
+    monkeypatch.setattr(encoder_training, "encoder_loss", lambda *a: real(*a) * float("nan"))
+    cfg.epochs = 2
+    with pytest.raises(NonFiniteLossError, match=r"encoder, epoch 2, subject sub01: the loss is nan; stopped; the last "
+                                                 r"good state is kept \(state after epoch 1, encoder\)"):
+        train_encoder(ds, space, cfg, out, subjects=["sub01"])
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == files
+    monkeypatch.setattr(encoder_training, "encoder_loss", real)
+    train_encoder(ds, space, cfg, out, subjects=["sub01"])
+    import json
+    assert [h["epoch"] for h in json.loads((out / "curves.json").read_text())] == [1, 2]

@@ -215,3 +215,61 @@ def test_train_and_transfer_with_the_fullsize_feature_space(run_dataset, tmp_pat
     assert run2.space.name == "bigg-vgg16bn" and run2.subjects == ["sub01", "sub02", "sub03"]
     b3, _ = run_dataset.subject("sub03").averaged("test")
     assert torch.isfinite(run2.predict(b3, "sub03").lowlevel[0]).all()
+
+
+def test_nonfinite_loss_stops_and_resume_after_the_fix_continues(tmp_path):
+    """Probe: NaN betas trained a NaN head with every epoch logging "train nan val nan"; now training
+    stops at the first non-finite loss, the state and best checkpoints of the last good epoch stay as
+    they were, and resuming with the data fixed continues from that epoch."""
+    from brainit_core.errors import NonFiniteLossError
+
+    data = make_data()
+    cfg = tiny_config(semantic_epochs=3)
+    dev = torch.device("cpu")
+    straight = train_head(make_model(data, cfg), "semantic", data, cfg, tmp_path / "straight", dev)
+    out = tmp_path / "run"
+    train_head(make_model(data, cfg), "semantic", data, cfg, out, dev, epochs=2)
+    files = {p.name: p.read_bytes() for p in out.iterdir()}
+    good = data.real["a"].betas.copy()
+    data.real["a"].betas[4, 2] = np.nan
+    with pytest.raises(NonFiniteLossError, match=r"BIT semantic, epoch 3, batch \d+: the loss is nan; stopped; the "
+                                                 r"last good state is kept \(bit_semantic_state after epoch 2"):
+        train_head(make_model(data, cfg), "semantic", data, cfg, out, dev)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == files
+    data.real["a"].betas[:] = good
+    curves = train_head(make_model(data, cfg, seed=5), "semantic", data, cfg, out, dev)
+    assert [c["epoch"] for c in curves] == [0, 1, 2, 3]
+    assert curves[-1]["val_loss"] == pytest.approx(straight[-1]["val_loss"], rel=1e-5)
+
+
+def test_nonfinite_validation_loss_saves_nothing(tmp_path):
+    from brainit_core.errors import NonFiniteLossError
+
+    data = make_data()
+    cfg = tiny_config(semantic_epochs=1)
+    data.val["b"].betas[0, 0] = np.inf
+    with pytest.raises(NonFiniteLossError, match="validation: the loss is nan.*no epoch was saved yet"):
+        train_head(make_model(data, cfg), "semantic", data, cfg, tmp_path, torch.device("cpu"))
+    assert not list(tmp_path.iterdir())
+
+
+def test_cli_train_on_nan_betas_exits_with_the_file_and_resumes_after_the_fix(tmp_path, capsys):
+    """Probe: ``train`` on a dataset whose betas hold NaN exited 0 with a NaN model; now it exits 2 naming
+    the subject file, and ``--resume`` once the file is fixed trains the run to the end."""
+    import h5py
+
+    from brainit_core.cli import main
+    from brainit_core.runs import RunDirectory
+
+    ds = make_run_dataset(tmp_path / "d")
+    path = ds.path / "subjects" / "sub02.h5"
+    with h5py.File(path, "a") as f:
+        good = f["betas"][()]
+        f["betas"][5, :4] = np.nan
+    args = ["train", "--data", str(ds.path), "--preset", "ci", "--out", str(tmp_path / "run"), "--device", "cpu"]
+    assert main(args) == 2
+    assert "sub02.h5: subject 'sub02' has 4 NaN or inf beta values" in capsys.readouterr().err
+    with h5py.File(path, "a") as f:
+        f["betas"][...] = good
+    assert main(args + ["--resume"]) == 0
+    assert RunDirectory(tmp_path / "run").is_complete
