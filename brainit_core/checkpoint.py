@@ -36,6 +36,11 @@ def _paths(path: str | os.PathLike) -> tuple[Path, Path]:
     return p.with_name(p.name + ".safetensors"), p.with_name(p.name + ".json")
 
 
+def checkpoint_paths(path: str | os.PathLike) -> tuple[Path, Path]:
+    """The ``(tensors, record)`` files of the checkpoint ``path`` (``X`` -> ``X.safetensors``, ``X.json``)."""
+    return _paths(path)
+
+
 def save_checkpoint(path, tensors: Mapping[str, Any], config: Mapping[str, Any], meta: Mapping[str, Any] | None = None) -> Path:
     """Write ``tensors`` (name -> torch tensor) and ``config`` (JSON-able) atomically.
 

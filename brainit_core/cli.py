@@ -24,8 +24,18 @@ _COMMAND_MODULES = [
 ]
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """Refuses a bad command line with one line naming the argument (exit status 2), not the usage block.
+
+    Sub-command parsers are of the same class (``add_subparsers`` uses the parent's class).
+    """
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="python -m brainit_core",
         description="Brain-IT Explorer: reconstruct seen images from fMRI with Brain-IT.",
     )

@@ -6,6 +6,7 @@ import json
 import time
 from pathlib import Path
 
+from brainit_core.cli_types import device, existing_dir, non_negative_int, out_dir, positive_int
 from brainit_core.utils import assets_dir, default_data_dir
 
 
@@ -15,42 +16,42 @@ def register(subparsers) -> None:
         description="Builds the demo twin (seed 0), trains the Brain-IT run and the generators with the demo "
                     "presets, optionally runs the benchmark, and packs assets/demo. Every stage is resumable: "
                     "run the same command again after an interruption. Stage timings go to WORK/train-demo.json.")
-    p.add_argument("--work", default=str(default_data_dir()), help="where the twin, run and generators go "
+    p.add_argument("--work", type=out_dir, default=str(default_data_dir()), help="where the twin, run and generators go "
                    "(default: $BRAINIT_DATA or ~/.brainit)")
-    p.add_argument("--seed", type=int, default=0, help="twin seed (default 0)")
-    p.add_argument("--out", default=str(assets_dir() / "demo"), help="bundle directory (default: assets/demo)")
-    p.add_argument("--n-test", type=int, default=100, help="test images per subject kept in the bundle")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="twin seed (default 0)")
+    p.add_argument("--out", type=out_dir, default=str(assets_dir() / "demo"), help="bundle directory (default: assets/demo)")
+    p.add_argument("--n-test", type=positive_int, default=100, help="test images per subject kept in the bundle")
     p.add_argument("--benchmark", action="store_true", help="also run the benchmark and ship its results")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (use 1 on a busy machine)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads, >= 1 (use 1 on a busy machine)")
+    p.add_argument("--device", type=device, default="auto", help="'auto', 'cpu', 'cuda' or 'cuda:N'")
     p.set_defaults(func=_train_demo)
 
     b = subparsers.add_parser("bundle", help="pack a run, its generators and a test slice of the data into a bundle",
                               description="Writes OUT/{dataset,run,generators[,benchmark]} and OUT/MANIFEST.json "
                                           "(sha256 of every file). Checkpoints are stored as float16 unless --full.")
-    b.add_argument("--data", required=True)
-    b.add_argument("--run", required=True)
-    b.add_argument("--generators", required=True)
-    b.add_argument("--benchmark", default=None, help="a benchmark output directory to include")
-    b.add_argument("--out", default=str(assets_dir() / "demo"))
-    b.add_argument("--n-test", type=int, default=100)
+    b.add_argument("--data", type=existing_dir, required=True)
+    b.add_argument("--run", type=existing_dir, required=True)
+    b.add_argument("--generators", type=existing_dir, required=True)
+    b.add_argument("--benchmark", type=existing_dir, default=None, help="a benchmark output directory to include")
+    b.add_argument("--out", type=out_dir, default=str(assets_dir() / "demo"))
+    b.add_argument("--n-test", type=positive_int, default=100, help="test images per subject (>= 1)")
     b.add_argument("--full", action="store_true", help="keep float32 weights")
-    b.add_argument("--grid-subjects", type=int, default=1,
+    b.add_argument("--grid-subjects", type=non_negative_int, default=1,
                    help="ship the Reconstructions page's default grid of the run's first N subjects (default 1; 0: none)")
     b.set_defaults(func=_bundle)
 
     g = subparsers.add_parser("bundle-grids", help="(re)compute a bundle's shipped Reconstructions grids",
                               description="Writes BUNDLE/grids/ (the app's default grid, read on the first visit "
                                           "instead of running the pipeline) and refreshes BUNDLE/MANIFEST.json.")
-    g.add_argument("path", nargs="?", default=str(assets_dir() / "demo"))
+    g.add_argument("path", type=existing_dir, nargs="?", default=str(assets_dir() / "demo"))
     g.add_argument("--subjects", nargs="+", default=None, help="default: the run's first subject")
-    g.add_argument("--n", type=int, default=None, help="images per grid (default: the page's, 8)")
-    g.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    g.add_argument("--device", default="cpu")
+    g.add_argument("--n", type=positive_int, default=None, help="images per grid (>= 1; default: the page's, 8)")
+    g.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (>= 1)")
+    g.add_argument("--device", type=device, default="cpu", help="'auto', 'cpu', 'cuda' or 'cuda:N'")
     g.set_defaults(func=_bundle_grids)
 
     v = subparsers.add_parser("verify-bundle", help="check a bundle's files against its MANIFEST.json")
-    v.add_argument("path", nargs="?", default=str(assets_dir() / "demo"))
+    v.add_argument("path", type=existing_dir, nargs="?", default=str(assets_dir() / "demo"))
     v.set_defaults(func=_verify)
 
 

@@ -8,20 +8,62 @@ from pathlib import Path
 import numpy as np
 
 
+def check_device(device) -> str:
+    """Validate a device name and return it as text.
+
+    Accepts ``"auto"``, ``"cpu"``, ``"cuda"`` and ``"cuda:N"`` (CUDA only when this machine has
+    that GPU), ``"mps"`` where available, and ``torch.device`` objects.
+
+    Raises
+    ------
+    BrainITError
+        Naming the value and what is accepted.
+    """
+    import re
+
+    from brainit_core.errors import BrainITError
+
+    text = str(device).strip()
+    if text in ("auto", "cpu"):
+        return text
+    match = re.fullmatch(r"cuda(?::(\d+))?", text)
+    if text == "mps":
+        import torch
+
+        if not torch.backends.mps.is_available():
+            raise BrainITError("device 'mps' requested, but this machine has no MPS backend; use 'cpu' or 'auto'")
+        return text
+    if not match:
+        raise BrainITError(f"unknown device {text!r}; expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    import torch
+
+    if not torch.cuda.is_available():
+        raise BrainITError(f"device {text!r} requested, but CUDA is not available on this machine; "
+                           "use 'cpu' or 'auto'")
+    index = int(match.group(1) or 0)
+    if index >= torch.cuda.device_count():
+        raise BrainITError(f"device {text!r} requested, but this machine has {torch.cuda.device_count()} "
+                           f"CUDA device(s) (cuda:0..cuda:{torch.cuda.device_count() - 1})")
+    return text
+
+
 def resolve_device(device: str = "auto"):
     """Return the ``torch.device`` to use.
 
     Parameters
     ----------
-    device : str, default="auto"
-        ``"auto"`` picks CUDA when available, otherwise CPU; any other value is passed to
-        ``torch.device`` unchanged (``"cpu"``, ``"cuda:1"``, ...).
+    device : str or torch.device, default="auto"
+        ``"auto"`` picks CUDA when available, otherwise CPU; ``"cpu"``, ``"cuda"``, ``"cuda:1"``
+        are checked by :func:`check_device` (an unknown name or a missing GPU is a ``BrainITError``).
     """
     import torch
 
-    if device == "auto":
+    if isinstance(device, torch.device):
+        return device
+    text = check_device(device)
+    if text == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    return torch.device(text)
 
 
 def seed_everything(seed: int) -> np.random.Generator:

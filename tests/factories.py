@@ -227,3 +227,21 @@ def build_app_data(root, seed: int = 0) -> AppData:
     run = BrainITRun.load(root / "runs" / "tiny", device="cpu")
     build_tiny_generators(run.space).save(root / "generators" / "tiny")
     return AppData(root, root / "twin-tiny", root / "runs" / "tiny", root / "generators" / "tiny")
+
+
+# -- the command line ---------------------------------------------------------------------------
+
+def refused(capsys, argv: list[str], name: str) -> str:
+    """Run the CLI on ``argv``; assert it stopped with status 2 and ONE stderr line naming ``name``
+    (an argument or a file) and no traceback; return that line."""
+    from brainit_core.cli import main
+
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert len(err.splitlines()) == 1, err
+    assert name in err and "Traceback" not in err, err
+    return err

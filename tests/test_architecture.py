@@ -39,7 +39,7 @@ LAYERS = (
     ("reconstruction", ("reconstruction",)),
     ("analysis", ("analysis",)),
     ("benchmark", ("benchmark",)),
-    ("command line and packaging", ("cli", "__main__", "bundle", "app_sources", "demo_cli", "data.nsd_cli",
+    ("command line and packaging", ("cli", "cli_types", "__main__", "bundle", "app_sources", "demo_cli", "data.nsd_cli",
                                     "data.twin.cli", "models.cli", "reconstruction.cli", "metrics.cli",
                                     "benchmark.cli")),
     ("app", ("ui",)),

@@ -1,7 +1,31 @@
 """``python -m brainit_core benchmark``: the commands over :mod:`brainit_core.benchmark.run` and :mod:`brainit_core.benchmark.report`."""
 from __future__ import annotations
 
+import argparse
+
+from brainit_core.cli_types import device, existing_dir, metric_network, non_negative_int, out_dir, positive_int
+
 COMMAND = "benchmark"
+
+
+def _networks(text: str) -> str:
+    """'auto', 'offline', 'protocol' or comma-separated metric network names."""
+    for name in text.split(","):
+        metric_network(name.strip())
+    return text
+
+
+def _transfer_run(text: str) -> str:
+    """AMOUNT=DIR with AMOUNT in 15/60/all and DIR an existing directory."""
+    from brainit_core.benchmark.run import parse_transfer_runs
+    from brainit_core.errors import BrainITError
+
+    try:
+        (path,) = parse_transfer_runs([text]).values()
+    except BrainITError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--transfer-runs ")) from None
+    existing_dir(path)
+    return text
 
 
 def register(subparsers) -> None:
@@ -13,30 +37,31 @@ def register(subparsers) -> None:
                     "score every metric, time every method, draw the transfer curve and compute the claims "
                     "(incl. brain-token contralaterality). Writes OUT/results.json, OUT/results.md and PNG plots. "
                     "Everything is cached in OUT, so a rerun or a resumed run only does what is missing.")
-    p.add_argument("--data", required=True, help="dataset directory")
-    p.add_argument("--run", required=True, help="trained run directory")
-    p.add_argument("--generators", default=None,
+    p.add_argument("--data", type=existing_dir, required=True, help="dataset directory")
+    p.add_argument("--run", type=existing_dir, required=True, help="trained run directory")
+    p.add_argument("--generators", type=existing_dir, default=None,
                    help="generators directory (default: the ones matching the run's feature space, printed)")
-    p.add_argument("--out", required=True, help="output directory (results and cache)")
+    p.add_argument("--out", type=out_dir, required=True,
+                   help="output directory (results and cache; its parent folder must exist)")
     p.add_argument("--subjects", nargs="+", default=None,
                    help="subjects (default: the run's subjects that are not held out)")
-    p.add_argument("--limit", type=int, default=None, help="only the first N test images of each subject")
+    p.add_argument("--limit", type=positive_int, default=None, help="only the first N (>= 1) test images of each subject")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--transfer-runs", nargs="+", default=None, metavar="AMOUNT=DIR",
+    g.add_argument("--transfer-runs", type=_transfer_run, nargs="+", default=None, metavar="AMOUNT=DIR",
                    help="runs transferred to the held-out subject: 15=DIR 60=DIR all=DIR")
     g.add_argument("--transfer", action="store_true",
                    help="train the missing transfer runs (15 min, 60 min, all) under OUT/transfer/")
     p.add_argument("--heldout", default=None, help="transfer subject (default: the dataset's held-out subject)")
-    p.add_argument("--networks", default="auto",
+    p.add_argument("--networks", type=_networks, default="auto",
                    help="metric networks: 'auto' (every column; missing weights say 'unavailable'), 'offline' "
                         "(PixCorr, SSIM, Lite1/Lite2), 'protocol', or comma-separated names")
-    p.add_argument("--weights", default=None, help="folder with the protocol networks' weight files")
+    p.add_argument("--weights", type=existing_dir, default=None, help="folder with the protocol networks' weight files")
     p.add_argument("--mode", choices=("fast", "dip"), default=None, help="low-level inversion (default from GEN)")
-    p.add_argument("--steps", type=int, default=None, help="diffusion schedule length (default from GEN)")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--seed", type=int, default=0, help="image i uses seed + its image id in every method")
-    p.add_argument("--device", default="auto", help="'auto' (CUDA when available), 'cpu', 'cuda:1', ...")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 on a busy shared CPU)")
+    p.add_argument("--steps", type=positive_int, default=None, help="diffusion schedule length (default from GEN)")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="images per batch (>= 1)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="image i uses seed + its image id in every method")
+    p.add_argument("--device", type=device, default="auto", help="'auto' (CUDA when available), 'cpu', 'cuda:1', ...")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads, >= 1 (1 on a busy shared CPU)")
     p.set_defaults(func=_benchmark)
 
     r = subparsers.add_parser(
@@ -44,7 +69,7 @@ def register(subparsers) -> None:
         description="Re-judges the claims and rewrites OUT/results.json and OUT/results.md from the scores already in "
                     "OUT/results.json (use after the claims' code changed); nothing is reconstructed or scored. When "
                     "OUT is a bundle's benchmark/ (assets/demo/benchmark), the bundle's MANIFEST.json is updated.")
-    r.add_argument("out", help="benchmark output directory")
+    r.add_argument("out", type=existing_dir, help="benchmark output directory")
     r.set_defaults(func=_report)
 
 

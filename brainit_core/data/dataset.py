@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -250,7 +251,7 @@ class Dataset:
         self._images_path = self.path / "images.h5"
         if not self._images_path.exists():
             raise DataFormatError(f"{self._images_path} not found (the dataset's image store)")
-        with h5py.File(self._images_path, "r") as f:
+        with self._read_images() as f:
             if "ids" not in f or "images" not in f:
                 raise DataFormatError(f"{self._images_path}: expected datasets 'ids' and 'images'")
             self._image_ids = f["ids"][()].astype(np.int64)
@@ -259,6 +260,16 @@ class Dataset:
         if np.any(np.diff(self._image_ids) <= 0):
             raise DataFormatError(f"{self._images_path}: 'ids' must be strictly increasing")
         self._subjects: dict[str, SubjectData] = {}
+
+    @contextmanager
+    def _read_images(self):
+        """The open image store; HDF5 errors (a truncated or corrupt file) become a DataFormatError naming it."""
+        try:
+            with h5py.File(self._images_path, "r") as f:
+                yield f
+        except (OSError, RuntimeError) as exc:
+            raise DataFormatError(f"{self._images_path}: cannot read the image store ({exc}); the file may be "
+                                  "truncated or corrupt: rebuild or re-copy the dataset") from exc
 
     # -- metadata ---------------------------------------------------------------------------
     @property
@@ -312,7 +323,7 @@ class Dataset:
     def image_set(self, name: str) -> np.ndarray:
         if name not in self._sets:
             raise KeyError(f"{self._images_path}: no image set {name!r}; available: {self._sets}")
-        with h5py.File(self._images_path, "r") as f:
+        with self._read_images() as f:
             return f["sets"][name][()].astype(np.int64)
 
     def subject(self, name: str) -> SubjectData:
@@ -341,7 +352,7 @@ class Dataset:
             return np.zeros((0, *self.image_shape), dtype=np.uint8)
         order = np.argsort(rows)
         uniq, inverse = np.unique(rows[order], return_inverse=True)
-        with h5py.File(self._images_path, "r") as f:
+        with self._read_images() as f:
             block = f["images"][uniq]
         out = np.empty((len(rows), *self.image_shape), dtype=np.uint8)
         out[order] = block[inverse]

@@ -169,6 +169,9 @@ def load_fsaverage_mask(layout: NSDLayout, subject: int, mask: str, n_vertices: 
             raise DataFormatError(f"{path}: mask has {len(values)} values, but the betas have {n_vertices} "
                                   "vertices per hemisphere")
         out[hemi] = values > 0
+    if not any(m.any() for m in out.values()):
+        raise DataFormatError(f"vertex mask '{mask}' ({path.parent}) selects no vertex of subject {subject} in "
+                              "either hemisphere (every value is 0); use another --mask")
     return out
 
 
@@ -257,6 +260,11 @@ def prepare_nsd(nsd_root, subjects, out, space: str = "fsaverage", mask: str = "
     -------
     (Dataset, PrepareReport)
     """
+    for name, value, least in (("sessions", sessions, 1), ("val_images", val_images, 0), ("image_size", image_size, 1),
+                               ("seed", seed, 0), ("trials_per_session", trials_per_session, 1),
+                               ("n_vertices_per_hemi", n_vertices_per_hemi, 1)):
+        if value is not None and (not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < least):
+            raise DataFormatError(f"{name} must be {'a positive integer' if least else 'an integer >= 0'}, got {value!r}")
     layout = NSDLayout(Path(nsd_root))
     if not layout.root.exists():
         raise DataFormatError(f"NSD root {layout.root} does not exist")
@@ -292,6 +300,8 @@ def prepare_nsd(nsd_root, subjects, out, space: str = "fsaverage", mask: str = "
             raise DataFormatError(f"{layout.expdesign}: masterordering has {len(design.masterordering)} trials, "
                                   f"{n_trials} needed for {n_sess} sessions")
         plans[s] = (n_sess, design.trial_image_ids(s, n_trials))
+        if space == "fsaverage":  # a missing or empty mask is refused before anything is written
+            load_fsaverage_mask(layout, s, mask, n_vertices_per_hemi)
     needed = np.unique(np.concatenate([p[1] for p in plans.values()]))
     mesh = "fsaverage" if space == "fsaverage" else "func1pt8mm"
     writer = DatasetWriter(out, source="nsd", mesh=mesh, image_size=image_size, overwrite=overwrite,
@@ -358,6 +368,8 @@ def _write_images(path: Path, ids: np.ndarray, writer: DatasetWriter, size: int,
         brick = f["imgBrick"]
         if brick.ndim != 4 or brick.shape[-1] != 3:
             raise DataFormatError(f"{path}: imgBrick shape {brick.shape}, expected (73000, 425, 425, 3)")
+        if brick.dtype != np.uint8:
+            raise DataFormatError(f"{path}: imgBrick has dtype {brick.dtype}, expected uint8 (0..255 RGB)")
         if len(ids) and ids.max() >= brick.shape[0]:
             raise DataFormatError(f"{path}: image id {ids.max()} outside the brick of {brick.shape[0]} images")
         for i in track(range(0, len(ids), chunk), desc="images"):
@@ -382,6 +394,8 @@ def _volume_mask(layout: NSDLayout, subject: int, mask: str):
         raise DataFormatError(f"{path} not found (func1pt8mm ROI)")
     roi = np.asarray(nib.load(str(path)).get_fdata())
     flat = np.flatnonzero(roi.ravel() > 0)
+    if not len(flat):
+        raise DataFormatError(f"{path}: the ROI selects no voxel (every value is 0); use another --mask")
     x = np.unravel_index(flat, roi.shape)[0]
     hemis = (x < roi.shape[0] / 2).astype(np.uint8)
     return flat, roi.shape, hemis

@@ -5,6 +5,10 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
+from brainit_core.cli_types import existing_dir, int_in, non_negative_int, out_dir, positive_int
+
+NSD_SUBJECT = int_in(1, 8)
+
 
 def register(sub) -> None:
     nsd = sub.add_parser("nsd", help="Natural Scenes Dataset: prepare or check files")
@@ -12,22 +16,24 @@ def register(sub) -> None:
 
     p = nsd_sub.add_parser("prepare", help="write NSD subjects to a canonical dataset directory",
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--nsd-root", required=True, help="NSD root holding nsddata/, nsddata_betas/, nsddata_stimuli/")
-    p.add_argument("--subjects", type=int, nargs="+", default=[1, 2, 5, 7])
-    p.add_argument("--out", required=True, help="output dataset directory")
+    p.add_argument("--nsd-root", type=existing_dir, required=True,
+                   help="NSD root holding nsddata/, nsddata_betas/, nsddata_stimuli/")
+    p.add_argument("--subjects", type=NSD_SUBJECT, nargs="+", default=[1, 2, 5, 7], help="NSD subjects, 1..8")
+    p.add_argument("--out", type=out_dir, required=True, help="output dataset directory (its parent folder must exist)")
     p.add_argument("--space", choices=["fsaverage", "func1pt8mm"], default="fsaverage")
     p.add_argument("--mask", default="nsdgeneral", help="nsdgeneral | algonauts | a file ({hemi} -> lh/rh)")
-    p.add_argument("--sessions", type=int, default=None, help="first N sessions (default: all completed)")
-    p.add_argument("--image-size", type=int, default=256)
-    p.add_argument("--val-images", type=int, default=None, help="training images held out for validation")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sessions", type=positive_int, default=None, help="first N (>= 1) sessions (default: all completed)")
+    p.add_argument("--image-size", type=positive_int, default=256, help="stored image size in pixels")
+    p.add_argument("--val-images", type=non_negative_int, default=None,
+                   help="training images held out for validation (>= 0)")
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--overwrite", action="store_true",
                    help="replace a finished NSD dataset already in --out (never another kind or other files)")
     p.set_defaults(func=_prepare)
 
     c = nsd_sub.add_parser("check", help="list which NSD files are present or missing, without writing")
-    c.add_argument("--nsd-root", required=True)
-    c.add_argument("--subjects", type=int, nargs="+", default=[1, 2, 5, 7])
+    c.add_argument("--nsd-root", required=True, help="NSD root (a missing one is reported, not refused)")
+    c.add_argument("--subjects", type=NSD_SUBJECT, nargs="+", default=[1, 2, 5, 7], help="NSD subjects, 1..8")
     c.add_argument("--space", choices=["fsaverage", "func1pt8mm"], default="fsaverage")
     c.set_defaults(func=_check)
     nsd.set_defaults(func=lambda args: nsd.print_help() or 1)

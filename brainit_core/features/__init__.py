@@ -3,6 +3,9 @@ from brainit_core.features.base import FeatureSpace, TokenSpec, images_to_tensor
 from brainit_core.features.cache import FeatureSet, compute_features, extract_features
 from brainit_core.features.lite import EfficientNetLiteFeatures, LiteFeatureConfig
 
+# every name get_feature_space builds (the second is features.fullsize.NAME)
+FEATURE_SPACES = ("lite0", "bigg-vgg16bn")
+
 
 def get_feature_space(name: str = "lite0", preset: str = "demo", device=None, **kwargs) -> FeatureSpace:
     """Build a feature space by name.
@@ -28,6 +31,6 @@ def get_feature_space(name: str = "lite0", preset: str = "demo", device=None, **
     return space.to(device) if device is not None else space
 
 
-__all__ = ["FeatureSpace", "TokenSpec", "FeatureSet", "EfficientNetLiteFeatures", "LiteFeatureConfig",
+__all__ = ["FEATURE_SPACES", "FeatureSpace", "TokenSpec", "FeatureSet", "EfficientNetLiteFeatures", "LiteFeatureConfig",
            "compute_features", "extract_features", "get_feature_space", "images_to_tensor",
            "maps_to_tokens", "tokens_to_maps"]

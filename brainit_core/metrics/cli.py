@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from brainit_core.cli_types import device, existing_dir, metric_network, out_file, positive_int
 from brainit_core.fileio import write_json
 
 
@@ -19,16 +20,17 @@ def register(subparsers) -> None:
                     "dataset; RECON_DIR/<kind>/<id>.png are the reconstructions), or any folder of PNGs against "
                     "a folder of ground-truth PNGs with the same file names (--truth). Protocol columns whose "
                     "weights are not on this machine say 'unavailable'; see --list-columns.")
-    p.add_argument("recon", nargs="?", help="reconstruction directory (or folder of PNGs with --truth)")
+    p.add_argument("recon", type=existing_dir, nargs="?", help="reconstruction directory (or folder of PNGs with --truth)")
     p.add_argument("--kind", default="fused", choices=("fused", "low_level", "semantic"),
                    help="which reconstructions of a `reconstruct` output to score")
-    p.add_argument("--truth", default=None, help="folder of ground-truth PNGs paired by file name")
-    p.add_argument("--networks", nargs="+", default=["auto"],
+    p.add_argument("--truth", type=existing_dir, default=None, help="folder of ground-truth PNGs paired by file name")
+    p.add_argument("--networks", type=metric_network, nargs="+", default=["auto"],
                    help="auto | protocol | offline | network names (alexnet inception clip effnet swav lite1 lite2)")
-    p.add_argument("--weights", default=None, help="folder of protocol weight files (also $BRAINIT_WEIGHTS)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--out", default=None, help="JSON file (default RECON_DIR/metrics_<kind>.json)")
+    p.add_argument("--weights", type=existing_dir, default=None,
+                   help="folder of protocol weight files (also $BRAINIT_WEIGHTS)")
+    p.add_argument("--device", type=device, default="auto", help="'auto', 'cpu', 'cuda' or 'cuda:N'")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="images per batch (>= 1)")
+    p.add_argument("--out", type=out_file, default=None, help="JSON file (default RECON_DIR/metrics_<kind>.json)")
     p.add_argument("--list-columns", action="store_true", help="print which network backs each column and exit")
     p.set_defaults(func=_evaluate)
 
@@ -36,8 +38,26 @@ def register(subparsers) -> None:
 def _read_png(path: Path) -> np.ndarray:
     from PIL import Image
 
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
+    from brainit_core.errors import DataFormatError
+
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except (OSError, ValueError) as exc:
+        raise DataFormatError(f"{path}: cannot read as an image ({exc})") from exc
+
+
+def _read_pngs(paths: list[Path]) -> np.ndarray:
+    """Stack same-sized images; a size that differs from the first image's is a DataFormatError naming both."""
+    from brainit_core.errors import DataFormatError
+
+    images = [_read_png(p) for p in paths]
+    for path, img in zip(paths, images):
+        if img.shape != images[0].shape:
+            raise DataFormatError(f"{path} is {img.shape[1]}x{img.shape[0]} px but {paths[0]} is "
+                                  f"{images[0].shape[1]}x{images[0].shape[0]} px: the images of one set must "
+                                  "share a size")
+    return np.stack(images)
 
 
 def _load_pairs(args) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -51,8 +71,7 @@ def _load_pairs(args) -> tuple[list[str], np.ndarray, np.ndarray]:
         if not names or missing:
             raise DataFormatError(f"need PNGs in {recon_dir} each with a same-named PNG in {truth_dir}; "
                                   f"{len(names)} found, missing in truth: {missing[:5]}")
-        return (names, np.stack([_read_png(truth_dir / n) for n in names]),
-                np.stack([_read_png(recon_dir / n) for n in names]))
+        return (names, _read_pngs([truth_dir / n for n in names]), _read_pngs([recon_dir / n for n in names]))
     from brainit_core.data import load_dataset
 
     manifest_path = recon_dir / "manifest.json"
@@ -64,7 +83,7 @@ def _load_pairs(args) -> tuple[list[str], np.ndarray, np.ndarray]:
         raise DataFormatError(f"{manifest_path} lists {len(entries)} '{args.kind}' reconstructions; need at least 2")
     ids = sorted(entries)
     truth = load_dataset(manifest["data"]).images(ids)
-    return [str(i) for i in ids], truth, np.stack([_read_png(recon_dir / entries[i]) for i in ids])
+    return [str(i) for i in ids], truth, _read_pngs([recon_dir / entries[i] for i in ids])
 
 
 def _evaluate(args) -> int:
@@ -78,7 +97,9 @@ def _evaluate(args) -> int:
                   f"{info['input_size']} px]" + (f"\n{'':22s} {info['reason']}" if info["reason"] else ""))
         return 0
     if not args.recon:
-        raise SystemExit("evaluate: give RECON_DIR (or --list-columns)")
+        from brainit_core.errors import BrainITError
+
+        raise BrainITError("evaluate: give RECON_DIR (or --list-columns)")
     names, truth, recon = _load_pairs(args)
     networks = args.networks[0] if len(args.networks) == 1 and args.networks[0] in ("auto", "protocol", "offline") \
         else args.networks

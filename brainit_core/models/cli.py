@@ -5,6 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
+from brainit_core.cli_types import device, existing_dir, feature_space, out_dir, out_file, positive_int
 from brainit_core.utils import cpu_threads
 
 
@@ -14,9 +15,9 @@ def _minutes(value: str):
     try:
         v = int(value)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"--minutes must be a number of minutes or 'all', got {value!r}") from exc
+        raise argparse.ArgumentTypeError(f"expected a number of minutes or 'all', got {value!r}") from exc
     if v <= 0:
-        raise argparse.ArgumentTypeError("--minutes must be positive")
+        raise argparse.ArgumentTypeError(f"expected a positive number of minutes or 'all', got {value!r}")
     return v
 
 
@@ -25,47 +26,49 @@ def register(subparsers) -> None:
         "train", help="train a Brain-IT run: features, encoder, V2C, synthetic fMRI, BIT (both heads)",
         description="Train every stage of Brain-IT on a canonical dataset. Each stage is written atomically "
                     "into --out and skipped when done, so an interrupted run continues with --resume.")
-    p.add_argument("--data", required=True, help="canonical dataset directory (twin or prepared NSD)")
+    p.add_argument("--data", type=existing_dir, required=True, help="canonical dataset directory (twin or prepared NSD)")
     p.add_argument("--preset", choices=("ci", "demo", "full"), default="demo", help="model and feature sizes")
-    p.add_argument("--out", required=True, help="run directory to write")
-    p.add_argument("--device", default="auto", help="'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1', ...")
-    p.add_argument("--space", default="lite0", help="feature space BIT predicts (default: lite0, offline)")
+    p.add_argument("--out", type=out_dir, required=True, help="run directory to write (its parent folder must exist)")
+    p.add_argument("--device", type=device, default="auto",
+                   help="'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1', ...")
+    p.add_argument("--space", type=feature_space, default="lite0",
+                   help="feature space BIT predicts: lite0 (default, offline) or bigg-vgg16bn")
     p.add_argument("--resume", action="store_true", help="continue a run directory that already has content")
-    p.add_argument("--semantic-epochs", type=int, default=None,
+    p.add_argument("--semantic-epochs", type=positive_int, default=None,
                    help="with --resume: train the semantic head further, up to this many epochs in total")
-    p.add_argument("--lowlevel-epochs", type=int, default=None,
+    p.add_argument("--lowlevel-epochs", type=positive_int, default=None,
                    help="with --resume: train the low-level head further, up to this many epochs in total")
-    p.add_argument("--threads", type=int, default=None,
-                   help="CPU threads for torch (default: torch's choice; use 1 on a machine shared with other jobs)")
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="CPU threads for torch, >= 1 (default: torch's choice; use 1 on a machine shared with other jobs)")
     p.set_defaults(func=_train)
 
     p = subparsers.add_parser(
         "transfer", help="add a new subject to a trained run from 15 min to all of its data",
         description="Freeze a trained run and learn only the new subject's voxel embeddings (encoder, then "
                     "BIT initialised from the nearest reference voxels), mixing 1 real : 3 synthetic samples.")
-    p.add_argument("--data", required=True, help="dataset holding the new subject")
+    p.add_argument("--data", type=existing_dir, required=True, help="dataset holding the new subject")
     p.add_argument("--subject", required=True, help="the new subject's name (e.g. the twin's held-out one)")
     p.add_argument("--minutes", type=_minutes, default=60,
                    help="15 (187 trials), 60 (750 trials, one session) or 'all' (default: 60)")
-    p.add_argument("--from", dest="from_run", required=True, help="trained reference run directory")
-    p.add_argument("--out", required=True, help="new run directory")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--epochs", type=int, default=None, help="override the preset's transfer epochs")
+    p.add_argument("--from", dest="from_run", type=existing_dir, required=True, help="trained reference run directory")
+    p.add_argument("--out", type=out_dir, required=True, help="new run directory (its parent folder must exist)")
+    p.add_argument("--device", type=device, default="auto", help="'auto', 'cpu', 'cuda' or 'cuda:N'")
+    p.add_argument("--epochs", type=positive_int, default=None, help="override the preset's transfer epochs (>= 1)")
     p.add_argument("--resume", action="store_true", help="continue an existing --out")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    p.add_argument("--threads", type=positive_int, default=None, help="CPU threads for torch (>= 1)")
     p.set_defaults(func=_transfer)
 
     p = subparsers.add_parser(
         "evaluate-features", help="feature-level scores of a run on test images (Brain-IT vs ridge)",
         description="Per head: token correlation and 2-way identification of predicted features on the test "
                     "images, for Brain-IT and for a ridge regression on the same betas; encoder accuracy.")
-    p.add_argument("--run", required=True, help="run directory")
-    p.add_argument("--data", required=True, help="dataset directory")
+    p.add_argument("--run", type=existing_dir, required=True, help="run directory")
+    p.add_argument("--data", type=existing_dir, required=True, help="dataset directory")
     p.add_argument("--subjects", nargs="*", default=None, help="subjects (default: the run's, or the transferred one)")
     p.add_argument("--no-ridge", action="store_true", help="skip the ridge baseline")
     p.add_argument("--no-encoder", action="store_true", help="skip the encoder evaluation")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--out", default=None, help="JSON file to write (default: RUN/eval_features.json)")
+    p.add_argument("--device", type=device, default="auto", help="'auto', 'cpu', 'cuda' or 'cuda:N'")
+    p.add_argument("--out", type=out_file, default=None, help="JSON file to write (default: RUN/eval_features.json)")
     p.set_defaults(func=_evaluate)
 
 

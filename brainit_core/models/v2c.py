@@ -126,13 +126,21 @@ class V2C:
     @classmethod
     def load(cls, path) -> "V2C":
         path = Path(path)
+        npz, record = path.with_suffix(".npz"), path.with_suffix(".json")
         try:
-            meta = json.loads(path.with_suffix(".json").read_text())
-            z = np.load(path.with_suffix(".npz"), allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise CheckpointError(f"cannot read V2C map {path}.npz/.json: {exc}") from exc
-        v = cls(meta["n_clusters"], meta["covariance_type"], meta["seed"], meta["max_iter"])
-        v.means_, v.covariances_, v.weights_ = z["means"], z["covariances"], z["weights"]
+            meta = json.loads(record.read_text())
+            v = cls(meta["n_clusters"], meta["covariance_type"], meta["seed"], meta["max_iter"])
+            subjects = list(meta["subjects"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"{record}: cannot read the V2C record ({type(exc).__name__}: {exc})") from exc
+        try:  # np.load of a zip is lazy: a truncated member fails only when read, so read everything here
+            with np.load(npz, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in ("means", "covariances", "weights",
+                                            *(f"labels_{i}" for i in range(len(subjects))))}
+        except Exception as exc:  # zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, zlib.error
+            raise CheckpointError(f"{npz}: cannot read the V2C map ({type(exc).__name__}: {exc}); the file may be "
+                                  "truncated or corrupt: retrain or re-copy the run") from exc
+        v.means_, v.covariances_, v.weights_ = arrays["means"], arrays["covariances"], arrays["weights"]
         v._gmm = None
-        v.labels_ = {s: z[f"labels_{i}"].astype(np.int64) for i, s in enumerate(meta["subjects"])}
+        v.labels_ = {s: arrays[f"labels_{i}"].astype(np.int64) for i, s in enumerate(subjects)}
         return v

@@ -8,7 +8,14 @@ import os
 import time
 from pathlib import Path
 
+from brainit_core.cli_types import (
+    device, existing_dir, feature_space, fraction_in, non_negative_float, non_negative_int, out_dir, out_file,
+    positive_int, stage_steps,
+)
+from brainit_core.errors import BrainITError
 from brainit_core.fileio import write_json
+
+STAGES = ("autoencoder", "inverter", "unet")
 
 
 def register(subparsers) -> None:
@@ -17,20 +24,20 @@ def register(subparsers) -> None:
         description="Train the reconstruction generators on a dataset's training + unlabeled images (never its "
                     "test images) with their true features. Each stage is skipped when its checkpoint exists "
                     "and resumes from GEN_DIR/train/ when interrupted: run the same command again.")
-    p.add_argument("--data", required=True, help="canonical dataset directory")
+    p.add_argument("--data", type=existing_dir, required=True, help="canonical dataset directory")
     p.add_argument("--preset", choices=("ci", "demo", "full"), default="demo", help="model sizes and step counts")
-    p.add_argument("--out", required=True, help="generators directory (GEN_DIR) to write or resume")
-    p.add_argument("--stages", nargs="+", choices=("autoencoder", "inverter", "unet"),
-                   default=["autoencoder", "inverter", "unet"], help="stages to train (in this order)")
-    p.add_argument("--space", default="lite0", help="feature space (default lite0)")
-    p.add_argument("--max-images", type=int, default=None, help="use at most this many training images")
-    p.add_argument("--steps", nargs="+", default=[], metavar="STAGE=N",
-                   help="override step counts, e.g. autoencoder=600 unet=5000")
-    p.add_argument("--max-minutes", type=float, default=None,
-                   help="time budget per stage in this call; the state is saved and a later call continues")
+    p.add_argument("--out", type=out_dir, required=True,
+                   help="generators directory (GEN_DIR) to write or resume (its parent folder must exist)")
+    p.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES), help="stages to train (in this order)")
+    p.add_argument("--space", type=feature_space, default="lite0", help="feature space: lite0 (default) or bigg-vgg16bn")
+    p.add_argument("--max-images", type=positive_int, default=None, help="use at most this many training images")
+    p.add_argument("--steps", type=stage_steps(STAGES), nargs="+", default=[], metavar="STAGE=N",
+                   help="override step counts (N >= 1), e.g. autoencoder=600 unet=5000")
+    p.add_argument("--max-minutes", type=non_negative_float, default=None,
+                   help="time budget per stage in this call (>= 0); the state is saved and a later call continues")
     p.add_argument("--no-shared-cache", action="store_true",
                    help="keep semantic tokens in GEN_DIR/train instead of the dataset's feature cache")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0)
     _device_args(p)
     p.set_defaults(func=_train)
 
@@ -39,27 +46,31 @@ def register(subparsers) -> None:
         description="Predict features with BIT, invert the low-level pyramid (fast: amortised inverter; dip: Deep "
                     "Image Prior) and fuse with semantic diffusion. Writes OUT/<fused|low_level|semantic>/<id>.png "
                     "and OUT/manifest.json; images already in OUT (same checkpoints and settings) are skipped.")
-    p.add_argument("--run", required=True, help="trained run directory")
-    p.add_argument("--generators", default=None,
+    p.add_argument("--run", type=existing_dir, required=True, help="trained run directory")
+    p.add_argument("--generators", type=existing_dir, default=None,
                    help="generators directory (default: the ones that match the run's feature space: beside the run, "
                         "then ~/.brainit/generators, then the shipped demo's; the choice is printed)")
-    p.add_argument("--data", required=True, help="dataset directory")
+    p.add_argument("--data", type=existing_dir, required=True, help="dataset directory")
     p.add_argument("--subject", required=True, help="subject name")
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
-    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--out", type=out_dir, required=True, help="output directory (its parent folder must exist)")
     p.add_argument("--mode", choices=("fast", "dip"), default=None, help="low-level inversion (default from GEN_DIR)")
     p.add_argument("--branches", nargs="+", choices=("low_level", "semantic"), default=["low_level", "semantic"])
-    p.add_argument("--limit", type=int, default=None, help="only the first N images of the split")
-    p.add_argument("--seed", type=int, default=0, help="base seed; image i uses seed + its image id")
-    p.add_argument("--steps", type=int, default=None, help="diffusion schedule length (fusion: official 38)")
-    p.add_argument("--fusion-strength", type=float, default=None, help="fraction of the schedule re-run (24/38)")
-    p.add_argument("--guidance-scale", type=float, default=None)
+    p.add_argument("--limit", type=positive_int, default=None, help="only the first N (>= 1) images of the split")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="base seed (>= 0); image i uses seed + its image id")
+    p.add_argument("--steps", type=positive_int, default=None, help="diffusion schedule length (fusion: official 38)")
+    p.add_argument("--fusion-strength", type=fraction_in(0.0, 1.0), default=None,
+                   help="fraction of the schedule re-run, in [0, 1] (24/38)")
+    p.add_argument("--guidance-scale", type=non_negative_float, default=None,
+                   help="classifier-free guidance scale, a finite number >= 0 (default from GEN_DIR)")
     p.add_argument("--sampler", choices=("dpm", "ddim"), default=None)
-    p.add_argument("--refine-steps", type=int, default=None, help="fast mode: DIP steps from the inverter's image")
-    p.add_argument("--dip-steps", type=int, default=None, help="dip mode: optimisation steps")
+    p.add_argument("--refine-steps", type=non_negative_int, default=None,
+                   help="fast mode: DIP steps from the inverter's image (>= 0)")
+    p.add_argument("--dip-steps", type=positive_int, default=None, help="dip mode: optimisation steps (>= 1)")
     p.add_argument("--semantic-only", action="store_true", help="also write semantic-only generations")
-    p.add_argument("--max-repeats", type=int, default=None, help="average only the first K repeats of each image")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--max-repeats", type=positive_int, default=None,
+                   help="average only the first K (>= 1) repeats of each image")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="images per batch (>= 1)")
     p.add_argument("--overwrite", action="store_true", help="replace results made with other checkpoints/settings")
     _device_args(p)
     p.set_defaults(func=_reconstruct)
@@ -68,23 +79,24 @@ def register(subparsers) -> None:
         "benchmark-generators", help="inverter vs Deep Image Prior (SSIM, PixCorr, s/image) and fused timing",
         description="Score the amortised inverter, inverter + DIP refinement and plain DIP on test images with "
                     "true, simulated-prediction or BIT-predicted features; time fused fast-mode reconstruction.")
-    p.add_argument("--generators", required=True)
-    p.add_argument("--data", required=True)
-    p.add_argument("--n", type=int, default=8, help="number of test images")
-    p.add_argument("--dip-steps", type=int, default=200)
-    p.add_argument("--refine-steps", type=int, default=20)
+    p.add_argument("--generators", type=existing_dir, required=True)
+    p.add_argument("--data", type=existing_dir, required=True)
+    p.add_argument("--n", type=positive_int, default=8, help="number of test images (>= 1)")
+    p.add_argument("--dip-steps", type=positive_int, default=200)
+    p.add_argument("--refine-steps", type=non_negative_int, default=20)
     p.add_argument("--sources", nargs="+", choices=("true", "simulated", "bit"), default=["true", "simulated"])
-    p.add_argument("--run", default=None, help="run directory (for --sources bit)")
+    p.add_argument("--run", type=existing_dir, default=None, help="run directory (for --sources bit)")
     p.add_argument("--subject", default=None)
-    p.add_argument("--out", default=None, help="JSON file (default GEN_DIR/benchmark.json; a PNG grid beside it)")
+    p.add_argument("--out", type=out_file, default=None,
+                   help="JSON file (default GEN_DIR/benchmark.json; a PNG grid beside it)")
     _device_args(p)
     p.set_defaults(func=_benchmark)
 
 
 def _device_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="auto", help="'auto' (CUDA when available), 'cpu', 'cuda:1', ...")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (on a busy shared CPU, 1 is often fastest)")
+    p.add_argument("--device", type=device, default="auto", help="'auto' (CUDA when available), 'cpu', 'cuda:1', ...")
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="torch CPU threads, >= 1 (on a busy shared CPU, 1 is often fastest)")
 
 
 def _setup(args):
@@ -100,17 +112,14 @@ def _train(args) -> int:
 
     device = _setup(args)
     overrides: dict = {}
-    for item in args.steps:
-        stage, _, n = item.partition("=")
-        if stage not in ("autoencoder", "inverter", "unet") or not n.isdigit():
-            raise SystemExit(f"--steps expects STAGE=N with STAGE in autoencoder/inverter/unet, got {item!r}")
-        overrides.setdefault(stage, {})["steps"] = int(n)
+    for stage, n in args.steps:
+        overrides.setdefault(stage, {})["steps"] = n
     out = train_generators(args.data, args.out, preset=args.preset, device=device, space_name=args.space,
                            stages=tuple(args.stages), seed=args.seed, max_images=args.max_images,
                            overrides=overrides,
                            max_seconds=None if args.max_minutes is None else args.max_minutes * 60,
                            shared_cache=not args.no_shared_cache)
-    done = [s for s in ("autoencoder", "inverter", "unet") if (Path(out) / f"{s}.safetensors").exists()]
+    done = [s for s in STAGES if (Path(out) / f"{s}.safetensors").exists()]
     print(f"generators in {out}: finished {done}; loss curves in {Path(out) / 'train'}")
     return 0
 
@@ -146,22 +155,26 @@ def _reconstruct(args) -> int:
         "semantic_only": args.semantic_only, "max_repeats": args.max_repeats,
         "defaults": json.loads(json.dumps(gens.settings.get("reconstruction", {}))),
     }
-    key = hashlib.sha256(json.dumps({"run": run.checkpoint_sha256, "generators": gens.sha256,
-                                     "subject": args.subject, "settings": settings}, sort_keys=True).encode()).hexdigest()
-    out = Path(args.out).expanduser()
+    data = str(Path(args.data).resolve())
+    # everything that decides which images and pixels land in OUT: a different split or dataset is another set
+    key = hashlib.sha256(json.dumps({"run": run.checkpoint_sha256, "generators": gens.sha256, "data": data,
+                                     "subject": args.subject, "split": args.split, "settings": settings},
+                                    sort_keys=True).encode()).hexdigest()
+    out = Path(args.out)
     manifest_path = out / "manifest.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else None
+    manifest = _read_manifest(manifest_path)
     if manifest is not None and manifest.get("key") != key:
         if not args.overwrite:
-            from brainit_core.errors import BrainITError
-
-            raise BrainITError(f"{manifest_path} holds reconstructions made with other checkpoints or settings "
-                               f"(key {manifest.get('key', '?')[:12]}, now {key[:12]}); use another --out or --overwrite")
+            raise BrainITError(
+                f"{manifest_path} holds reconstructions of another set ({_describe(manifest)}; now --data {data} "
+                f"--subject {args.subject} --split {args.split}) or made with other checkpoints or settings "
+                f"(key {str(manifest.get('key', '?'))[:12]}, now {key[:12]}); use another --out or --overwrite")
+        _remove_listed(out, manifest)
         manifest = None
     if manifest is None:
         manifest = {"key": key, "run": str(Path(args.run).resolve()), "run_sha256": run.checkpoint_sha256,
                     "generators": str(gen_dir.resolve()), "generators_sha256": gens.sha256,
-                    "generators_hashes": gens.hashes, "data": str(Path(args.data).resolve()),
+                    "generators_hashes": gens.hashes, "data": data,
                     "subject": args.subject, "split": args.split, "settings": settings, "images": {}}
     done = set(manifest["images"])
     todo = [int(i) for i in ids if str(int(i)) not in done]
@@ -194,6 +207,32 @@ def _reconstruct(args) -> int:
     return 0
 
 
+def _read_manifest(path: Path) -> dict | None:
+    if not path.exists():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise BrainITError(f"{path}: cannot read the reconstruction manifest ({exc}); use another --out") from exc
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("images"), dict):
+        raise BrainITError(f"{path}: not a reconstruction manifest (no 'images' table); use another --out")
+    return manifest
+
+
+def _describe(manifest: dict) -> str:
+    return (f"--data {manifest.get('data', '?')} --subject {manifest.get('subject', '?')} "
+            f"--split {manifest.get('split', '?')}")
+
+
+def _remove_listed(out: Path, manifest: dict) -> None:
+    """Delete the images an old manifest lists, so that --overwrite never leaves another set's files behind."""
+    for entry in manifest["images"].values():
+        for rel in (entry.get("files") or {}).values() if isinstance(entry, dict) else ():
+            path = out / rel
+            if path.is_file() and path.resolve().is_relative_to(out.resolve()):
+                path.unlink()
+
+
 def _benchmark(args) -> int:
     from brainit_core.data import load_dataset
     from brainit_core.reconstruction.benchmark import benchmark, format_table, save_grid
@@ -205,7 +244,7 @@ def _benchmark(args) -> int:
         from brainit_core.models.run import BrainITRun
 
         if not args.run:
-            raise SystemExit("--sources bit needs --run")
+            raise BrainITError("benchmark-generators: --sources bit needs --run")
         run = BrainITRun.load(args.run, device=device)
     gens = Generators.load(args.generators, device=device, space=run.space if run is not None else None)
     t0 = time.time()

@@ -80,6 +80,19 @@ def test_unknown_subject_is_a_clear_error_and_still_a_key_error(tiny_dataset, ca
     assert "no subject 'nobody'" in capsys.readouterr().err
 
 
+def test_truncated_image_store_names_the_file(tmp_path):
+    ds = make_tiny_dataset(tmp_path / "tiny")
+    ids = ds.image_ids
+    store = tmp_path / "tiny" / "images.h5"
+    data = store.read_bytes()
+    store.write_bytes(data[:300])  # not even the header
+    with pytest.raises(DataFormatError, match=f"{store}.*cannot"):
+        load_dataset(tmp_path / "tiny")
+    store.write_bytes(data[: len(data) // 2])  # the index may survive, the pixels do not
+    with pytest.raises(DataFormatError, match=str(store)):
+        load_dataset(tmp_path / "tiny").images(ids)
+
+
 def test_nonfinite_betas_are_refused_when_read(tmp_path):
     """Probe: NaN/inf written into a subject file after it was prepared used to be read (and trained on)
     silently; every read of betas now checks them and names the file, the subject and the count."""

@@ -150,3 +150,37 @@ def test_check_returns_what_is_present_and_missing(tmp_path, capsys):
     capsys.readouterr()
     assert main(["nsd", "check", "--nsd-root", str(root), "--subjects", "1"]) == 0
     assert capsys.readouterr().out.splitlines() == ok.lines()  # the command prints the same lines
+
+
+@pytest.mark.parametrize("case, pattern", [
+    ("zero_mask", r"nsdgeneral.*selects no vertex"),
+    ("float_brick", r"nsd_stimuli.hdf5: imgBrick has dtype float32, expected uint8"),
+    ("sessions", r"sessions must be a positive integer, got -1"),
+    ("val_images", r"val_images must be an integer >= 0, got -5"),
+    ("image_size", r"image_size must be a positive integer, got 0"),
+    ("trials", r"trials_per_session must be a positive integer, got -3"),
+])
+def test_prepare_refuses_bad_values(tmp_path, case, pattern):
+    import h5py
+
+    fx = make_nsd_tree(tmp_path, subjects=(1,), sessions={1: 1})
+    lay = fx["layout"]
+    kw = dict(KW)
+    if case == "zero_mask":
+        for h in ("lh", "rh"):
+            nib.save(nib.MGHImage(np.zeros((50, 1, 1), np.float32), np.eye(4)), str(lay.nsdgeneral_label(h)))
+    elif case == "float_brick":
+        with h5py.File(lay.stimuli, "w") as f:
+            f.create_dataset("imgBrick", data=np.random.default_rng(0).random((200, 16, 16, 3), np.float32))
+    elif case == "sessions":
+        kw["sessions"] = -1
+    elif case == "val_images":
+        kw["val_images"] = -5
+    elif case == "image_size":
+        kw["image_size"] = 0
+    elif case == "trials":
+        kw["trials_per_session"] = -3
+    with pytest.raises(DataFormatError, match=pattern):
+        prepare_nsd(tmp_path, [1], tmp_path / "out", **kw)
+    with pytest.raises(DataFormatError):  # no dataset was finished
+        load_dataset(tmp_path / "out")

@@ -6,7 +6,7 @@ import json
 from PIL import Image
 
 from brainit_core.cli import main
-from tests.factories import make_tiny_dataset
+from tests.factories import make_tiny_dataset, refused
 
 
 def test_evaluate_reads_a_reconstruct_output(tmp_path, monkeypatch, capsys):
@@ -29,3 +29,16 @@ def test_evaluate_reads_a_reconstruct_output(tmp_path, monkeypatch, capsys):
     assert "unavailable" in capsys.readouterr().out
     assert main(["evaluate", "--list-columns"]) == 0
     assert "alexnet-owt-7be5be79.pth" in capsys.readouterr().out
+
+
+def test_evaluate_mixed_image_sizes_names_the_files(tmp_path, capsys):
+    recon, truth = tmp_path / "recon", tmp_path / "truth"
+    recon.mkdir()
+    truth.mkdir()
+    for name, size in (("a.png", 16), ("b.png", 24), ("c.png", 16)):
+        Image.new("RGB", (size, size)).save(recon / name)
+        Image.new("RGB", (16, 16)).save(truth / name)
+    line = refused(capsys, ["evaluate", str(recon), "--truth", str(truth), "--networks", "offline"], "b.png")
+    assert "24x24" in line and str(recon) in line
+    assert not (recon / "metrics_fused.json").exists()
+

@@ -5,7 +5,7 @@ import pytest
 
 from brainit_core.cli import main
 from tests.factories import make_tiny_dataset
-from tests.factories import FakeRun
+from tests.factories import FakeRun, refused
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def test_reconstruct_writes_pngs_and_resumes(trained, monkeypatch, tmp_path):
     space = Generators.load(trained / "gen", device="cpu").space
     fake = FakeRun(space)
     monkeypatch.setattr(run_module.BrainITRun, "load", classmethod(lambda cls, path, device=None: fake))
-    base = ["reconstruct", "--run", "RUN", "--generators", str(trained / "gen"), "--data", str(trained / "data"),
+    base = ["reconstruct", "--run", str(tmp_path), "--generators", str(trained / "gen"), "--data", str(trained / "data"),
             "--subject", "sub01", "--out", str(tmp_path / "rec"), "--threads", "1"]
     assert main(base + ["--limit", "2"]) == 0
     manifest = json.loads((tmp_path / "rec" / "manifest.json").read_text())
@@ -78,3 +78,26 @@ def test_train_generators_pauses_and_resumes(tmp_path):
     rows = (tmp_path / "gen" / "train" / "autoencoder_loss.csv").read_text().splitlines()[1:]
     assert [r.split(",")[0] for r in rows] == ["1", "2", "3"]
     assert all((tmp_path / "gen" / f"{s}.safetensors").exists() for s in ("autoencoder", "inverter", "unet"))
+
+
+def test_reconstruct_refuses_another_split_in_the_same_out(trained, monkeypatch, tmp_path, capsys):
+    from brainit_core.models import run as run_module
+    from brainit_core.reconstruction.generators import Generators
+
+    fake = FakeRun(Generators.load(trained / "gen", device="cpu").space)
+    monkeypatch.setattr(run_module.BrainITRun, "load", classmethod(lambda cls, path, device=None: fake))
+    out = tmp_path / "rec"
+    base = ["reconstruct", "--run", str(tmp_path), "--generators", str(trained / "gen"), "--data",
+            str(trained / "data"), "--subject", "sub01", "--out", str(out), "--threads", "1", "--limit", "2"]
+    assert main(base) == 0
+    test_files = sorted(p.name for p in (out / "fused").iterdir())
+    capsys.readouterr()
+    line = refused(capsys, base + ["--split", "train"], "--split")
+    assert "--split test" in line and "--split train" in line
+    assert sorted(p.name for p in (out / "fused").iterdir()) == test_files  # nothing mixed in
+    assert json.loads((out / "manifest.json").read_text())["split"] == "test"
+    assert main(base + ["--split", "train", "--overwrite"]) == 0  # the test images go, the train ones come
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["split"] == "train"
+    assert sorted(p.name for p in (out / "fused").iterdir()) == sorted(f"{i}.png" for i in manifest["images"])
+    assert not set(test_files) & set(f"{i}.png" for i in manifest["images"])

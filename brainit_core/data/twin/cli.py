@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
+
+from brainit_core.cli_types import existing_dir, existing_path, non_negative_int, out_dir, out_file, positive_int
 
 
 def register(sub) -> None:
@@ -10,26 +13,29 @@ def register(sub) -> None:
     ts = twin.add_subparsers(dest="twin_command", metavar="<twin command>")
     b = ts.add_parser("build", help="build a twin dataset (canonical format + ground_truth/)",
                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    b.add_argument("--out", required=True)
+    b.add_argument("--out", type=out_dir, required=True, help="dataset directory to write (its parent folder must exist)")
     b.add_argument("--preset", choices=["ci", "demo", "full"], default="demo")
-    b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--subjects", type=int, default=None, help="training subjects (one held-out subject is added)")
+    b.add_argument("--seed", type=non_negative_int, default=0, help="random seed (>= 0)")
+    b.add_argument("--subjects", type=positive_int, default=None,
+                   help="training subjects, >= 1 (one held-out subject is added; default: the preset's)")
     b.add_argument("--overwrite", action="store_true",
                    help="replace a finished twin already in --out (never another kind of dataset or other files)")
     b.set_defaults(func=_build)
     r = ts.add_parser("respond", help="simulated betas of a twin subject for any images (in-silico experiment)",
                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    r.add_argument("--data", required=True)
-    r.add_argument("--subject", required=True)
-    r.add_argument("--images", required=True, nargs="+", help="image files or directories")
-    r.add_argument("--repeats", type=int, default=3)
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--data", type=existing_dir, required=True, help="a twin dataset directory")
+    r.add_argument("--subject", required=True, help="one of the twin's subjects")
+    r.add_argument("--images", type=existing_path, required=True, nargs="+", help="image files or directories")
+    r.add_argument("--repeats", type=positive_int, default=3, help="trials per image (>= 1)")
+    r.add_argument("--seed", type=non_negative_int, default=0, help="noise seed (>= 0)")
     r.add_argument("--noiseless", action="store_true")
-    r.add_argument("--out", required=True, help=".npy file: float32 (n_images, repeats, n_vertices)")
+    r.add_argument("--out", type=out_file, required=True,
+                   help=".npy file (the suffix is added when missing; its folder must exist): "
+                        "float32 (n_images, repeats, n_vertices)")
     r.set_defaults(func=_respond)
     v = ts.add_parser("validate", help="print the twin's validation figures")
-    v.add_argument("--data", required=True)
-    v.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    v.add_argument("--data", type=existing_dir, required=True, help="a twin dataset directory")
+    v.add_argument("--json", type=out_file, default=None, help="also write the figures to this JSON file")
     v.set_defaults(func=_validate)
     twin.set_defaults(func=lambda args: twin.print_help() or 1)
 
@@ -53,8 +59,9 @@ def _respond(args) -> int:
     imgs = read_images(args.images)
     t = time.time()
     out = respond(args.data, args.subject, imgs, args.repeats, args.seed, not args.noiseless)
-    np.save(args.out, out)
-    print(f"wrote {args.out}: {out.shape} in {time.time() - t:.2f} s ({(time.time() - t) / len(imgs):.2f} s/image)")
+    path = args.out if args.out.suffix == ".npy" else Path(f"{args.out}.npy")  # what np.save writes
+    np.save(path, out)
+    print(f"wrote {path}: {out.shape} in {time.time() - t:.2f} s ({(time.time() - t) / len(imgs):.2f} s/image)")
     return 0
 
 

@@ -272,13 +272,16 @@ def load_ground_truth(dataset_dir, subject: str | None = None) -> dict:
     Returns the twin description, and with ``subject`` that subject's arrays (area names per
     vertex, pRF x/y/sigma in degrees, designed noise ceilings, tuning, noiseless test responses).
     """
-    from brainit_core.errors import DataFormatError
+    from brainit_core.errors import DataFormatError, UnknownSubjectError
 
     gt = Path(dataset_dir) / "ground_truth"
     if not (gt / "twin.json").exists():
         raise DataFormatError(f"{gt / 'twin.json'} not found: {dataset_dir} is not a twin dataset")
     out = json.loads((gt / "twin.json").read_text())
     if subject is not None:
+        if not (gt / f"{subject}.npz").is_file():
+            have = [s for s in out.get("subjects", []) if (gt / f"{s}.npz").is_file()]
+            raise UnknownSubjectError(f"{dataset_dir}: no twin subject {subject!r}; subjects: {have}")
         z = dict(np.load(gt / f"{subject}.npz", allow_pickle=False))
         z["area_names"] = np.array(out["areas"])[z["area"]]
         out["subject"] = z

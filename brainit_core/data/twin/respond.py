@@ -51,6 +51,8 @@ def respond(dataset_dir, subject: str, images, repeats: int = 3, seed: int = 0, 
         In the subject's vertex order and on the dataset's scale: signal plus noise divided by
         the per-vertex standard deviation that per-session z-scoring removes (sqrt(1 + noise_sd^2)).
     """
+    if int(repeats) < 1:
+        raise ValueError(f"repeats must be >= 1 (trials per image), got {repeats}")
     sub, config, mixer = _subject_model(str(Path(dataset_dir).resolve()), subject)
     size = config.image_size
     resized = []
