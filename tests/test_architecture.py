@@ -31,7 +31,7 @@ def _module_name(path: Path) -> str:
 LAYERS = (
     ("foundations", ("errors", "fileio", "locks", "checkpoint", "progress", "utils", "stimulus")),
     ("formats", ("runs", "data.info", "data.dataset", "data.writer")),
-    ("data sources", ("data", "data.nsd", "data.twin", "data.uploads", "data.summary")),
+    ("data sources", ("data", "data.nsd", "data.nsd_files", "data.twin", "data.uploads", "data.summary")),
     ("features", ("features",)),
     ("drawing", ("viz",)),
     ("metrics", ("metrics", "baselines")),
