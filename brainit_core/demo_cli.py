@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 from brainit_core.cli_types import device, existing_dir, non_negative_int, out_dir, positive_int
+from brainit_core.fileio import read_json, write_json
 from brainit_core.utils import assets_dir, default_data_dir
 
 
@@ -103,7 +103,7 @@ def _train_demo(args: argparse.Namespace) -> int:
     run, gens, bench = work / "runs" / f"demo-seed{args.seed}", work / "generators" / f"demo-seed{args.seed}", \
         work / "benchmarks" / f"demo-seed{args.seed}"
     log_path = work / "train-demo.json"
-    timings = json.loads(log_path.read_text()) if log_path.exists() else {}
+    timings = read_json(log_path, {})
     device = resolve_device(args.device)
 
     def stage(name, fn):
@@ -112,8 +112,7 @@ def _train_demo(args: argparse.Namespace) -> int:
         fn()
         timings[name] = timings.get(name, 0.0) + time.time() - t0
         timings["threads"] = torch.get_num_threads()
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        log_path.write_text(json.dumps(timings, indent=2))
+        write_json(log_path, timings, sort_keys=False)
 
     if not DatasetInfo.is_dataset(data):
         stage("twin", lambda: build_twin(data, preset="demo", seed=args.seed))

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from brainit_core.cli_types import existing_dir, existing_path, non_negative_int, out_dir, out_file, positive_int
+from brainit_core.fileio import save_npy
 
 
 def register(sub) -> None:
@@ -52,15 +53,13 @@ def _build(args) -> int:
 
 
 def _respond(args) -> int:
-    import numpy as np
-
     from brainit_core.data.twin.respond import read_images, respond
 
     imgs = read_images(args.images)
     t = time.time()
     out = respond(args.data, args.subject, imgs, args.repeats, args.seed, not args.noiseless)
     path = args.out if args.out.suffix == ".npy" else Path(f"{args.out}.npy")  # what np.save writes
-    np.save(path, out)
+    save_npy(path, out)
     print(f"wrote {path}: {out.shape} in {time.time() - t:.2f} s ({(time.time() - t) / len(imgs):.2f} s/image)")
     return 0
 
