@@ -7,7 +7,8 @@ Each round runs the chain of the ``ci`` preset in a fresh work folder:
 For every command it starts the command, kills it with SIGKILL after a random delay (uniform between
 0.2 s and the command's measured duration, so kills land anywhere, including before the first file is
 written and while checkpoints are being saved), then runs the identical command again and requires it
-to finish with exit code 0. After each rerun it checks the outputs of every earlier step again
+to finish with exit code 0. (A command that finished before its kill is not run again: a finished
+twin is, rightly, not rebuilt without ``--overwrite``.) After each rerun it checks the outputs of every earlier step again
 (the dataset still opens with the same images, the run and the generators still load with the same
 checksums, the benchmark's results exist), so a kill of a later step that damaged an earlier output
 counts as a loss.
@@ -101,7 +102,7 @@ def main() -> int:
     root = Path(args.work)
     os.environ.setdefault("BRAINIT_DATA", str(root / "home"))
     durations: dict[str, float] = {}
-    kills = reruns = 0
+    kills = reruns = finished_early = 0
     for r in range(args.rounds):
         work = root / f"round{r}"
         shutil.rmtree(work, ignore_errors=True)
@@ -109,16 +110,22 @@ def main() -> int:
         log = work / "commands.log"
         for k, (name, argv) in enumerate(steps(work)):
             before = fingerprints(work, k - 1)
+            reruns_before = reruns
             if name not in durations:  # measure once, uninterrupted, in a scratch copy of the inputs
                 delay = None
             else:
                 delay = rng.uniform(0.2, durations[name])
             if delay is not None:
                 rc, sec = run(argv, log, kill_after=delay)
-                kills += 1
-                print(f"round {r}: {name}: killed after {delay:.1f} s (rc {rc})", flush=True)
-            rc, sec = run(argv, log)
-            reruns += 1
+                if rc == 0:  # it finished before the kill: nothing to resume (a finished twin is not rebuilt)
+                    print(f"round {r}: {name}: finished in {sec:.1f} s, before the kill at {delay:.1f} s", flush=True)
+                    finished_early += 1
+                else:
+                    kills += 1
+                    print(f"round {r}: {name}: killed after {delay:.1f} s (rc {rc})", flush=True)
+            if delay is None or rc != 0:
+                rc, sec = run(argv, log)
+                reruns += 1
             if rc != 0:
                 print(f"round {r}: {name}: rerun FAILED (rc {rc}); last output:\n{tail(log)}")
                 return 1
@@ -128,8 +135,10 @@ def main() -> int:
             if lost:
                 print(f"round {r}: {name}: earlier outputs changed: {lost}")
                 return 1
-            print(f"round {r}: {name}: rerun finished in {sec:.1f} s, earlier outputs intact", flush=True)
-    print(f"{args.rounds} rounds, {kills} kills, {reruns} reruns: every rerun finished and nothing was lost")
+            done = "ran uninterrupted" if delay is None else ("rerun finished" if reruns_before < reruns else "kept")
+            print(f"round {r}: {name}: {done} ({sec:.1f} s), earlier outputs intact", flush=True)
+    print(f"{args.rounds} rounds, {kills} kills ({finished_early} more commands finished before their kill), "
+          f"{reruns} reruns: every rerun finished and nothing was lost")
     return 0
 
 
