@@ -19,7 +19,6 @@ the same layout (``usr/share/openclipart/png/...``, ``usr/share/doc/<package>/co
 """
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from brainit_core.data.twin.packages import licence_of, package_versions, read_licences
 from brainit_core.data.twin.taxonomy import (BACKGROUND_PACKAGES, CATEGORIES, OBJECT_PACKAGES, background_kind,
                                              categorise)
 from brainit_core.errors import BrainITError
@@ -35,7 +35,7 @@ from brainit_core.utils import default_data_dir
 
 INSTALL_COMMAND = "apt-get install openclipart-png tuxpaint-stamps-default mate-backgrounds plasma-workspace-wallpapers"
 ENV_ROOT = "BRAINIT_LIBRARY_ROOT"
-INDEX_FORMAT = 1
+INDEX_FORMAT = 1  # bump when the taxonomy or the measurements change: cached indexes are then rebuilt
 PACKAGE_FOLDERS = {"openclipart-png": "usr/share/openclipart/png",
                    "tuxpaint-stamps-default": "usr/share/tuxpaint/stamps",
                    "mate-backgrounds": "usr/share/backgrounds/mate",
@@ -43,6 +43,7 @@ PACKAGE_FOLDERS = {"openclipart-png": "usr/share/openclipart/png",
 FONT_PACKAGE, FONT_PATH = "fonts-dejavu-core", "usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
 _SUFFIXES = {".png", ".jpg", ".jpeg", ".txt"}
 _MAX_PIXELS = 24_000_000  # a picture larger than this is left out as too large (a few posters of 10^8 pixels)
+_MAX_FILL = 0.97  # an object whose opaque box is this full is a rectangle (a photo with its backdrop): left out
 _MIN_SIDE = 12  # an object whose opaque box is smaller than this (pixels) is left out as too small
 
 
@@ -70,66 +71,6 @@ def default_sources(root=None) -> list[LibrarySource]:
     base = library_root(root)
     return [LibrarySource(p, base / PACKAGE_FOLDERS[p], "objects" if p in OBJECT_PACKAGES else "backgrounds",
                           base / "usr/share/doc" / p / "copyright") for p in OBJECT_PACKAGES + BACKGROUND_PACKAGES]
-
-
-def package_versions(root, packages) -> dict[str, str]:
-    """Installed versions from ``<root>/var/lib/dpkg/status`` (``"unknown"`` when dpkg does not list one)."""
-    status = library_root(root) / "var/lib/dpkg/status"
-    found: dict[str, str] = {}
-    try:
-        text = status.read_text(errors="replace")
-    except OSError:
-        text = ""
-    for para in text.split("\n\n"):
-        fields = dict(line.split(":", 1) for line in para.splitlines() if ":" in line and not line.startswith(" "))
-        name = fields.get("Package", "").strip()
-        if name in packages and "installed" in fields.get("Status", "").split()[-1:]:
-            found[name] = fields.get("Version", "").strip() or "unknown"
-    return {p: found.get(p, "unknown") for p in packages}
-
-
-def read_licences(copyright_path) -> list[tuple[list[str], str]]:
-    """The (file patterns, licence) stanzas of a Debian copyright file, in order.
-
-    A machine-readable (DEP-5) file gives one entry per ``Files:`` stanza; any other file gives one
-    entry for ``*``: ``"public-domain"`` when it dedicates the work to the public domain, else the
-    first ``License:``-like line, else ``"see <path>"``.
-    """
-    path = Path(copyright_path)
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return [(["*"], f"unknown (no {path})")]
-    stanzas = []
-    for para in text.split("\n\n"):
-        lines = para.splitlines()
-        files, licence, in_files = [], None, False
-        for line in lines:
-            if line.startswith("Files:"):
-                files, in_files = line[6:].split(), True
-            elif in_files and line.startswith((" ", "\t")) and licence is None:
-                files += line.split()
-            else:
-                in_files = False
-                if line.startswith("License:") and licence is None:
-                    licence = line[8:].strip()
-        if files and licence:
-            stanzas.append((files, licence))
-    if stanzas:
-        return stanzas
-    low = text.lower()
-    if "public domain" in low:
-        return [(["*"], "public-domain")]
-    return [(["*"], f"see {path}")]
-
-
-def licence_of(stanzas, relpath: str) -> str:
-    """The licence of ``relpath`` (path inside the package folder): the last matching stanza wins, as DEP-5 says."""
-    result = "unknown"
-    for patterns, licence in stanzas:
-        if any(fnmatch.fnmatch(relpath, p) or fnmatch.fnmatch(relpath, "*/" + p) for p in patterns):
-            result = licence
-    return result
 
 
 def list_files(sources) -> list[tuple[str, int]]:
@@ -176,7 +117,8 @@ class LibraryIndex:
         ``path`` (under the root), ``package``, ``version``, ``size`` in bytes; ``None`` when not installed.
     counts : dict
         ``items``, ``per_category``, ``backgrounds`` per kind, and the pictures left out:
-        ``not_in_taxonomy``, ``no_transparency``, ``too_small``, ``too_large`` (over 24 million pixels),
+        ``not_in_taxonomy``, ``no_transparency``, ``rectangular`` (97% of the opaque box filled),
+        ``too_small``, ``too_large`` (over 24 million pixels),
         ``unreadable``.
     skipped : list of dict
         Every unreadable file: ``path`` and ``reason``.
@@ -217,10 +159,11 @@ class LibraryIndex:
     def report(self) -> str:
         """A few lines for people: counts per category, backgrounds, what was left out and skipped."""
         c = self.counts
-        cats = ", ".join(f"{k} {v}" for k, v in c["per_category"].items())
+        cats = ", ".join(f"{k} {c['per_category'][k]}" for k in CATEGORIES)
         bgs = ", ".join(f"{k} {v}" for k, v in c["backgrounds"].items())
         return (f"stimulus library {self.version}: {c['items']} objects ({cats}); backgrounds: {bgs}; left out: "
                 f"{c['not_in_taxonomy']} not in the taxonomy, {c['no_transparency']} without transparency, "
+                f"{c['rectangular']} rectangular, "
                 f"{c['too_small']} too small, {c['too_large']} too large; skipped {c['unreadable']} unreadable files"
                 + (f" (first: {self.skipped[0]['path']}: {self.skipped[0]['reason']})" if self.skipped else ""))
 
@@ -252,7 +195,7 @@ def _description(path: Path) -> str:
 
 
 def _measure_object(path: Path):
-    """(size, box, fill, problem) of one picture; problem is None, 'no_transparency', 'too_small' or 'too_large'."""
+    """(size, box, fill, problem) of one picture; problem is None, 'no_transparency', 'rectangular', 'too_small' or 'too_large'."""
     import warnings
 
     from PIL import Image
@@ -277,6 +220,8 @@ def _measure_object(path: Path):
         return size, None, 0.0, "too_small"
     box = [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
     fill = float(len(xs) / ((box[2] - box[0]) * (box[3] - box[1])))
+    if fill >= _MAX_FILL:  # a picture in an opaque rectangle (a photo with its backdrop), not a cut-out
+        return size, None, 0.0, "rectangular"
     return size, box, round(fill, 4), None
 
 
@@ -332,7 +277,8 @@ def build_index(root=None, sources=None) -> LibraryIndex:
     sources = sources or default_sources(base)
     _check_installed(sources)
     version, versions, font = _identity(base, sources)
-    counts = {"not_in_taxonomy": 0, "no_transparency": 0, "too_small": 0, "too_large": 0, "unreadable": 0}
+    counts = {"not_in_taxonomy": 0, "no_transparency": 0, "rectangular": 0, "too_small": 0, "too_large": 0,
+              "unreadable": 0}
     items, backgrounds, skipped, packages = [], [], [], {}
     for src in sources:
         stanzas = read_licences(src.copyright)

@@ -43,7 +43,8 @@ _PLANT = {"tree", "daffodil", "clover", "shamrock", "xmaswreath"}
 _FACE_PART = {"eye", "eyes", "mouth", "lips", "ear", "iris", "dente", "girlface", "head", "moustache"}
 _NOT_BUILDING = {"brick", "wall", "wall1", "capitello", "sign", "hallway", "demolizione"}
 
-# (package, folder prefix) -> a category, None (left out) or a keyword rule {category: words, None: default}
+# (package, folder prefix) -> a category, None (left out) or a keyword rule {category: words, None: default};
+# in a keyword rule the first category whose words match wins (road signs name vehicles: "bus_lane")
 _RULES: dict[tuple[str, str], object] = {
     ("openclipart-png", "animals"): "animal",
     ("openclipart-png", "animals/fantasy"): None,
@@ -56,7 +57,7 @@ _RULES: dict[tuple[str, str], object] = {
     ("openclipart-png", "people/smilies"): "face",
     ("openclipart-png", "people/clothing"): "object",
     ("openclipart-png", "food"): "food",
-    ("openclipart-png", "transportation"): {"vehicle": _VEHICLE, "word": _SIGN, None: None},
+    ("openclipart-png", "transportation"): {"word": _SIGN, "vehicle": _VEHICLE, None: None},
     ("openclipart-png", "transportation/vehicles"): "vehicle",
     ("openclipart-png", "transportation/boating"): "vehicle",
     ("openclipart-png", "transportation/roadsigns"): "word",
