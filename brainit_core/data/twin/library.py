@@ -9,7 +9,7 @@ The index records, for every usable picture, its path, package, package version,
 package's ``copyright`` file), category (:mod:`.taxonomy`), size and the box of its opaque pixels.
 Files that cannot be decoded are skipped and counted, never silently dropped. The library version
 is a hash of the sorted (relative path, size) list of the packages' files, the package versions,
-the font and the index format; the index is cached as JSON under
+the font, the index format and the taxonomy's rules; the index is cached as JSON under
 ``default_data_dir()/library/index-<version>.json`` and rebuilt when the version changes.
 
 Paths are found under a root (a system root: ``/`` by default, or the ``root`` argument, or
@@ -28,14 +28,14 @@ import numpy as np
 
 from brainit_core.data.twin.packages import licence_of, package_versions, read_licences
 from brainit_core.data.twin.taxonomy import (BACKGROUND_PACKAGES, CATEGORIES, OBJECT_PACKAGES, background_kind,
-                                             categorise)
+                                             categorise, taxonomy_fingerprint)
 from brainit_core.errors import BrainITError
 from brainit_core.fileio import try_read_json, write_json
 from brainit_core.utils import default_data_dir
 
 INSTALL_COMMAND = "apt-get install openclipart-png tuxpaint-stamps-default mate-backgrounds plasma-workspace-wallpapers"
 ENV_ROOT = "BRAINIT_LIBRARY_ROOT"
-INDEX_FORMAT = 1  # bump when the taxonomy or the measurements change: cached indexes are then rebuilt
+INDEX_FORMAT = 1  # bump when what is measured changes (taxonomy changes are caught by taxonomy_fingerprint)
 PACKAGE_FOLDERS = {"openclipart-png": "usr/share/openclipart/png",
                    "tuxpaint-stamps-default": "usr/share/tuxpaint/stamps",
                    "mate-backgrounds": "usr/share/backgrounds/mate",
@@ -84,8 +84,8 @@ def list_files(sources) -> list[tuple[str, int]]:
 
 
 def library_version(files, versions: dict, font: dict | None) -> str:
-    """16 hex digits of sha256 over the file list, the package versions, the font and :data:`INDEX_FORMAT`."""
-    h = hashlib.sha256(f"format {INDEX_FORMAT}\n".encode())
+    """16 hex digits of sha256 over the file list, the package versions, the font, :data:`INDEX_FORMAT` and the taxonomy's rules."""
+    h = hashlib.sha256(f"format {INDEX_FORMAT} taxonomy {taxonomy_fingerprint()}\n".encode())
     for name in sorted(versions):
         h.update(f"package {name} {versions[name]}\n".encode())
     h.update(f"font {font['package'] + ' ' + font['version'] + ' ' + str(font['size']) if font else 'none'}\n".encode())

@@ -128,6 +128,21 @@ _BACKGROUNDS = {
 _ABSTRACT_FOLDERS = {("mate-backgrounds", "abstract"), ("mate-backgrounds", "desktop")}
 
 
+def taxonomy_fingerprint() -> str:
+    """A hash of the rules above: part of the library version, so that a changed taxonomy rebuilds the index."""
+    import hashlib
+    import json
+
+    def plain(v):
+        if isinstance(v, dict):
+            return sorted((str(k), plain(x)) for k, x in v.items())
+        return sorted(v) if isinstance(v, (set, frozenset)) else v
+
+    text = json.dumps([CATEGORIES, sorted((list(k), plain(v)) for k, v in _RULES.items()),
+                       sorted((list(k), list(v)) for k, v in _BACKGROUNDS.items()), sorted(_ABSTRACT_FOLDERS)])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def words_of(text: str) -> set[str]:
     """Lower-case words of a file name or description (``"bus1_bw_jarno.png"`` -> ``{"bus", "bw", "jarno", "png"}``)."""
     return set(re.findall(r"[a-z]+", text.lower()))
