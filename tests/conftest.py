@@ -8,7 +8,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")  # before torch is imported
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from tests.factories import AppData, build_app_data, make_tiny_dataset  # noqa: E402
+from tests.factories import AppData, build_app_data, make_fake_library, make_tiny_dataset  # noqa: E402
 
 
 @pytest.fixture
@@ -26,3 +26,9 @@ def tiny_dataset(tmp_path):
 @pytest.fixture(scope="session")
 def app_data(tmp_path_factory) -> AppData:
     return build_app_data(tmp_path_factory.mktemp("app"))
+
+
+@pytest.fixture
+def fake_library(tmp_path):
+    """A tiny fake stimulus library: (system root, data directory for the cached index)."""
+    return make_fake_library(tmp_path / "root"), tmp_path / "data"

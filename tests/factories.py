@@ -245,3 +245,91 @@ def refused(capsys, argv: list[str], name: str) -> str:
     assert len(err.splitlines()) == 1, err
     assert name in err and "Traceback" not in err, err
     return err
+
+
+# -- a tiny fake stimulus library (the twin v2's Debian packages) under a fake system root ---------
+
+FAKE_OBJECTS = {  # openclipart folder -> category the taxonomy gives it
+    "people": "face", "people/stickmen": "body", "animals/mammals": "animal", "food/fruit": "food",
+    "transportation/vehicles": "vehicle", "buildings/homes": "place", "plants/trees": "plant",
+    "transportation/roadsigns": "word", "office": "object",
+}
+FAKE_STATUS = {"openclipart-png": "1:0.18+dfsg-19", "tuxpaint-stamps-default": "2022.06.04-1",
+               "mate-backgrounds": "1.26.0-1", "plasma-workspace-wallpapers": "4:5.27.5-2"}
+
+
+def _sprite(path: Path, colour, size=(40, 30), shape="ellipse") -> None:
+    from PIL import Image, ImageDraw
+
+    im = Image.new("RGBA", size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(im)
+    box = [2, 2, size[0] - 3, size[1] - 3]
+    (draw.ellipse if shape == "ellipse" else draw.polygon)(
+        box if shape == "ellipse" else [(2, size[1] - 3), (size[0] // 2, 2), (size[0] - 3, size[1] - 3)],
+        fill=tuple(colour) + (255,))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    im.save(path)
+
+
+def _photo(path: Path, size, seed: int) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size[1], 0:size[0]]
+    base = rng.uniform(60, 140, 3)
+    img = base + 30 * np.sin(xx[..., None] / rng.uniform(20, 60) + yy[..., None] / 50.0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(path, quality=90)
+
+
+def make_fake_library(root, with_font: bool = True) -> Path:
+    """A tiny installed stimulus library under the system root ``root`` (same layout as Debian's packages).
+
+    Two sprites per category folder of :data:`FAKE_OBJECTS` (bright colours on transparency), a
+    folder the taxonomy leaves out (``shapes``), one corrupt PNG (``food/fruit/broken.png``), tuxpaint
+    stamps with descriptions, three mate backgrounds (two scene photographs, one abstract), a plasma
+    wallpaper in two sizes, copyright files, dpkg's status and (``with_font``) DejaVu Sans Bold when
+    this machine has it.
+    """
+    root = Path(root)
+    oc = root / "usr/share/openclipart/png"
+    colours = [(230, 20, 20), (20, 200, 40), (30, 60, 230), (240, 200, 10), (200, 30, 200), (20, 210, 210)]
+    for i, folder in enumerate(FAKE_OBJECTS):
+        for j in range(2):
+            _sprite(oc / folder / f"item{j}.png", colours[(i + j) % len(colours)], (40 + 8 * j, 30 + 5 * i),
+                    "ellipse" if j == 0 else "triangle")
+    _sprite(oc / "shapes/star.png", (255, 255, 0))
+    (oc / "food/fruit/broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"not a png at all" * 4)
+    tux = root / "usr/share/tuxpaint/stamps"
+    _sprite(tux / "animals/mammals/cats/cat.png", (250, 120, 0))
+    (tux / "animals/mammals/cats/cat.txt").write_text("A cat.\nfr.utf8=Un chat.\n")
+    _sprite(tux / "seasonal/halloween/blackcat.png", (10, 10, 10))
+    (tux / "seasonal/halloween/blackcat.txt").write_text("A black cat.\n")
+    _sprite(tux / "seasonal/candle.png", (250, 250, 200))
+    (tux / "seasonal/candle.txt").write_text("A candle.\n")
+    mate = root / "usr/share/backgrounds/mate"
+    _photo(mate / "nature/Dune.jpg", (320, 200), 1)
+    _photo(mate / "nature/Storm.jpg", (300, 240), 2)
+    _photo(mate / "abstract/Flow.png", (200, 150), 3)
+    walls = root / "usr/share/wallpapers/Path/contents/images"
+    _photo(walls / "1280x800.jpg", (320, 200), 4)
+    _photo(walls / "640x480.jpg", (160, 120), 5)
+    docs = root / "usr/share/doc"
+    (docs / "openclipart-png").mkdir(parents=True)
+    (docs / "openclipart-png/copyright").write_text("Copyright:\n\n creative commons Public Domain Dedication\n")
+    dep5 = ("Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\n"
+            "Files: *\nCopyright: someone\nLicense: GPL-2+\n\nFiles: nature/Storm.jpg\nCopyright: someone else\n"
+            "License: CC-BY-SA-4.0\n")
+    for pkg in ("tuxpaint-stamps-default", "mate-backgrounds", "plasma-workspace-wallpapers"):
+        (docs / pkg).mkdir(parents=True)
+        (docs / pkg / "copyright").write_text(dep5.replace("GPL-2+", "GPL-2") if pkg.startswith("tux") else dep5)
+    status = root / "var/lib/dpkg/status"
+    status.parent.mkdir(parents=True)
+    status.write_text("".join(f"Package: {p}\nStatus: install ok installed\nVersion: {v}\n\n"
+                              for p, v in FAKE_STATUS.items()))
+    font = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")
+    if with_font and font.is_file():
+        target = root / "usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
+        target.parent.mkdir(parents=True)
+        target.write_bytes(font.read_bytes())
+    return root
