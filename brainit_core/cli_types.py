@@ -70,6 +70,14 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def positive_float(text: str) -> float:
+    """A finite number > 0 (durations, budgets)."""
+    value = finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
 def fraction_in(lo: float = 0.0, hi: float = 1.0) -> Callable[[str], float]:
     """A finite number in ``[lo, hi]``."""
     def parse(text: str) -> float:

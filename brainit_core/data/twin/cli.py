@@ -1,11 +1,12 @@
-"""``python -m brainit_core twin ...``: build, respond, validate."""
+"""``python -m brainit_core twin ...``: build, respond, validate, train-ventral."""
 from __future__ import annotations
 
 import argparse
 import time
 from pathlib import Path
 
-from brainit_core.cli_types import existing_dir, existing_path, non_negative_int, out_dir, out_file, positive_int
+from brainit_core.cli_types import (existing_dir, existing_path, non_negative_int, out_dir, out_file, positive_float,
+                                    positive_int)
 from brainit_core.fileio import save_npy
 
 
@@ -38,6 +39,16 @@ def register(sub) -> None:
     v.add_argument("--data", type=existing_dir, required=True, help="a twin dataset directory")
     v.add_argument("--json", type=out_file, default=None, help="also write the figures to this JSON file")
     v.set_defaults(func=_validate)
+    t = ts.add_parser("train-ventral", help="train the twin's ventral network on library composites (resumable)",
+                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    t.add_argument("--out", type=out_dir, required=True,
+                   help="a new or empty folder, or one this command wrote before (training continues from it)")
+    t.add_argument("--preset", choices=["ci", "demo"], default="demo")
+    t.add_argument("--seed", type=non_negative_int, default=0, help="initialisation and training-scene seed (>= 0)")
+    t.add_argument("--minutes", type=positive_float, default=None,
+                   help="stop after this many minutes (the state is saved; run again to continue)")
+    t.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads")
+    t.set_defaults(func=_train_ventral)
     twin.set_defaults(func=lambda args: twin.print_help() or 1)
 
 
@@ -72,4 +83,21 @@ def _validate(args) -> int:
     if args.json:
         with open(args.json, "w") as f:
             f.write(report_json(report))
+    return 0
+
+
+def _train_ventral(args) -> int:
+    from brainit_core.data.twin.ventral import VentralConfig, format_quality
+    from brainit_core.data.twin.ventral_training import train_ventral
+    from brainit_core.utils import cpu_threads
+
+    cpu_threads(args.threads)
+    seconds = None if args.minutes is None else 60.0 * args.minutes
+    result = train_ventral(args.out, VentralConfig.preset(args.preset), seed=args.seed, max_seconds=seconds,
+                           log=lambda line: print(line, flush=True))
+    if not result["done"]:
+        return 0
+    print(format_quality(result["quality"]))
+    print(f"wrote {args.out / 'ventral.safetensors'}, {args.out / 'ventral.json'} and {args.out / 'quality.json'} "
+          f"({result['elapsed_s'] / 60:.1f} min of training)")
     return 0
