@@ -15,7 +15,7 @@ blocks (conv, batch norm, ReLU), a context stage at stride 8 with dilations 2 an
 stride 16 whose features are upsampled and added to the context stage together with a global
 scene vector, then one block and a 1x1 conv to the map logits.
 
-Training (:mod:`.ventral_training`) renders fresh composites for every step. This module holds the
+Training (:func:`train_ventral`, in :mod:`.ventral_training`) renders fresh composites for every step. This module holds the
 network, loading, inference on images of any size (:func:`ventral_maps`, :func:`ventral_response`)
 and the held-out evaluation (:func:`evaluate_ventral`).
 """
@@ -155,6 +155,14 @@ class VentralNet(nn.Module):
     def labels(self, embedding: torch.Tensor) -> torch.Tensor:
         """Image-label logits (B, 9) from the embedding."""
         return self.label_head(embedding)
+
+
+def train_ventral(out, config: VentralConfig | None = None, seed: int = 0, library=None,
+                  max_seconds: float | None = None, **kwargs) -> dict:
+    """Train or continue training in ``out``: :func:`brainit_core.data.twin.ventral_training.train_ventral`."""
+    from brainit_core.data.twin.ventral_training import train_ventral as train
+
+    return train(out, config, seed, library, max_seconds, **kwargs)
 
 
 def n_parameters(net: nn.Module) -> int:
