@@ -3,7 +3,7 @@
 Two kinds of figures, kept apart. *Measured* ones come from the data alone (betas, their repeats
 and the images), as they would for NSD: noise ceiling and split-half reliability per area,
 contralateral drive (do a hemisphere's vertices follow the contrast of the opposite half of the
-image?), the correlation of trial residuals between vertices (noise shared within a trial) and
+image, beyond what the scene's category labels explain?), the correlation of trial residuals between vertices (noise shared within a trial) and
 each category patch's d'. *Ground-truth* ones read the twin's design (validation views only): the
 fraction of ipsilateral pRF centres per area, the eccentricity gradient, the designed ceilings.
 """
@@ -85,7 +85,9 @@ def lateral_contrast(images: np.ndarray) -> np.ndarray:
 
 def contralateral_drive(mean_betas: np.ndarray, lateral: np.ndarray, hemispheres: np.ndarray) -> np.ndarray:
     """Per vertex, the correlation (across images) of its response with the contrast of the
-    opposite half of the image minus that of its own half: > 0 when the contralateral field drives it."""
+    opposite half of the image minus that of its own half: > 0 when the contralateral field drives it.
+    ``lateral``: :func:`lateral_contrast` of the images (right minus left), optionally with the
+    images' category content regressed out."""
     r = (_zscore(mean_betas.astype(np.float64)) * _zscore(lateral.astype(np.float64))[:, None]).mean(0)
     return np.where(np.asarray(hemispheres) == 0, r, -r)  # lh sees the right field
 
@@ -111,6 +113,10 @@ def validate_subject(ds, dataset_dir, name: str, coverage: np.ndarray) -> dict:
     split = split_half_reliability(blocks)
     means = blocks.mean(1)
     lateral = np.concatenate([lateral_contrast(ds.images(ids[i:i + 500])) for i in range(0, len(ids), 500)])
+    # the scenes' category content (their labels, as COCO's) is partialled out: category patches
+    # follow content, whose placement may correlate with where the contrast is
+    labels = np.c_[np.ones(len(ids)), coverage[ids]]
+    lateral = lateral - labels @ np.linalg.lstsq(labels, lateral, rcond=None)[0]
     drive = contralateral_drive(means, lateral, hemi)
     reliable = nc >= RELIABLE_NC
     ipsi = ipsilateral(x, hemi)
@@ -184,14 +190,14 @@ def area_table(report: dict) -> list[dict]:
 
 
 def format_report(report: dict) -> str:
-    lines = ["subject  vertices  NC designed/measured  NC<10%  split-half r  contra drive  residual r  "
+    lines = ["subject  vertices  NC designed/measured  NC<10%  split-half r  contralateral drive  residual r  "
              "ipsi pRFs (truth)  ecc rho (truth)  patch d'"]
     for s, r in report.items():
         nc, g = r["noise_ceiling_median"], r["ground_truth"]
         d = ", ".join(f"{k} {v:+.2f}" for k, v in r["category_selectivity_dprime"].items())
         lines.append(f"{s}  {r['n_vertices']:8d}  {nc['designed']:.2f} / {nc['measured']:.2f}           "
                      f"{r['noise_ceiling_under_10pct']:.2f}  {r['split_half_median']:12.3f}  "
-                     f"{_fmt(r['contralateral_drive']):>12}  {r['residual_correlation']:10.3f}  "
+                     f"{_fmt(r['contralateral_drive']):>19}  {r['residual_correlation']:10.3f}  "
                      f"{g['ipsilateral_fraction']:17.3f}  {_fmt(g['eccentricity_gradient_rho']):>15}  {d}")
     lines += ["", "per area (mean over subjects)",
               "area    vertices  NC designed  NC measured  split-half r  contra drive  ipsi pRFs (truth)"]
