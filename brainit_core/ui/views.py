@@ -42,7 +42,7 @@ def reconstruct_selected(ctx, betas, label: str, truth=None):
 def twin_validation(dataset: str) -> None:
     """The "Validate the twin" button and, once measured, its report (kept in the session per dataset)."""
     from brainit_core.data.twin import validate_twin
-    from brainit_core.data.twin.validation import format_report, report_rows
+    from brainit_core.data.twin.validation import area_table, format_report, report_rows
 
     key = ("twin_report", dataset)
     if st.button("Validate the twin", key="dt_validate",
@@ -55,9 +55,13 @@ def twin_validation(dataset: str) -> None:
     report = st.session_state.get(key)
     if report:
         st.dataframe(pd.DataFrame(report_rows(report)), hide_index=True, width="stretch")
-        st.caption("contralateral: share of pRFs in the opposite visual field (expected ~1); ecc-gradient rho: "
-                   "eccentricity vs posterior-to-anterior position in V1-V3; NC: median noise ceiling "
-                   "(designed vs measured); d': category-patch selectivity on test images.")
+        st.caption("Measured from the data alone: NC, median noise ceiling (designed vs measured); split-half r, "
+                   "correlation between single repeats; contralateral drive, share of reliable vertices that follow "
+                   "the contrast of the opposite half of the image; residual r, correlation between vertices of the "
+                   "trial residuals (noise shared within a trial); d', category-patch selectivity on test images. "
+                   "Ground truth (validation only): share of ipsilateral pRF centres; ecc-gradient rho, "
+                   "eccentricity vs posterior-to-anterior position in V1-V3.")
+        st.dataframe(pd.DataFrame(area_table(report)), hide_index=True, width="stretch")
         with st.expander("As text (`twin validate`)"):
             st.code(format_report(report), language=None)
 

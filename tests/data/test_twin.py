@@ -19,13 +19,20 @@ def test_validation_figures(twin):
     report = validate_twin(twin)
     assert set(report) == {"twin01", "twin02", "twin03"}
     for r in report.values():
-        assert r["contralateral_fraction"] > 0.95
-        assert r["eccentricity_gradient_rho"] > 0.6  # eccentricity grows from the pole forward
+        truth = r["ground_truth"]
+        assert 0.75 < truth["contralateral_fraction"] < 0.97  # twin v2: some ipsilateral pRFs
+        assert truth["eccentricity_gradient_rho"] > 0.6  # eccentricity grows from the pole forward
         nc = r["noise_ceiling_median"]
         assert 0.25 < nc["measured"] < 0.55 and abs(nc["measured"] - nc["designed"]) < 0.08
         assert 0.08 < r["noise_ceiling_under_10pct"] < 0.35
-        early = r["noise_ceiling_per_area"]["V1"]["measured"]
-        assert early > r["noise_ceiling_per_area"]["face"]["measured"]
+        assert r["contralateral_drive"] > 0.55 and r["residual_correlation"] > 0.05
+        per_area = r["noise_ceiling_per_area"]
+        early = np.mean([per_area[a]["measured"] for a in ("V1", "V2", "V3")])
+        assert early > np.mean([per_area[a]["measured"] for a in ("IPS", "LOTC", "VOT")]) + 0.05
+        for a, p in per_area.items():
+            if p["n"] >= 30:  # measured as designed (ci: 150 images, so medians of few vertices move)
+                assert abs(p["measured"] - p["designed"]) < 0.12, (a, p)
+        assert r["noise_ceiling_per_area"]["V1"]["split_half"] > 0.05
         for patch, d in r["category_selectivity_dprime"].items():
             assert d > 0.5, (patch, d)
 
@@ -56,6 +63,13 @@ def test_determinism(twin, tmp_path):
         np.testing.assert_array_equal(ds.subject(name).betas, again.subject(name).betas)
         np.testing.assert_array_equal(ds.subject(name).image_ids, again.subject(name).image_ids)
     np.testing.assert_array_equal(ds.images(ds.image_ids[:20]), again.images(ds.image_ids[:20]))
+    for name in ds.subjects:  # the brain too: layout, pRFs, noise loadings, noiseless responses
+        a, b = load_ground_truth(twin, name)["subject"], load_ground_truth(again.path, name)["subject"]
+        assert set(a) == set(b)
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    assert not np.array_equal(load_ground_truth(twin, "twin01")["subject"]["vertices"],
+                              load_ground_truth(other.path, "twin01")["subject"]["vertices"])
     assert not np.array_equal(ds.images(ds.image_ids[:5]), other.images(other.image_ids[:5]))
 
 
@@ -65,7 +79,8 @@ def test_respond_scale_and_agreement(twin):
     betas, ids = sub.averaged("test")
     out = respond(twin, "twin01", ds.images(ids), repeats=3, seed=0)
     assert out.shape == (len(ids), 3, sub.n_vertices)
-    assert abs(out.mean()) < 0.2 and 0.8 < out.std() < 1.2  # the dataset's scale
+    # the dataset's scale (twin v2: the mean over 30 images moves more, signal and noise are shared across vertices)
+    assert abs(out.mean()) < 0.3 and 0.8 < out.std() < 1.2
     m = out.mean(1)
     r = np.mean([np.corrcoef(m[:, v], betas[:, v])[0, 1] for v in range(sub.n_vertices)])
     assert r > 0.2
@@ -106,9 +121,11 @@ def test_stimuli_in_worker_processes_equal_serial(monkeypatch):
 def test_report_rows_one_per_subject():
     from brainit_core.data.twin.validation import report_rows
 
-    report = {"twin01": {"n_vertices": 5, "contralateral_fraction": 1.0, "eccentricity_gradient_rho": 0.8,
-                         "noise_ceiling_median": {"designed": 0.4, "measured": 0.38},
-                         "noise_ceiling_under_10pct": 0.2, "category_selectivity_dprime": {"face": 3.1}}}
+    report = {"twin01": {"n_vertices": 5, "noise_ceiling_median": {"designed": 0.4, "measured": 0.38},
+                         "noise_ceiling_under_10pct": 0.2, "split_half_median": 0.17, "contralateral_drive": 0.9,
+                         "residual_correlation": 0.13, "category_selectivity_dprime": {"face": 3.1},
+                         "ground_truth": {"ipsilateral_fraction": 0.15, "eccentricity_gradient_rho": 0.8}}}
     (row,) = report_rows(report)
-    assert row == {"subject": "twin01", "vertices": 5, "contralateral": 1.0, "ecc-gradient rho": 0.8,
-                   "NC designed": 0.4, "NC measured": 0.38, "NC < 10%": 0.2, "d' face": 3.1}
+    assert row == {"subject": "twin01", "vertices": 5, "NC designed": 0.4, "NC measured": 0.38, "NC < 10%": 0.2,
+                   "split-half r": 0.17, "contralateral drive": 0.9, "residual r": 0.13, "d' face": 3.1,
+                   "ipsilateral pRFs (truth)": 0.15, "ecc-gradient rho (truth)": 0.8}

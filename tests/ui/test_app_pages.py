@@ -130,7 +130,10 @@ def test_data_page_report_bad_paths_and_nsd_check(app_env, tmp_path):
     report = at.dataframe[1].value
     assert report["subject"].tolist() == ["twin01", "twin02", "twin03"]
     assert report["vertices"].tolist() == table["vertices"].tolist()
-    assert (report["contralateral"] > 0.9).all()
+    assert report["ipsilateral pRFs (truth)"].between(0.03, 0.3).all()  # twin v2: some ipsilateral pRFs
+    assert {"split-half r", "contralateral drive", "residual r"} <= set(report.columns)
+    areas = at.dataframe[2].value
+    assert areas["area"].tolist()[:3] == ["V1", "V2", "V3"]
 
     at.radio(key="dt_kind").set_value("A prepared dataset folder")
     at.text_input(key="dt_path").input(str(tmp_path / "nowhere"))

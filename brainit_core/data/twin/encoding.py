@@ -6,7 +6,8 @@ channels, pooled by a Gaussian pRF, weighted by the vertex's broad orientation /
 tuning (preferred frequency falls with eccentricity) and passed through a compressive power 0.5
 (the CSS model). Mid areas pool orientation-summed energy and colour over larger pRFs. Category
 patches respond to the area their category covers inside a large pRF (from the stimulus
-generator's masks), with a weak low-level drive. None of this is the decoder's feature network.
+generator's masks), with a weak low-level drive; the higher areas (IPS, LOTC, VOT) pool coarse
+energy over large pRFs and a broad, weaker mixture of categories (object-selective cortex). None of this is the decoder's feature network.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from brainit_core.data.twin.geometry import EARLY, MID, PATCHES
+from brainit_core.data.twin.geometry import HIGH, MID, PATCHES
 from brainit_core.data.twin.stimuli import CATEGORIES
 from brainit_core.stimulus import IMAGE_DEG
 
@@ -106,9 +107,13 @@ def make_tuning(area: np.ndarray, x: np.ndarray, y: np.ndarray, rng: np.random.G
     gabor = (sf[:, :, None] * ori[:, None, :]).reshape(n, N_GABOR)
     gabor /= gabor.sum(1, keepdims=True)
     colour = rng.dirichlet(np.ones(N_COLOUR) * 0.5, n) * rng.uniform(0.2, 1.0, (n, 1))
-    mid = np.isin(area, MID)
+    mid = np.isin(area, MID + HIGH)
     gabor[mid] = gabor[mid].reshape(-1, len(SF_CPD), len(ORIENTATIONS)).mean(2).repeat(len(ORIENTATIONS), 1) / len(ORIENTATIONS)
     category = np.zeros((n, len(CATEGORIES)), np.float32)
+    high = np.isin(area, HIGH)  # object-selective: a broad mixture of categories, weaker than a patch
+    category[high] = rng.dirichlet(np.ones(len(CATEGORIES)), high.sum()) * rng.uniform(0.5, 1.5, (high.sum(), 1))
+    gabor[high] *= 0.5
+    colour[high] *= 0.5
     for p in PATCHES:
         sel = area == p
         category[sel, CATEGORIES.index(p if p != "place" else "building")] = rng.uniform(2.0, 3.0, sel.sum())

@@ -42,7 +42,10 @@ class TwinConfig:
     vertex_fraction : float
         Share of the visual region each subject keeps (subjects differ in vertex subsets).
     smooth_noise : float
-        Share of the noise that is spatially smooth across neighbouring vertices.
+        Share of the independent noise that is spatially smooth across neighbouring vertices.
+    shared_noise : float
+        Mean share of each vertex's noise variance that is shared across vertices within a trial
+        (a global and a per-area fluctuation per trial; the vertex's share varies 0.5-1.5x).
     """
 
     n_subjects: int = 4
@@ -52,14 +55,15 @@ class TwinConfig:
     n_ood: int = 100
     repeats: int = 3
     image_size: int = 128
-    vertex_fraction: float = 0.85
+    vertex_fraction: float = 0.95
     smooth_noise: float = 0.4
+    shared_noise: float = 0.25
     seed: int = 0
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "TwinConfig":
         base = {"ci": cls(n_subjects=2, n_train=120, n_test=30, n_unlabeled=60, n_ood=10, image_size=64,
-                          vertex_fraction=0.12),
+                          vertex_fraction=0.06),
                 "demo": cls(),
                 "full": cls(n_subjects=8, n_train=9000, n_test=1000, n_unlabeled=20000, n_ood=284,
                             image_size=256, vertex_fraction=1.0)}
@@ -91,29 +95,55 @@ def render(image_id: int, seed: int, size: int, ood: bool = False):
     return make_ood(rng, size) if ood else make_scene(rng, size)
 
 
-def design_subject(cortex: geometry.Cortex, index: int, config: TwinConfig) -> dict:
-    """A subject's own vertex subset, map shift, pRF scale, tuning and noise (the ground truth)."""
+def subject_layout(cortex: geometry.Cortex, index: int, config: TwinConfig):
+    """A subject's warped map and own vertex subset (no images needed: cheap).
+
+    Returns
+    -------
+    rng : the subject's generator, advanced past the layout (design continues from it)
+    keep : region indices of the subject's vertices
+    area, x, y, sigma : over ``keep``; warp (see :func:`geometry.draw_warp`); prf_scale
+    """
     rng = np.random.default_rng([config.seed, 1000 + index])
-    phi_shift, r_scale, prf_scale = rng.normal(0, 4), rng.uniform(0.95, 1.05), rng.uniform(0.85, 1.15)
-    area, x, y, sigma = geometry.assign_areas(cortex, phi_shift, r_scale)
+    warp, prf_scale = geometry.draw_warp(rng), rng.uniform(0.85, 1.15)
+    area, x, y, sigma = geometry.assign_areas(cortex, warp, rng)
     keep = np.flatnonzero((area != "") & (rng.random(len(area)) < config.vertex_fraction))
-    area, x, y, sigma = area[keep], x[keep], y[keep], sigma[keep] * prf_scale
+    return rng, keep, area[keep], x[keep], y[keep], sigma[keep] * prf_scale, warp, prf_scale
+
+
+def vertex_counts(config: TwinConfig) -> dict[str, int]:
+    """Vertices of each subject of ``config`` (computed from the layout alone, without building)."""
+    cortex = geometry.load_visual_cortex()
+    return {name: len(subject_layout(cortex, k, config)[1]) for k, name in enumerate(subject_names(config))}
+
+
+def design_subject(cortex: geometry.Cortex, index: int, config: TwinConfig) -> dict:
+    """A subject's own vertex subset, warped map, pRF scale, tuning and noise (the ground truth)."""
+    rng, keep, area, x, y, sigma, warp, prf_scale = subject_layout(cortex, index, config)
     tuning = make_tuning(area, x, y, rng)
     # designed noise ceilings (fraction of variance of the 3-trial mean): reliable early cortex,
-    # less reliable patches, and a tail of vertices with little signal
-    median = np.where(np.isin(area, geometry.EARLY), 0.55, np.where(np.isin(area, geometry.MID), 0.42, 0.32))
+    # less reliable higher areas, a tail of vertices with little signal, and little signal where
+    # the pRF lies mostly outside the image (peripheral V1/V2)
+    median = np.select([np.isin(area, geometry.EARLY), np.isin(area, geometry.MID), np.isin(area, geometry.HIGH)],
+                       [0.70, 0.55, 0.45], 0.45)
     nc = np.clip(rng.beta(4, 4, len(area)) * 2 * median, 0.02, 0.9)
-    tail = rng.random(len(area)) < 0.2
+    tail = rng.random(len(area)) < 0.15
     nc[tail] = rng.uniform(0.005, 0.09, tail.sum())
+    nc *= 0.4 + 0.6 * geometry.image_coverage(x, y, sigma)
     nc *= rng.uniform(0.9, 1.1)  # subjects differ in overall data quality
     nc = np.clip(nc, 0.005, 0.95)
     noise_sd = np.sqrt(config.repeats * (1 / nc - 1))  # with unit signal variance
+    # noise shared across vertices within a trial: a global and a per-area fluctuation
+    shared = np.clip(config.shared_noise * rng.uniform(0.5, 1.5, len(area)), 0, 0.9)
+    global_part = rng.uniform(0.3, 0.7, len(area))
     return {"index": keep, "vertices": cortex.vertices[keep], "hemispheres": cortex.hemispheres[keep],
-            "area": area, "x": x, "y": y, "sigma": sigma, "tuning": tuning, "designed_nc": nc,
-            "noise_sd": noise_sd, "phi_shift": phi_shift, "r_scale": r_scale, "prf_scale": prf_scale}
+            "area": area, "area_code": np.array([AREA_CODES.index(a) for a in area], np.int8),
+            "x": x, "y": y, "sigma": sigma, "tuning": tuning, "designed_nc": nc, "noise_sd": noise_sd,
+            "noise_global": np.sqrt(shared * global_part), "noise_area": np.sqrt(shared * (1 - global_part)),
+            "noise_independent": np.sqrt(1 - shared), "warp": warp, "prf_scale": prf_scale}
 
 
-def noise_smoother(cortex: geometry.Cortex, keep: np.ndarray, smooth: float):
+def noise_smoother(hemispheres: np.ndarray, vertices: np.ndarray, smooth: float):
     """Sparse noise mixer (V, V): independent plus neighbour-smoothed noise, unit variance per vertex.
 
     Rows are ``sqrt(1 - smooth) * I + sqrt(smooth) * A^2`` (A = row-normalised neighbour
@@ -122,15 +152,18 @@ def noise_smoother(cortex: geometry.Cortex, keep: np.ndarray, smooth: float):
     """
     import scipy.sparse as sp
 
-    pos = -np.ones(len(cortex.vertices), np.int64)
-    pos[keep] = np.arange(len(keep))
+    mesh = geometry.surface()
+    n = len(vertices)
     rows, cols = [], []
-    for i, v in enumerate(keep):
-        nb = pos[cortex.neighbours[v]]
-        nb = np.r_[i, nb[nb >= 0]]
-        rows += [i] * len(nb)
-        cols += nb.tolist()
-    n = len(keep)
+    for h in (0, 1):
+        on = np.flatnonzero(np.asarray(hemispheres) == h)
+        pos = -np.ones(len(mesh["y"][h]), np.int64)
+        pos[np.asarray(vertices)[on]] = on
+        for i in on:
+            nb = pos[mesh["neighbours"][h][vertices[i]]]
+            nb = np.r_[i, nb[nb >= 0]]
+            rows += [i] * len(nb)
+            cols += nb.tolist()
     a = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n))
     a = sp.diags(1 / np.asarray(a.sum(1)).ravel()) @ a
     a2 = a @ a
@@ -146,9 +179,22 @@ def subject_signal(subject: dict, channels: dict) -> np.ndarray:
 
 
 def trial_noise(subject: dict, mixer, n: int, rng: np.random.Generator) -> np.ndarray:
-    """Single-trial noise (n, V): spatially mixed (see :func:`noise_smoother`), with the subject's per-vertex sd."""
-    e = rng.standard_normal((n, len(subject["noise_sd"]))).astype(np.float32)
-    return np.asarray(mixer @ e.T).T.astype(np.float32) * subject["noise_sd"].astype(np.float32)
+    """Single-trial noise (n, V) with the subject's per-vertex sd.
+
+    Independent noise, spatially mixed (see :func:`noise_smoother`), plus noise shared within a
+    trial: one global and one per-area fluctuation, each vertex with its own loadings
+    (``noise_global``, ``noise_area``, ``noise_independent``: their squares sum to 1, so each
+    vertex keeps its designed variance). A twin without them (version 1) has independent noise only.
+    """
+    v = len(subject["noise_sd"])
+    e = rng.standard_normal((n, v)).astype(np.float32)
+    out = np.asarray(mixer @ e.T).T.astype(np.float32)
+    if "noise_global" in subject:
+        g = rng.standard_normal((n, 1)).astype(np.float32)
+        a = rng.standard_normal((n, len(AREA_CODES))).astype(np.float32)[:, subject["area_code"]]
+        out = (out * subject["noise_independent"].astype(np.float32) + g * subject["noise_global"].astype(np.float32)
+               + a * subject["noise_area"].astype(np.float32))
+    return out * subject["noise_sd"].astype(np.float32)
 
 
 
@@ -229,10 +275,15 @@ def build_twin(out, config: TwinConfig | None = None, preset: str | None = None,
     for s_idx, name in enumerate(names):
         sub = design_subject(cortex, s_idx, config)
         sub["weights"] = prf_weights(sub["x"], sub["y"], sub["sigma"])
-        ref = np.r_[plan[name][:500], plan["test"]]
-        raw = noiseless_response(chans(ref), sub["weights"], sub["tuning"])
-        sub["signal_mean"], sub["signal_std"] = raw.mean(0), np.maximum(raw.std(0), 1e-6)
-        smoother = noise_smoother(cortex, sub["index"], config.smooth_noise)
+        seen = np.r_[plan["test"], plan[name]]  # every image once: the signal does not depend on the trial
+        raw = np.concatenate([noiseless_response(chans(seen[i:i + 256]), sub["weights"], sub["tuning"])
+                              for i in range(0, len(seen), 256)])
+        ref = np.r_[np.arange(len(plan["test"]), len(plan["test"]) + min(500, len(plan[name]))),
+                    np.arange(len(plan["test"]))]  # rows of the first 500 training and the test images
+        sub["signal_mean"], sub["signal_std"] = raw[ref].mean(0), np.maximum(raw[ref].std(0), 1e-6)
+        signal_of = (raw - sub["signal_mean"]) / sub["signal_std"]
+        del raw
+        smoother = noise_smoother(sub["hemispheres"], sub["vertices"], config.smooth_noise)
         rng = np.random.default_rng([config.seed, 2000 + s_idx])
         shown = np.repeat(np.r_[plan["test"], plan[name]], config.repeats)
         rng.shuffle(shown)
@@ -240,7 +291,7 @@ def build_twin(out, config: TwinConfig | None = None, preset: str | None = None,
         n_sess = int(np.ceil(len(shown) / TRIALS_PER_SESSION))
         for k in track(range(n_sess), desc=f"twin: {name} sessions"):
             ids = shown[k * TRIALS_PER_SESSION:(k + 1) * TRIALS_PER_SESSION]
-            signal = subject_signal(sub, chans(ids))
+            signal = signal_of[np.searchsorted(seen, ids)]  # seen is increasing (image_plan)
             noise = trial_noise(sub, smoother, len(ids), rng)
             drift = np.linspace(-1, 1, len(ids))[:, None] * rng.normal(0, 0.5, len(sub["vertices"]))[None]
             offset = rng.normal(0, 2.0, len(sub["vertices"]))[None]
@@ -248,15 +299,17 @@ def build_twin(out, config: TwinConfig | None = None, preset: str | None = None,
             writer.append_session(name, z, ids, k + 1)
         val_n = max(2, len(plan[name]) // 10)
         writer.finalize_subject(name, plan[name][val_n:], plan[name][:val_n], plan["test"])
-        noiseless = subject_signal(sub, chans(plan["test"])) / np.sqrt(1 + sub["noise_sd"] ** 2)
+        noiseless = signal_of[:len(plan["test"])] / np.sqrt(1 + sub["noise_sd"] ** 2)
         np.savez_compressed(
             gt_dir / f"{name}.npz", vertices=sub["vertices"], hemispheres=sub["hemispheres"],
-            area=np.array([AREA_CODES.index(a) for a in sub["area"]], np.int8), x=sub["x"], y=sub["y"],
+            area=sub["area_code"], x=sub["x"], y=sub["y"],
             sigma=sub["sigma"], designed_nc=sub["designed_nc"], noise_sd=sub["noise_sd"],
+            noise_global=sub["noise_global"], noise_area=sub["noise_area"],
+            noise_independent=sub["noise_independent"],
             tuning_gabor=sub["tuning"]["gabor"], tuning_colour=sub["tuning"]["colour"],
             tuning_category=sub["tuning"]["category"], signal_mean=sub["signal_mean"], signal_std=sub["signal_std"],
             region_index=sub["index"], noiseless_test=noiseless.astype(np.float32),
-            shift=np.array([sub["phi_shift"], sub["r_scale"], sub["prf_scale"]]))
+            warp=sub["warp"], prf_scale=np.array(sub["prf_scale"]))
     np.savez_compressed(gt_dir / "stimuli.npz", category_coverage=coverage, test_masks=np.stack(test_masks))
     write_json(gt_dir / "objects.json", objects, indent=None, sort_keys=False)
     write_json(gt_dir / "twin.json", {"config": asdict(config), "areas": list(AREA_CODES),

@@ -15,15 +15,16 @@ from brainit_core.errors import DataFormatError
 @lru_cache(maxsize=8)
 def _subject_model(dataset_dir: str, subject: str) -> tuple[dict, TwinConfig, object]:
     """The subject's encoding model and noise mixer, built once per process (respond is interactive)."""
-    from brainit_core.data.twin.geometry import load_visual_cortex
-
     gt = load_ground_truth(dataset_dir, subject)
     z = gt["subject"]
     sub = {"noise_sd": z["noise_sd"], "signal_mean": z["signal_mean"], "signal_std": z["signal_std"],
-           "weights": prf_weights(z["x"], z["y"], z["sigma"]), "index": z["region_index"],
+           "weights": prf_weights(z["x"], z["y"], z["sigma"]), "area_code": z["area"],
            "tuning": {"gabor": z["tuning_gabor"], "colour": z["tuning_colour"], "category": z["tuning_category"]}}
+    for key in ("noise_global", "noise_area", "noise_independent"):  # shared noise (twin v2 only)
+        if key in z:
+            sub[key] = z[key]
     config = TwinConfig(**gt["config"])
-    return sub, config, noise_smoother(load_visual_cortex(), sub["index"], config.smooth_noise)
+    return sub, config, noise_smoother(z["hemispheres"], z["vertices"], config.smooth_noise)
 
 
 def respond(dataset_dir, subject: str, images, repeats: int = 3, seed: int = 0, noise: bool = True,
