@@ -10,10 +10,13 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from brainit_core.errors import CheckpointError
 from brainit_core.fileio import write_json
+
+if TYPE_CHECKING:
+    from torch.nn import Module
 
 FORMAT_VERSION = 1
 
@@ -162,3 +165,37 @@ def restore_optimizer(optimizer, tensors: Mapping[str, Any], meta: Mapping[str, 
         if "betas" in g:
             g["betas"] = tuple(g["betas"])
     optimizer.load_state_dict({"state": state, "param_groups": groups})
+
+
+class TrainingState:
+    """Save/restore a training loop (model, optimizer, optional EMA copy, step) at ``path``.
+
+    Parameters
+    ----------
+    path : Path
+        Checkpoint stem (``GEN_DIR/train/unet_state``).
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+
+    def exists(self) -> bool:
+        return checkpoint_exists(self.path)
+
+    def save(self, step: int, model: Module, optimizer, config: dict, ema: Module | None = None,
+             extra: dict | None = None) -> None:
+        tensors = {f"model/{k}": v for k, v in model.state_dict().items()}
+        if ema is not None:
+            tensors.update({f"ema/{k}": v for k, v in ema.state_dict().items()})
+        opt_t, opt_meta = optimizer_state(optimizer)
+        tensors.update(opt_t)
+        save_checkpoint(self.path, tensors, config, {"step": int(step), "optimizer": opt_meta, **(extra or {})})
+
+    def load(self, model: Module, optimizer, ema: Module | None = None, device="cpu") -> tuple[int, dict]:
+        """Restore in place; returns (step, meta)."""
+        tensors, _, meta = load_checkpoint(self.path, device=str(device))
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model/")})
+        if ema is not None:
+            ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema/")})
+        restore_optimizer(optimizer, tensors, meta["optimizer"])
+        return int(meta["step"]), meta

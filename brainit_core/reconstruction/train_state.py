@@ -1,8 +1,8 @@
 """Resumable state of the generators' training loops: checkpoints, loss logs, EMA, schedulers.
 
-Training state (weights, optimizer moments, EMA, step) is a safetensors checkpoint written by
-:mod:`brainit_core.checkpoint` (optimizer moments through :func:`~brainit_core.checkpoint.optimizer_state`);
-the JSON part keeps the step and the scalar optimizer fields, so nothing is ever pickled.
+Training state (weights, optimizer moments, EMA, step) is a
+:class:`brainit_core.checkpoint.TrainingState`: a safetensors checkpoint whose JSON part keeps the
+step and the scalar optimizer fields, so nothing is ever pickled.
 """
 from __future__ import annotations
 
@@ -14,43 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from brainit_core.checkpoint import checkpoint_exists, load_checkpoint, optimizer_state, restore_optimizer, save_checkpoint
+from brainit_core.checkpoint import TrainingState
 from brainit_core.errors import check_loss
 from brainit_core.progress import track
-
-
-class TrainingState:
-    """Save/restore a training loop (model, optimizer, optional EMA copy, step) at ``path``.
-
-    Parameters
-    ----------
-    path : Path
-        Checkpoint stem (``GEN_DIR/train/unet_state``).
-    """
-
-    def __init__(self, path):
-        self.path = Path(path)
-
-    def exists(self) -> bool:
-        return checkpoint_exists(self.path)
-
-    def save(self, step: int, model: torch.nn.Module, optimizer, config: dict, ema: torch.nn.Module | None = None,
-             extra: dict | None = None) -> None:
-        tensors = {f"model/{k}": v for k, v in model.state_dict().items()}
-        if ema is not None:
-            tensors.update({f"ema/{k}": v for k, v in ema.state_dict().items()})
-        opt_t, opt_meta = optimizer_state(optimizer)
-        tensors.update(opt_t)
-        save_checkpoint(self.path, tensors, config, {"step": int(step), "optimizer": opt_meta, **(extra or {})})
-
-    def load(self, model: torch.nn.Module, optimizer, ema: torch.nn.Module | None = None, device="cpu") -> tuple[int, dict]:
-        """Restore in place; returns (step, meta)."""
-        tensors, _, meta = load_checkpoint(self.path, device=str(device))
-        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model/")})
-        if ema is not None:
-            ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema/")})
-        restore_optimizer(optimizer, tensors, meta["optimizer"])
-        return int(meta["step"]), meta
 
 
 class LossLog:

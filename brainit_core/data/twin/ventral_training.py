@@ -24,8 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from brainit_core.checkpoint import (checkpoint_exists, load_checkpoint, optimizer_state, restore_optimizer,
-                                     save_checkpoint)
+from brainit_core.checkpoint import TrainingState, save_checkpoint
 from brainit_core.data.twin.ventral import (HELDOUT_SEED, VentralConfig, VentralNet, evaluate_ventral, load_ventral,
                                             n_parameters, weights)
 from brainit_core.errors import BrainITError, check_loss
@@ -35,7 +34,6 @@ from brainit_core.locks import FileLock, lock_path_for
 MARKER = "train.json"
 LABEL_MIN_FRACTION = 0.003
 CHECK_N = 64  # quality.json also records the AUC on the first CHECK_N held-out composites (a quick re-check)
-_NET = "net."
 
 
 def augment(images: np.ndarray, masks: np.ndarray, config: VentralConfig, rng: np.random.Generator):
@@ -134,13 +132,6 @@ def _start(out: Path, config: VentralConfig, seed: int, library) -> None:
     write_json(out / MARKER, record)
 
 
-def _save_state(path: Path, net, opt, config, step: int, meta: dict) -> None:
-    tensors, opt_meta = optimizer_state(opt)
-    tensors.update({_NET + k: v for k, v in net.state_dict().items()})
-    save_checkpoint(path, tensors, config.to_json(), {**meta, "kind": "ventral-state", "step": step,
-                                                      "optimizer": opt_meta})
-
-
 def train_ventral(out, config: VentralConfig | None = None, seed: int = 0, library=None,
                   max_seconds: float | None = None, max_steps: int | None = None, log=None) -> dict:
     """Train (or continue training) the ventral network in the folder ``out``.
@@ -181,12 +172,10 @@ def train_ventral(out, config: VentralConfig | None = None, seed: int = 0, libra
         torch.manual_seed(seed)
         net = VentralNet(config)
         opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        state = TrainingState(out / "state")
         step, meta = 0, {"history": [], "elapsed_s": 0.0}
-        if checkpoint_exists(out / "state"):
-            tensors, _, saved = load_checkpoint(out / "state")
-            net.load_state_dict({k[len(_NET):]: v for k, v in tensors.items() if k.startswith(_NET)})
-            restore_optimizer(opt, tensors, saved["optimizer"])
-            step = int(saved["step"])
+        if state.exists():
+            step, saved = state.load(net, opt)
             meta = {"history": saved.get("history", []), "elapsed_s": float(saved.get("elapsed_s", 0.0))}
             log(f"continuing from step {step} of {config.steps} ({out / 'state.json'})")
         else:
@@ -208,10 +197,10 @@ def train_ventral(out, config: VentralConfig | None = None, seed: int = 0, libra
                 losses = []
             if step % config.checkpoint_every == 0 or step == config.steps:
                 meta["elapsed_s"] = base_elapsed + time.time() - t0
-                _save_state(out / "state", net, opt, config, step, meta)
+                state.save(step, net, opt, config.to_json(), extra={**meta, "kind": "ventral-state"})
         meta["elapsed_s"] = base_elapsed + time.time() - t0
         if done_now:
-            _save_state(out / "state", net, opt, config, step, meta)
+            state.save(step, net, opt, config.to_json(), extra={**meta, "kind": "ventral-state"})
         result = {"step": step, "steps": config.steps, "done": step >= config.steps, "elapsed_s": meta["elapsed_s"]}
         if not result["done"]:
             log(f"stopped at step {step} of {config.steps}; run the same command again to continue")
