@@ -129,3 +129,16 @@ def test_report_rows_one_per_subject():
     assert row == {"subject": "twin01", "vertices": 5, "NC designed": 0.4, "NC measured": 0.38, "NC < 10%": 0.2,
                    "split-half r": 0.17, "contralateral drive": 0.9, "residual r": 0.13, "d' face": 3.1,
                    "ipsilateral pRFs (truth)": 0.15, "ecc-gradient rho (truth)": 0.8}
+
+
+def test_respond_reads_16_bit_photos_like_the_app(tmp_path):
+    """`twin respond --images` decodes through the app's photo reader: 16-bit grey is scaled, not clipped."""
+    from PIL import Image
+
+    from brainit_core.data.twin.respond import read_images
+
+    ramp = np.linspace(0, 65535, 64 * 64).reshape(64, 64).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "grey16.png")
+    (im,) = read_images([tmp_path])
+    assert im.shape == (64, 64, 3) and im.dtype == np.uint8
+    assert 120 < im.mean() < 135  # a clipped ramp would be almost all white (mean ~254)

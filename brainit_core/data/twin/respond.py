@@ -9,6 +9,7 @@ from PIL import Image
 
 from brainit_core.data.twin.encoding import image_channels, prf_weights
 from brainit_core.data.twin.experiment import TwinConfig, noise_smoother, load_ground_truth, subject_signal, trial_noise
+from brainit_core.data.uploads import read_photo
 from brainit_core.errors import DataFormatError
 
 
@@ -74,7 +75,7 @@ def respond(dataset_dir, subject: str, images, repeats: int = 3, seed: int = 0, 
 
 
 def read_images(paths) -> np.ndarray:
-    """Load image files (or every image in a directory) as a list of uint8 RGB arrays."""
+    """Load image files (or every image in a directory) as a list of uint8 RGB arrays (see :func:`read_photo`)."""
     files = []
     for p in map(Path, paths):
         files += sorted(f for f in p.iterdir() if f.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp")) \
@@ -82,9 +83,10 @@ def read_images(paths) -> np.ndarray:
     if not files:
         raise DataFormatError(f"no images found in {list(map(str, paths))}")
     out = []
-    for f in files:
+    for f in files:  # the app's photo reader: pixel limit before decoding, 16-bit grey scaled, not clipped
         try:
-            out.append(np.asarray(Image.open(f).convert("RGB")))
-        except Exception as exc:
-            raise DataFormatError(f"{f}: cannot read as an image ({exc})") from exc
+            data = f.read_bytes()
+        except OSError as exc:
+            raise DataFormatError(f"{f}: cannot read ({exc})") from exc
+        out.append(read_photo(str(f), data))
     return out
