@@ -32,3 +32,13 @@ def app_data(tmp_path_factory) -> AppData:
 def fake_library(tmp_path):
     """A tiny fake stimulus library: (system root, data directory for the cached index)."""
     return make_fake_library(tmp_path / "root"), tmp_path / "data"
+
+
+@pytest.fixture(scope="session")
+def ci_twin(tmp_path_factory):
+    """A ``ci`` twin (seed 3), built once per test session and shared by the twin tests (read only)."""
+    from brainit_core.data.twin import TwinConfig, build_twin
+
+    path = tmp_path_factory.mktemp("twin") / "ci"
+    build_twin(path, TwinConfig.preset("ci", seed=3))
+    return path

@@ -8,11 +8,9 @@ from brainit_core.data import load_dataset
 from brainit_core.data.twin import TwinConfig, build_twin, load_ground_truth, respond, validate_twin
 
 
-@pytest.fixture(scope="module")
-def twin(tmp_path_factory):
-    path = tmp_path_factory.mktemp("twin") / "ci"
-    build_twin(path, TwinConfig.preset("ci", seed=3))
-    return path
+@pytest.fixture
+def twin(ci_twin):
+    return ci_twin
 
 
 def test_validation_figures(twin):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from brainit_core.data.twin import TwinConfig, build_twin, load_ground_truth, respond
+from brainit_core.data.twin import TwinConfig, load_ground_truth, respond
 from brainit_core.data.twin import geometry
 from brainit_core.data.twin.experiment import design_subject, noise_smoother, subject_layout, trial_noise, vertex_counts
 from brainit_core.data.twin.validation import repeat_blocks, residual_correlation
@@ -22,11 +22,9 @@ def layouts():
     return [subject_layout(cortex, k, config) for k in range(3)]
 
 
-@pytest.fixture(scope="module")
-def twin(tmp_path_factory):
-    path = tmp_path_factory.mktemp("twin_brain") / "ci"
-    build_twin(path, TwinConfig.preset("ci", seed=5))
-    return path
+@pytest.fixture
+def twin(ci_twin):
+    return ci_twin
 
 
 def test_prf_size_grows_with_eccentricity_at_published_slopes(layouts):
