@@ -48,3 +48,24 @@ def test_missing_weights_message_names_files(tmp_path):
     with pytest.raises(MissingWeightsError) as err:
         check_sdxl_directory(tmp_path / "partial")
     assert "unet/config.json" not in str(err.value) and "unet/diffusion_pytorch_model.safetensors" in str(err.value)
+
+
+def test_training_loss_reaches_the_projection_and_the_unet_and_is_seeded(sdxl_dir):
+    rec = SDXLReconstructor.from_pretrained(sdxl_dir, config=SDXLAdapterConfig(size=16))
+    images = torch.rand(3, 3, 24, 24)
+    latents = rec.encode(images)
+    assert latents.shape == (3, 4, 8, 8)
+    tokens = torch.randn(3, TOKENS, TOKEN_DIM, requires_grad=True)
+    loss = rec.loss(latents, tokens, torch.Generator().manual_seed(1), cond_dropout=0.0)
+    loss.backward()
+    assert torch.isfinite(loss) and tokens.grad.abs().sum() > 0
+    assert rec.projection.tokens.weight.grad.abs().sum() > 0
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in rec.unet.parameters())
+    again = rec.loss(latents, tokens, torch.Generator().manual_seed(1), cond_dropout=0.0)
+    other = rec.loss(latents, tokens, torch.Generator().manual_seed(2), cond_dropout=0.0)
+    assert torch.equal(loss, again) and not torch.equal(loss, other)
+    # a sample given the unconditional embedding no longer depends on its tokens
+    tokens.grad = None
+    rec.loss(latents, tokens, torch.Generator().manual_seed(1), cond_dropout=1.0).backward()
+    assert tokens.grad is None or tokens.grad.abs().sum() == 0
+    assert set(dict(rec.trainable().named_children())) == {"unet", "projection"}
