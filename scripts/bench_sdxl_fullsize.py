@@ -13,9 +13,13 @@ Prints seconds per image and peak memory (torch.cuda.max_memory_allocated) of ea
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
 
 def build(cross_dim: int, dtype, device):

@@ -93,12 +93,13 @@ class Stage2Config:
 
     @classmethod
     def preset(cls, name: str) -> "Stage2Config":
-        """``ci`` (seconds), ``demo`` (the demo run and generators, about 40 min on 2 CPU cores), ``full`` (official)."""
+        """``ci`` (seconds), ``demo`` (the demo run and generators: 3,000 steps, an estimated 30 min on an idle
+        CPU core, docs/reconstruction.md), ``full`` (the official settings, GPU)."""
         if name == "ci":
             return cls(steps=12, batch_size=4, lr_bit=1e-3, lr_generator=1e-3, aux_weight=0.1, checkpoint_every=4,
                        eval_samples=8)
         if name == "demo":
-            return cls(steps=1500, batch_size=16, lr_bit=5e-5, lr_generator=2e-5, warmup=50, aux_weight=0.1,
+            return cls(steps=3000, batch_size=16, lr_bit=5e-5, lr_generator=2e-5, warmup=50, aux_weight=0.1,
                        ema_decay=0.995, checkpoint_every=100, eval_samples=128)
         if name == "full":
             return cls(betas="single")
@@ -115,6 +116,19 @@ class JointModel(nn.Module):
         super().__init__()
         self.head = head
         self.generator = generator
+
+
+def joint_optimizer(bit, generator, config: Stage2Config):
+    """The joint module, AdamW (one group per model, its own learning rate), the warm-up schedule and the
+    EMA copy (None when ``config.ema_decay`` is 0). BIT's low-level head is frozen."""
+    bit.lowlevel.requires_grad_(False)
+    joint = JointModel(bit.semantic, generator.module)
+    ema = copy.deepcopy(joint).requires_grad_(False) if config.ema_decay > 0 else None
+    optimizer = torch.optim.AdamW([{"params": list(bit.semantic.parameters()), "lr": config.lr_bit},
+                                   {"params": list(generator.module.parameters()), "lr": config.lr_generator}],
+                                  weight_decay=1e-2)
+    sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, config.warmup)))
+    return joint, optimizer, sched, ema
 
 
 def predict_tokens(bit, groups) -> tuple[torch.Tensor, torch.Tensor]:
@@ -274,13 +288,7 @@ def train_stage2(run_dir, generators_dir, out, preset: str = "demo", data=None, 
         n_voxels = config.voxels_per_sample or src.bit_config.get("voxels_per_sample")
         # 2. the joint model: BIT's semantic head + the generator's trainable module
         bit = run.model
-        bit.lowlevel.requires_grad_(False)
-        joint = JointModel(bit.semantic, generator.module)
-        ema = copy.deepcopy(joint).requires_grad_(False) if config.ema_decay > 0 else None
-        optimizer = torch.optim.AdamW([{"params": list(bit.semantic.parameters()), "lr": config.lr_bit},
-                                       {"params": list(generator.module.parameters()), "lr": config.lr_generator}],
-                                      weight_decay=1e-2)
-        sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, config.warmup)))
+        joint, optimizer, sched, ema = joint_optimizer(bit, generator, config)
         loop = StepLoop("stage 2", joint, optimizer, sched, train_dir, "stage2", steps, config.checkpoint_every,
                         settings, ema=ema, ema_decay=config.ema_decay)
         start = loop.resume(device)
