@@ -18,6 +18,7 @@ import torch
 
 from brainit_core.checkpoint import checkpoint_exists, read_checkpoint_record
 from brainit_core.progress import report, track
+from brainit_core.stimulus import GENERATOR_SCENE_SEED
 from brainit_core.reconstruction.images import generator_images, image_size_of, resize_to, to_float_images
 from brainit_core.reconstruction.autoencoder import AutoencoderConfig, encode_images, load_autoencoder, train_autoencoder
 from brainit_core.reconstruction.diffusion import DiffusionConfig, train_diffusion
@@ -45,13 +46,14 @@ def generator_configs(space, preset: str) -> dict:
 
 def train_generators(data, out, preset: str = "demo", device=None, space_name: str = "lite0",
                      stages=STAGES, seed: int = 0, max_images: int | None = None, overrides: dict | None = None,
-                     max_seconds: float | None = None, shared_cache: bool = True) -> Path:
+                     max_seconds: float | None = None, shared_cache: bool = True, scenes: int | None = None,
+                     scene_seed: int = GENERATOR_SCENE_SEED) -> Path:
     """Train every generator stage of ``preset`` on the dataset at ``data`` into ``out``.
 
     Parameters
     ----------
-    data : path
-        Canonical dataset directory.
+    data : path or None
+        Canonical dataset directory; ``None`` with ``scenes``.
     out : path
         Generators directory (``GEN_DIR``); created, or resumed when it has content.
     preset : str
@@ -71,6 +73,11 @@ def train_generators(data, out, preset: str = "demo", device=None, space_name: s
     shared_cache : bool
         Read/write semantic tokens in the dataset's feature cache (``<data>/features/``);
         ``False`` keeps them in ``out/train/`` and never writes into the dataset directory.
+    scenes : int, optional
+        Train on this many scenes composed from the twin's stimulus library instead of a dataset's
+        images (:func:`scene_images`; their tokens are kept in ``out/train/``).
+    scene_seed : int
+        Seed of those scenes (default :data:`brainit_core.stimulus.GENERATOR_SCENE_SEED`).
 
     Returns
     -------
@@ -83,23 +90,29 @@ def train_generators(data, out, preset: str = "demo", device=None, space_name: s
 
     device = device if isinstance(device, torch.device) else resolve_device(device or "auto")
     out = Path(out).expanduser()
-    dataset = load_dataset(data)
+    if (data is None) == (scenes is None):
+        raise ValueError("train_generators needs a dataset (data) or a number of library scenes (scenes), not both")
+    dataset = load_dataset(data) if data is not None else None
     space = get_feature_space(space_name, preset=preset, device=device)
     configs = generator_configs(space, preset)
     for stage, fields in (overrides or {}).items():
         for k, v in fields.items():
             setattr(configs[stage], k, v)
+    size = image_size_of(space)
+    if dataset is not None:
+        source = {"dataset": str(Path(data).resolve())}
+        report(0.0, "reading training images")
+        ids, images = generator_images(dataset, max_images=max_images, seed=seed)
+    else:
+        ids, images, source = scene_images(scenes, scene_seed, size)
     write_generators_json(out, {
         "preset": preset, "space": {"name": space_name, "preset": preset}, "space_description": space.describe(),
-        "reconstruction": asdict(ReconstructionConfig.preset(preset)), "dataset": str(Path(data).resolve()),
+        "reconstruction": asdict(ReconstructionConfig.preset(preset)), **source,
         "train_configs": {k: asdict(v) for k, v in configs.items()},
     })
-    report(0.0, "reading training images")
-    ids, images = generator_images(dataset, max_images=max_images, seed=seed)
-    size = image_size_of(space)
     if images.shape[1] != size:
         images = _resize_uint8(images, size)
-    log.info("generators: %d training images (%d px) from %s", len(ids), size, data)
+    log.info("generators: %d training images (%d px) from %s", len(ids), size, data or "library scenes")
     train_dir = out / "train"
     timings = read_json(train_dir / "timings.json", {})
     for stage in STAGES:
@@ -114,7 +127,8 @@ def train_generators(data, out, preset: str = "demo", device=None, space_name: s
             if not checkpoint_exists(out / "autoencoder"):
                 raise RuntimeError(f"{out / 'autoencoder.safetensors'} is needed before the UNet stage")
             latents = cached_latents(out, images, device)
-            tokens = semantic_tokens(dataset, ids, space, train_dir, shared_cache=shared_cache)
+            tokens = (semantic_tokens(dataset, ids, space, train_dir, shared_cache=shared_cache) if dataset is not None
+                      else image_tokens(images, space, train_dir / f"semantic_{space.cache_key()}_{source['scenes']['key']}.npy", device))
             train_diffusion(latents, tokens, configs[stage], out / stage, train_dir, device, seed, max_seconds)
         timings[stage] = timings.get(stage, 0.0) + time.time() - t0
         timings["torch_threads"] = torch.get_num_threads()
@@ -123,6 +137,37 @@ def train_generators(data, out, preset: str = "demo", device=None, space_name: s
             log.info("stage %s paused after its time budget; run the command again to continue", stage)
             break
     return out
+
+
+def scene_images(n: int, seed: int, size: int, batch: int = 500) -> tuple[np.ndarray, np.ndarray, dict]:
+    """``n`` scenes of the twin's stimulus library (``seed``), their ids, and a record of where they came from."""
+    from brainit_core.data.twin.library import load_library
+    from brainit_core.data.twin.scenes import render_scenes
+
+    library = load_library()  # MissingLibraryError names the install command
+    images = np.empty((n, size, size, 3), np.uint8)
+    for start in track(range(0, n, batch), desc="library scenes"):
+        k = min(batch, n - start)
+        images[start:start + k] = render_scenes(library, k, seed=seed, size=size, start=start).images
+    key = f"scenes{n}_seed{seed}_{size}px_{library.version}"
+    return np.arange(n), images, {"scenes": {"n": int(n), "seed": int(seed), "size": int(size),
+                                              "library_version": library.version, "key": key}}
+
+
+def image_tokens(images: np.ndarray, space, path: Path, device=None, batch_size: int = 64) -> np.ndarray:
+    """TRUE semantic tokens (n, N, D) of in-memory images, cached at ``path``."""
+    if path.exists():
+        return np.load(path)
+    parts = []
+    with torch.no_grad():
+        for i in track(range(0, len(images), batch_size), desc="semantic tokens"):
+            parts.append(space.semantic_tokens(to_float_images(images[i:i + batch_size], device)).cpu().numpy())
+    tokens = np.concatenate(parts).astype(np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npy")
+    np.save(tmp, tokens)
+    tmp.replace(path)
+    return tokens
 
 
 def cached_latents(out: Path, images: np.ndarray, device, batch_size: int = 32) -> np.ndarray:
