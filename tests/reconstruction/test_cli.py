@@ -101,3 +101,26 @@ def test_reconstruct_refuses_another_split_in_the_same_out(trained, monkeypatch,
     assert manifest["split"] == "train"
     assert sorted(p.name for p in (out / "fused").iterdir()) == sorted(f"{i}.png" for i in manifest["images"])
     assert not set(test_files) & set(f"{i}.png" for i in manifest["images"])
+
+
+def test_train_generators_on_library_scenes(fake_library, tmp_path, monkeypatch, capsys):
+    """--scenes N trains on scenes of the stimulus library, records where they came from, keeps tokens in
+    GEN_DIR/train; without the library it stops with the install command."""
+    import json
+
+    root, data = fake_library
+    monkeypatch.setenv("BRAINIT_LIBRARY_ROOT", str(root))
+    monkeypatch.setenv("BRAINIT_DATA", str(data))
+    argv = ["train-generators", "--scenes", "12", "--scene-seed", "5", "--preset", "ci", "--out",
+            str(tmp_path / "gen"), "--steps", "autoencoder=2", "inverter=2", "unet=2", "--threads", "1"]
+    assert main(argv) == 0
+    record = json.loads((tmp_path / "gen" / "generators.json").read_text())
+    assert record["scenes"]["n"] == 12 and record["scenes"]["seed"] == 5 and "dataset" not in record
+    assert len(record["scenes"]["library_version"]) == 16
+    tokens = list((tmp_path / "gen" / "train").glob("semantic_*scenes12_seed5_*.npy"))
+    assert len(tokens) == 1 and np.load(tokens[0]).shape[0] == 12
+    monkeypatch.setenv("BRAINIT_LIBRARY_ROOT", str(tmp_path / "empty"))
+    (tmp_path / "empty").mkdir()
+    capsys.readouterr()
+    line = refused(capsys, argv[:8] + [str(tmp_path / "gen2"), "--threads", "1"], "apt-get install")
+    assert "openclipart" in line
