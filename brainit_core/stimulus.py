@@ -6,3 +6,5 @@ IMAGE_DEG = 8.4
 # Seed of the library scenes the generators train on (``train-generators --scenes``). Twin builds
 # draw their images with their own seeds (0 by default); keep it out of the range they use.
 GENERATOR_SCENE_SEED = 7919
+# Seed of the held-out library scenes the generators are scored on (``generator-branches --scenes``).
+HELDOUT_SCENE_SEED = 7920

@@ -41,6 +41,8 @@ def register(subparsers) -> None:
                    help="override step counts (N >= 1), e.g. autoencoder=600 unet=5000")
     p.add_argument("--max-minutes", type=non_negative_float, default=None,
                    help="time budget per stage in this call (>= 0); the state is saved and a later call continues")
+    p.add_argument("--init-from", type=existing_dir, default=None,
+                   help="start each stage from these generators' finished weights (fine-tuning on new images)")
     p.add_argument("--no-shared-cache", action="store_true",
                    help="keep semantic tokens in GEN_DIR/train instead of the dataset's feature cache")
     p.add_argument("--seed", type=non_negative_int, default=0)
@@ -124,7 +126,8 @@ def _train(args) -> int:
                            stages=tuple(args.stages), seed=args.seed, max_images=args.max_images,
                            overrides=overrides,
                            max_seconds=None if args.max_minutes is None else args.max_minutes * 60,
-                           shared_cache=not args.no_shared_cache, scenes=args.scenes, scene_seed=args.scene_seed)
+                           shared_cache=not args.no_shared_cache, scenes=args.scenes, scene_seed=args.scene_seed,
+                           init_from=args.init_from)
     done = [s for s in STAGES if (Path(out) / f"{s}.safetensors").exists()]
     print(f"generators in {out}: finished {done}; loss curves in {Path(out) / 'train'}")
     return 0

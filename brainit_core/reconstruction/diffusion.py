@@ -321,7 +321,7 @@ def diffusion_loss(model: ConditionalUNet, noise_scheduler, latents: torch.Tenso
 
 
 def train_diffusion(latents: np.ndarray, tokens: np.ndarray, config: DiffusionConfig, out_path, state_dir=None,
-                    device=None, seed: int = 0, max_seconds: float | None = None) -> ConditionalUNet:
+                    device=None, seed: int = 0, max_seconds: float | None = None, init: dict | None = None) -> ConditionalUNet:
     """Train (or resume) the conditional UNet and write ``out_path.{safetensors,json}`` (EMA weights).
 
     Parameters
@@ -336,6 +336,8 @@ def train_diffusion(latents: np.ndarray, tokens: np.ndarray, config: DiffusionCo
     device : torch.device, optional
     max_seconds : float, optional
         Save the state and return early after this long.
+    init : dict, optional
+        Weights to start from when there is no saved state (fine-tuning; see :meth:`StepLoop.resume`).
     """
     from diffusers import DDPMScheduler
 
@@ -354,7 +356,7 @@ def train_diffusion(latents: np.ndarray, tokens: np.ndarray, config: DiffusionCo
     noise_scheduler = DDPMScheduler(**config.scheduler_config())
     loop = StepLoop("semantic UNet", model, optimizer, sched, state_dir, "unet", config.steps,
                     config.checkpoint_every, asdict(config), ema=ema, ema_decay=config.ema_decay)
-    step = loop.resume(device)
+    step = loop.resume(device, init=init)
     rng = np.random.default_rng([seed, step])
     gen = torch.Generator().manual_seed(seed * 15485863 + step)
     tok_std = model.conditioner.standardize(tok)

@@ -47,7 +47,7 @@ def generator_configs(space, preset: str) -> dict:
 def train_generators(data, out, preset: str = "demo", device=None, space_name: str = "lite0",
                      stages=STAGES, seed: int = 0, max_images: int | None = None, overrides: dict | None = None,
                      max_seconds: float | None = None, shared_cache: bool = True, scenes: int | None = None,
-                     scene_seed: int = GENERATOR_SCENE_SEED) -> Path:
+                     scene_seed: int = GENERATOR_SCENE_SEED, init_from=None) -> Path:
     """Train every generator stage of ``preset`` on the dataset at ``data`` into ``out``.
 
     Parameters
@@ -78,6 +78,9 @@ def train_generators(data, out, preset: str = "demo", device=None, space_name: s
         images (:func:`scene_images`; their tokens are kept in ``out/train/``).
     scene_seed : int
         Seed of those scenes (default :data:`brainit_core.stimulus.GENERATOR_SCENE_SEED`).
+    init_from : path, optional
+        A generators directory whose finished components are where each stage starts (fine-tuning
+        them on these images; a component of another design is refused with a clear error).
 
     Returns
     -------
@@ -109,6 +112,7 @@ def train_generators(data, out, preset: str = "demo", device=None, space_name: s
         "preset": preset, "space": {"name": space_name, "preset": preset}, "space_description": space.describe(),
         "reconstruction": asdict(ReconstructionConfig.preset(preset)), **source,
         "train_configs": {k: asdict(v) for k, v in configs.items()},
+        **({"init_from": str(Path(init_from).resolve())} if init_from else {}),
     })
     if images.shape[1] != size:
         images = _resize_uint8(images, size)
@@ -119,17 +123,19 @@ def train_generators(data, out, preset: str = "demo", device=None, space_name: s
         if stage not in stages or checkpoint_exists(out / stage):
             continue
         t0 = time.time()
+        init = start_weights(init_from, stage, device)
         if stage == "autoencoder":
-            train_autoencoder(images, configs[stage], out / stage, train_dir, device, seed, max_seconds)
+            train_autoencoder(images, configs[stage], out / stage, train_dir, device, seed, max_seconds, init=init)
         elif stage == "inverter":
-            train_inverter(images, space, configs[stage], out / stage, train_dir, device, seed, max_seconds)
+            train_inverter(images, space, configs[stage], out / stage, train_dir, device, seed, max_seconds, init=init)
         else:
             if not checkpoint_exists(out / "autoencoder"):
                 raise RuntimeError(f"{out / 'autoencoder.safetensors'} is needed before the UNet stage")
             latents = cached_latents(out, images, device)
             tokens = (semantic_tokens(dataset, ids, space, train_dir, shared_cache=shared_cache) if dataset is not None
                       else image_tokens(images, space, train_dir / f"semantic_{space.cache_key()}_{source['scenes']['key']}.npy", device))
-            train_diffusion(latents, tokens, configs[stage], out / stage, train_dir, device, seed, max_seconds)
+            train_diffusion(latents, tokens, configs[stage], out / stage, train_dir, device, seed, max_seconds,
+                            init=init)
         timings[stage] = timings.get(stage, 0.0) + time.time() - t0
         timings["torch_threads"] = torch.get_num_threads()
         write_json(train_dir / "timings.json", timings, sort_keys=False)
@@ -137,6 +143,19 @@ def train_generators(data, out, preset: str = "demo", device=None, space_name: s
             log.info("stage %s paused after its time budget; run the command again to continue", stage)
             break
     return out
+
+
+def start_weights(init_from, stage: str, device) -> dict | None:
+    """The finished ``stage`` weights of the generators at ``init_from`` (``None`` without one)."""
+    from brainit_core.checkpoint import load_checkpoint
+    from brainit_core.errors import CheckpointError
+
+    if init_from is None:
+        return None
+    stem = Path(init_from) / stage
+    if not checkpoint_exists(stem):
+        raise CheckpointError(f"{stem}.safetensors not found: --init-from {init_from} has no finished {stage}")
+    return load_checkpoint(stem, device=str(device))[0]
 
 
 def scene_images(n: int, seed: int, size: int, batch: int = 500) -> tuple[np.ndarray, np.ndarray, dict]:
