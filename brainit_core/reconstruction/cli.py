@@ -42,7 +42,9 @@ def register(subparsers) -> None:
     p.add_argument("--max-minutes", type=non_negative_float, default=None,
                    help="time budget per stage in this call (>= 0); the state is saved and a later call continues")
     p.add_argument("--init-from", type=existing_dir, default=None,
-                   help="start each stage from these generators' finished weights (fine-tuning on new images)")
+                   help="start stages from these generators' finished weights (fine-tuning on new images)")
+    p.add_argument("--init-stages", nargs="+", choices=STAGES, default=list(STAGES),
+                   help="the stages that start from --init-from (default all; the others start from scratch)")
     p.add_argument("--no-shared-cache", action="store_true",
                    help="keep semantic tokens in GEN_DIR/train instead of the dataset's feature cache")
     p.add_argument("--seed", type=non_negative_int, default=0)
@@ -127,7 +129,7 @@ def _train(args) -> int:
                            overrides=overrides,
                            max_seconds=None if args.max_minutes is None else args.max_minutes * 60,
                            shared_cache=not args.no_shared_cache, scenes=args.scenes, scene_seed=args.scene_seed,
-                           init_from=args.init_from)
+                           init_from=args.init_from, init_stages=tuple(args.init_stages))
     done = [s for s in STAGES if (Path(out) / f"{s}.safetensors").exists()]
     print(f"generators in {out}: finished {done}; loss curves in {Path(out) / 'train'}")
     return 0

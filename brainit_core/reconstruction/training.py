@@ -47,7 +47,8 @@ def generator_configs(space, preset: str) -> dict:
 def train_generators(data, out, preset: str = "demo", device=None, space_name: str = "lite0",
                      stages=STAGES, seed: int = 0, max_images: int | None = None, overrides: dict | None = None,
                      max_seconds: float | None = None, shared_cache: bool = True, scenes: int | None = None,
-                     scene_seed: int = GENERATOR_SCENE_SEED, init_from=None) -> Path:
+                     scene_seed: int = GENERATOR_SCENE_SEED, init_from=None,
+                     init_stages=STAGES) -> Path:
     """Train every generator stage of ``preset`` on the dataset at ``data`` into ``out``.
 
     Parameters
@@ -81,6 +82,8 @@ def train_generators(data, out, preset: str = "demo", device=None, space_name: s
     init_from : path, optional
         A generators directory whose finished components are where each stage starts (fine-tuning
         them on these images; a component of another design is refused with a clear error).
+    init_stages : tuple of str
+        The stages that start from ``init_from`` (the others start from scratch).
 
     Returns
     -------
@@ -112,7 +115,7 @@ def train_generators(data, out, preset: str = "demo", device=None, space_name: s
         "preset": preset, "space": {"name": space_name, "preset": preset}, "space_description": space.describe(),
         "reconstruction": asdict(ReconstructionConfig.preset(preset)), **source,
         "train_configs": {k: asdict(v) for k, v in configs.items()},
-        **({"init_from": str(Path(init_from).resolve())} if init_from else {}),
+        **({"init_from": str(Path(init_from).resolve()), "init_stages": list(init_stages)} if init_from else {}),
     })
     if images.shape[1] != size:
         images = _resize_uint8(images, size)
@@ -123,7 +126,7 @@ def train_generators(data, out, preset: str = "demo", device=None, space_name: s
         if stage not in stages or checkpoint_exists(out / stage):
             continue
         t0 = time.time()
-        init = start_weights(init_from, stage, device)
+        init = start_weights(init_from, stage, device) if stage in init_stages else None
         if stage == "autoencoder":
             train_autoencoder(images, configs[stage], out / stage, train_dir, device, seed, max_seconds, init=init)
         elif stage == "inverter":

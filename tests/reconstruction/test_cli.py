@@ -124,3 +124,31 @@ def test_train_generators_on_library_scenes(fake_library, tmp_path, monkeypatch,
     capsys.readouterr()
     line = refused(capsys, argv[:8] + [str(tmp_path / "gen2"), "--threads", "1"], "apt-get install")
     assert "openclipart" in line
+
+
+def test_fine_tune_starts_from_finished_generators(trained, tmp_path, capsys):
+    """--init-from: a one-step fine-tune stays close to the start weights (a fresh start of another seed
+    would not);
+    a component of another design is refused with one line."""
+    from brainit_core.checkpoint import load_checkpoint
+
+    gen = trained / "gen"
+
+    def argv(out, *init):
+        return ["train-generators", "--data", str(trained / "data"), "--preset", "ci", "--out", str(out),
+                "--stages", "autoencoder", "--steps", "autoencoder=1", "--threads", "1", "--seed", "1", *init]
+
+    assert main(argv(tmp_path / "tuned", "--init-from", str(gen))) == 0
+    assert main(argv(tmp_path / "fresh")) == 0
+    start, tuned, scratch = (load_checkpoint(p / "autoencoder")[0] for p in (gen, tmp_path / "tuned", tmp_path / "fresh"))
+    w = "encoder.conv_in.weight"
+    assert (tuned[w] - start[w]).abs().max() < 0.05 < (scratch[w] - start[w]).abs().max()
+    assert json.loads((tmp_path / "tuned" / "generators.json").read_text())["init_stages"] == list(
+        ("autoencoder", "inverter", "unet"))
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    (odd / "autoencoder.safetensors").write_bytes((gen / "inverter.safetensors").read_bytes())
+    (odd / "autoencoder.json").write_text((gen / "inverter.json").read_text())
+    capsys.readouterr()
+    line = refused(capsys, argv(tmp_path / "x", "--init-from", str(odd)), "do not fit")
+    assert "autoencoder" in line
