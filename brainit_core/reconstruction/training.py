@@ -24,7 +24,7 @@ from brainit_core.reconstruction.autoencoder import AutoencoderConfig, encode_im
 from brainit_core.reconstruction.diffusion import DiffusionConfig, train_diffusion
 from brainit_core.reconstruction.generators import ReconstructionConfig, write_generators_json
 from brainit_core.reconstruction.inverter import InverterConfig, train_inverter
-from brainit_core.fileio import read_json, write_json
+from brainit_core.fileio import read_json, save_npy, write_json
 
 log = logging.getLogger(__name__)
 STAGES = ("autoencoder", "inverter", "unet")
@@ -161,19 +161,33 @@ def start_weights(init_from, stage: str, device) -> dict | None:
     return load_checkpoint(stem, device=str(device))[0]
 
 
-def scene_images(n: int, seed: int, size: int, batch: int = 500) -> tuple[np.ndarray, np.ndarray, dict]:
-    """``n`` scenes of the twin's stimulus library (``seed``), their ids, and a record of where they came from."""
+def scene_images(n: int, seed: int, size: int, batch: int = 500, cache: bool = True) -> tuple[np.ndarray, np.ndarray, dict]:
+    """``n`` scenes of the twin's stimulus library (``seed``), their ids, and a record of where they came from.
+
+    Rendered once and kept in ``$BRAINIT_DATA/library/scenes/<key>.npy`` (the key names the count,
+    seed, size and library version), so resumed and parallel trainings read them back.
+    """
     from brainit_core.data.twin.library import load_library
     from brainit_core.data.twin.scenes import render_scenes
+    from brainit_core.utils import default_data_dir
 
     library = load_library()  # MissingLibraryError names the install command
+    key = f"scenes{n}_seed{seed}_{size}px_{library.version}"
+    record = {"scenes": {"n": int(n), "seed": int(seed), "size": int(size), "library_version": library.version,
+                         "key": key}}
+    path = default_data_dir() / "library" / "scenes" / f"{key}.npy"
+    if cache and path.is_file():
+        images = np.load(path, mmap_mode="r")
+        if images.shape == (n, size, size, 3) and images.dtype == np.uint8:
+            return np.arange(n), np.ascontiguousarray(images), record
+        log.warning("%s has shape %s, not (%d, %d, %d, 3): rendering again", path, images.shape, n, size, size)
     images = np.empty((n, size, size, 3), np.uint8)
     for start in track(range(0, n, batch), desc="library scenes"):
         k = min(batch, n - start)
         images[start:start + k] = render_scenes(library, k, seed=seed, size=size, start=start).images
-    key = f"scenes{n}_seed{seed}_{size}px_{library.version}"
-    return np.arange(n), images, {"scenes": {"n": int(n), "seed": int(seed), "size": int(size),
-                                              "library_version": library.version, "key": key}}
+    if cache:
+        save_npy(path, images)
+    return np.arange(n), images, record
 
 
 def image_tokens(images: np.ndarray, space, path: Path, device=None, batch_size: int = 64) -> np.ndarray:
@@ -185,10 +199,7 @@ def image_tokens(images: np.ndarray, space, path: Path, device=None, batch_size:
         for i in track(range(0, len(images), batch_size), desc="semantic tokens"):
             parts.append(space.semantic_tokens(to_float_images(images[i:i + batch_size], device)).cpu().numpy())
     tokens = np.concatenate(parts).astype(np.float32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npy")
-    np.save(tmp, tokens)
-    tmp.replace(path)
+    save_npy(path, tokens)
     return tokens
 
 
