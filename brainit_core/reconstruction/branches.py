@@ -83,7 +83,7 @@ def branch_images(generators, truth: torch.Tensor, source: str, strengths, seed:
         low = pipe.from_features(sem, maps, branches=("low_level",), seed=seeds).low_level
         out.setdefault("low-level", []).append(low)
         out.setdefault("semantic only", []).append(
-            pipe.from_features(sem, None, branches=("semantic",), seed=seeds).semantic)
+            pipe.from_features(sem, None, branches=("semantic",), seed=seeds, steps=steps).semantic)
         for s in strengths:
             fused = pipe.from_features(sem, maps, seed=seeds, fusion_strength=float(s), steps=steps).fused
             out.setdefault(f"fused s={s:.3f}", []).append(fused)
