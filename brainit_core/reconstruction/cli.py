@@ -13,6 +13,7 @@ from brainit_core.cli_types import (
     positive_int, stage_steps,
 )
 from brainit_core.errors import BrainITError
+from brainit_core.stimulus import GENERATOR_SCENE_SEED
 from brainit_core.fileio import write_json
 
 STAGES = ("autoencoder", "inverter", "unet")
@@ -24,7 +25,12 @@ def register(subparsers) -> None:
         description="Train the reconstruction generators on a dataset's training + unlabeled images (never its "
                     "test images) with their true features. Each stage is skipped when its checkpoint exists "
                     "and resumes from GEN_DIR/train/ when interrupted: run the same command again.")
-    p.add_argument("--data", type=existing_dir, required=True, help="canonical dataset directory")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", type=existing_dir, help="canonical dataset directory")
+    src.add_argument("--scenes", type=positive_int, default=None,
+                     help="train on N scenes composed from the twin's stimulus library instead of a dataset")
+    p.add_argument("--scene-seed", type=non_negative_int, default=GENERATOR_SCENE_SEED,
+                   help=f"seed of the library scenes (default {GENERATOR_SCENE_SEED}: no twin build draws its images with it)")
     p.add_argument("--preset", choices=("ci", "demo", "full"), default="demo", help="model sizes and step counts")
     p.add_argument("--out", type=out_dir, required=True,
                    help="generators directory (GEN_DIR) to write or resume (its parent folder must exist)")
@@ -35,10 +41,14 @@ def register(subparsers) -> None:
                    help="override step counts (N >= 1), e.g. autoencoder=600 unet=5000")
     p.add_argument("--max-minutes", type=non_negative_float, default=None,
                    help="time budget per stage in this call (>= 0); the state is saved and a later call continues")
+    p.add_argument("--init-from", type=existing_dir, default=None,
+                   help="start stages from these generators' finished weights (fine-tuning on new images)")
+    p.add_argument("--init-stages", nargs="+", choices=STAGES, default=list(STAGES),
+                   help="the stages that start from --init-from (default all; the others start from scratch)")
     p.add_argument("--no-shared-cache", action="store_true",
                    help="keep semantic tokens in GEN_DIR/train instead of the dataset's feature cache")
     p.add_argument("--seed", type=non_negative_int, default=0)
-    device_args(p)
+    _device_args(p)
     p.set_defaults(func=_train)
 
     p = subparsers.add_parser(
@@ -72,7 +82,7 @@ def register(subparsers) -> None:
                    help="average only the first K (>= 1) repeats of each image")
     p.add_argument("--batch-size", type=positive_int, default=8, help="images per batch (>= 1)")
     p.add_argument("--overwrite", action="store_true", help="replace results made with other checkpoints/settings")
-    device_args(p)
+    _device_args(p)
     p.set_defaults(func=_reconstruct)
 
     p = subparsers.add_parser(
@@ -89,19 +99,17 @@ def register(subparsers) -> None:
     p.add_argument("--subject", default=None)
     p.add_argument("--out", type=out_file, default=None,
                    help="JSON file (default GEN_DIR/benchmark.json; a PNG grid beside it)")
-    device_args(p)
+    _device_args(p)
     p.set_defaults(func=_benchmark)
 
 
-def device_args(p: argparse.ArgumentParser) -> None:
-    """``--device`` and ``--threads`` (every training and reconstruction command has them)."""
+def _device_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", type=device, default="auto", help="'auto' (CUDA when available), 'cpu', 'cuda:1', ...")
     p.add_argument("--threads", type=positive_int, default=None,
                    help="torch CPU threads, >= 1 (on a busy shared CPU, 1 is often fastest)")
 
 
-def setup_device(args):
-    """Apply ``--threads``; the torch device ``--device`` names."""
+def _setup(args):
     from brainit_core.utils import cpu_threads
     from brainit_core.utils import resolve_device
 
@@ -112,7 +120,7 @@ def setup_device(args):
 def _train(args) -> int:
     from brainit_core.reconstruction.training import train_generators
 
-    device = setup_device(args)
+    device = _setup(args)
     overrides: dict = {}
     for stage, n in args.steps:
         overrides.setdefault(stage, {})["steps"] = n
@@ -120,7 +128,8 @@ def _train(args) -> int:
                            stages=tuple(args.stages), seed=args.seed, max_images=args.max_images,
                            overrides=overrides,
                            max_seconds=None if args.max_minutes is None else args.max_minutes * 60,
-                           shared_cache=not args.no_shared_cache)
+                           shared_cache=not args.no_shared_cache, scenes=args.scenes, scene_seed=args.scene_seed,
+                           init_from=args.init_from, init_stages=tuple(args.init_stages))
     done = [s for s in STAGES if (Path(out) / f"{s}.safetensors").exists()]
     print(f"generators in {out}: finished {done}; loss curves in {Path(out) / 'train'}")
     return 0
@@ -138,7 +147,7 @@ def _reconstruct(args) -> int:
 
     from brainit_core.runs import generators_for_run
 
-    device = setup_device(args)
+    device = _setup(args)
     run = BrainITRun.load(args.run, device=device)
     gen_dir, how = generators_for_run(args.run, args.generators)
     if not args.generators:
@@ -240,7 +249,7 @@ def _benchmark(args) -> int:
     from brainit_core.reconstruction.benchmark import benchmark, format_table, save_grid
     from brainit_core.reconstruction.generators import Generators
 
-    device = setup_device(args)
+    device = _setup(args)
     run = None
     if "bit" in args.sources:
         from brainit_core.models.run import BrainITRun

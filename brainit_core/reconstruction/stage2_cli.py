@@ -4,9 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from brainit_core.cli_types import (
-    existing_dir, feature_space, non_negative_float, non_negative_int, out_dir, positive_float, positive_int,
+    add_device_args, existing_dir, feature_space, non_negative_float, non_negative_int, out_dir, positive_float,
+    positive_int, setup_device,
 )
-from brainit_core.reconstruction.cli import device_args, setup_device
 
 PRESETS = ("ci", "demo", "full")
 
@@ -39,7 +39,7 @@ def register(subparsers) -> None:
     p.add_argument("--no-shared-cache", action="store_true",
                    help="keep semantic tokens in OUT/train instead of the dataset's feature cache")
     p.add_argument("--seed", type=non_negative_int, default=0)
-    device_args(p)
+    add_device_args(p)
     p.set_defaults(func=_projection)
 
     p = subparsers.add_parser(
@@ -66,7 +66,7 @@ def register(subparsers) -> None:
     p.add_argument("--max-minutes", type=non_negative_float, default=None,
                    help="time budget of this call (>= 0); the state is saved and a later call continues")
     p.add_argument("--seed", type=non_negative_int, default=0)
-    device_args(p)
+    add_device_args(p)
     p.set_defaults(func=_stage2)
 
 
