@@ -44,7 +44,7 @@ from brainit_core.errors import BrainITError
 from brainit_core.fileio import check_output_dir, read_json, write_json
 from brainit_core.models.bit_data import BITData, build_bit_data, make_groups, standardized_targets
 from brainit_core.models.losses import semantic_loss
-from brainit_core.reconstruction.stage2_generators import cached_latents, stage2_generator
+from brainit_core.reconstruction.stage2_generators import pair_latents, stage2_generator
 from brainit_core.runs import RunDirectory
 
 log = logging.getLogger(__name__)
@@ -282,7 +282,7 @@ def train_stage2(run_dir, generators_dir, out, preset: str = "demo", data=None, 
         val_data = BITData(features, data_.val, {}, {})
         generator = stage2_generator(gens)
         train_dir = out / "train"
-        latents = cached_latents(generator, dataset, features.ids, train_dir / f"latents_{gens.sha256[:12]}_{len(ids)}.npy")
+        latents = pair_latents(generator, dataset, features.ids, train_dir / f"latents_{gens.sha256[:12]}_{len(ids)}.npy")
         samples = [("real", s, i) for s in subjects for i in range(len(data_.real[s]))]
         steps = config.total_steps(len(samples))
         n_voxels = config.voxels_per_sample or src.bit_config.get("voxels_per_sample")

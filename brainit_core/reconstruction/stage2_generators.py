@@ -102,7 +102,7 @@ def stage2_generator(gens):
     return SDXLGenerator(gens) if gens.kind == "sdxl" else OfflineGenerator(gens)
 
 
-def cached_latents(generator, dataset, ids: np.ndarray, path: Path, batch_size: int = 16) -> torch.Tensor:
+def pair_latents(generator, dataset, ids: np.ndarray, path: Path, batch_size: int = 16) -> torch.Tensor:
     """Latents of the dataset images ``ids`` (in that order) under ``generator``'s frozen encoder, cached at ``path``."""
     if path.exists():
         lat = np.load(path)
