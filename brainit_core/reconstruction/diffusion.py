@@ -386,25 +386,3 @@ def load_conditional_unet(path, device="cpu") -> ConditionalUNet:
     model = ConditionalUNet(DiffusionConfig(**cfg))
     model.load_state_dict(tensors)
     return model.to(device).eval()
-
-
-# --------------------------------------------------------------------------------------------
-# stage 2: the training loss on tokens in feature units (BIT's predictions, differentiable)
-# --------------------------------------------------------------------------------------------
-def conditioned_loss(model: ConditionalUNet, latents: torch.Tensor, tokens: torch.Tensor,
-                     generator: torch.Generator) -> torch.Tensor:
-    """The loss ``model`` was trained with, on scaled latents (B, c, h, w) conditioned on semantic tokens
-    (B, N, D) in feature units; gradients reach the tokens, the conditioner and the UNet.
-
-    ``stage2`` (:mod:`brainit_core.reconstruction.stage2`) fine-tunes BIT's semantic head and the UNet
-    through this one function, so it keeps working whatever the UNet's architecture and conditioning.
-    The tokens are BIT's predictions there, so the prediction-like augmentation (``cond_shrink``,
-    ``cond_noise_max``) is off; the conditioning noise and dropout stay as in training.
-    """
-    from dataclasses import replace
-
-    from diffusers import DDPMScheduler
-
-    config = replace(model.config, cond_shrink=1.0, cond_noise_max=0.0)
-    noise_scheduler = DDPMScheduler(**config.scheduler_config())
-    return diffusion_loss(model, noise_scheduler, latents, model.conditioner.standardize(tokens), config, generator)

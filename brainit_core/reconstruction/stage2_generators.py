@@ -6,9 +6,10 @@ the generator was trained with, differentiable in the tokens) and the module it 
 way to write the fine-tuned set as a new generators directory. :func:`stage2_generator` picks the
 adapter of a :class:`~brainit_core.reconstruction.generators.Generators`:
 
-- ``offline`` (the project's autoencoder + conditional UNet): the UNet with its token conditioner is
-  fine-tuned through :func:`~brainit_core.reconstruction.diffusion.conditioned_loss`; the
-  autoencoder (frozen) and the inverter are copied;
+- ``offline`` (the project's autoencoder + conditional UNet): the UNet with its token conditioner
+  (and spatial token map) is fine-tuned with the loss it was trained with
+  (:func:`~brainit_core.reconstruction.diffusion.diffusion_loss`); the autoencoder (frozen) and the
+  inverter are copied;
 - ``sdxl``: the SDXL UNet and the image-token projection are fine-tuned; the VAE stays frozen in
   the SDXL directory; the new set holds its own ``unet/`` (diffusers layout) and projection.
 """
@@ -46,9 +47,18 @@ class OfflineGenerator:
         return encode_images(ae, resize_to(to_float_images(images, device), ae.config.sample_size))
 
     def loss(self, latents: torch.Tensor, tokens: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        from brainit_core.reconstruction.diffusion import conditioned_loss
+        """The loss the UNet was trained with (``diffusion.diffusion_loss``: its conditioning noise and
+        dropout) on tokens in feature units, differentiable in them. The tokens are BIT's predictions
+        here, so the prediction-like augmentation (``cond_shrink``, ``cond_noise_max``) is off."""
+        from dataclasses import replace
 
-        return conditioned_loss(self.module, latents, tokens, generator)
+        from diffusers import DDPMScheduler
+
+        from brainit_core.reconstruction.diffusion import diffusion_loss
+
+        config = replace(self.module.config, cond_shrink=1.0, cond_noise_max=0.0)
+        return diffusion_loss(self.module, DDPMScheduler(**config.scheduler_config()), latents,
+                              self.module.conditioner.standardize(tokens), config, generator)
 
     def write(self, out: Path, info: dict) -> None:
         """The autoencoder and inverter copied, the fine-tuned UNet, ``generators.json`` (last) with ``stage2``."""
