@@ -177,3 +177,22 @@ def test_the_shipped_network_reproduces_its_quality_on_held_out_composites():
     check = q["check_64"]
     for cat in CATEGORIES:
         assert abs(again["categories"][cat]["auc"] - check[cat]) <= 0.01, (cat, again["categories"][cat], check[cat])
+
+
+def test_init_starts_from_other_weights_and_is_recorded(library, tmp_path):
+    cfg = ci(steps=4, checkpoint_every=4)
+    train_ventral(tmp_path / "a", cfg, seed=1, library=library)
+    lines = []
+    r = train_ventral(tmp_path / "b", ci(steps=2, checkpoint_every=2, lr=1e-9, warmup=1), seed=2, library=library,
+                      init=tmp_path / "a" / "state", log=lines.append)
+    assert r["done"] and "starting from" in lines[0]
+    a, b = load_checkpoint(tmp_path / "a" / "state")[0], load_checkpoint(tmp_path / "b" / "state")[0]
+    for k in a:  # a learning rate of 1e-9 leaves the initial weights (batch-norm statistics move)
+        if k.startswith("model/") and "running" not in k and "num_batches" not in k:
+            torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=0, msg=k)
+    assert r["quality"]["init"]["path"].endswith("state") and len(r["quality"]["init"]["sha256"]) == 64
+    with pytest.raises(BrainITError, match="train.json"):  # the same folder with another init is refused
+        train_ventral(tmp_path / "b", ci(steps=2, checkpoint_every=2, lr=1e-9, warmup=1), seed=2, library=library)
+    with pytest.raises(CheckpointError, match="do not fit"):
+        train_ventral(tmp_path / "c", ci(widths=(8, 12, 16, 16, 32)), seed=2, library=library,
+                      init=tmp_path / "a" / "ventral")
