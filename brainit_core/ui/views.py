@@ -111,7 +111,7 @@ def in_silico(ctx) -> None:
                 betas = respond(ctx.dataset, ctx.subject, [photo], repeats=3, seed=seed).mean(axis=1)
             result = reconstruct_selected(ctx, betas, "Reconstructing from the simulated response", truth=[photo])
             show_result(result, ["ground truth", "low-level", "fused"], labels={"ground truth": "photo"})
-            st.caption("The twin has no object masks for an uploaded photo, so its category patches get only "
-                       "their weak low-level drive (docs/data.md, known limits).")
+            st.caption("The twin's category patches and object-selective areas see the photo through its ventral "
+                       "network, a small convnet trained on library composites (docs/data.md, \"Twin v2\").")
         except (BrainITError, TimeoutError) as exc:
             st.error(str(exc))

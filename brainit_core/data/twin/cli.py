@@ -20,6 +20,9 @@ def register(sub) -> None:
     b.add_argument("--seed", type=non_negative_int, default=0, help="random seed (>= 0)")
     b.add_argument("--subjects", type=positive_int, default=None,
                    help="training subjects, >= 1 (one held-out subject is added; default: the preset's)")
+    b.add_argument("--stimuli", choices=["library", "procedural"], default="library",
+                   help="library: COCO-like scenes composed from the stimulus library (installed with apt-get, "
+                        "docs/data.md); procedural: twin v1's drawings, a fallback for fast tests")
     b.add_argument("--overwrite", action="store_true",
                    help="replace a finished twin already in --out (never another kind of dataset or other files)")
     b.set_defaults(func=_build)
@@ -61,6 +64,7 @@ def _build(args) -> int:
     from brainit_core.data.twin import TwinConfig, build_twin
 
     overrides = {"n_subjects": args.subjects} if args.subjects else {}
+    overrides["stimuli"] = args.stimuli
     t = time.time()
     ds = build_twin(args.out, TwinConfig.preset(args.preset, seed=args.seed, **overrides),
                     overwrite=args.overwrite)

@@ -191,6 +191,18 @@ def load_ventral(path=None) -> VentralNet:
     return net.eval()
 
 
+def ventral_record(path=None) -> dict:
+    """What a twin records of the network it was built with: ``asset`` path, ``sha256`` of its weights
+    and its held-out ``mean_auc`` (from ``quality.json`` beside it, when there)."""
+    from brainit_core.checkpoint import read_checkpoint_record
+    from brainit_core.fileio import try_read_json
+
+    path = Path(path) if path is not None else assets_dir() / ASSET
+    quality = try_read_json(path.parent / "quality.json")
+    return {"asset": str(path), "sha256": read_checkpoint_record(path)["sha256"],
+            "mean_auc": quality.get("mean_auc") if isinstance(quality, dict) else None}
+
+
 def weights(net: VentralNet, half: bool = True) -> dict:
     """The network's tensors for :func:`brainit_core.checkpoint.save_checkpoint` (float16 when ``half``)."""
     return {k: (v.half() if half and v.is_floating_point() else v) for k, v in net.state_dict().items()}

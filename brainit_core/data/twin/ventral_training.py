@@ -124,8 +124,9 @@ def initial_weights(path) -> tuple[dict, str]:
     if meta.get("kind") not in ("ventral", "ventral-state"):
         raise CheckpointError(f"{checkpoint_paths(path)[1]}: not a ventral network or training state "
                               f"(kind {meta.get('kind')!r}); --init takes DIR/state or DIR/ventral")
-    if meta.get("kind") == "ventral-state":
-        tensors = {k[6:]: v for k, v in tensors.items() if k.startswith("model/")}
+    if meta.get("kind") == "ventral-state":  # TrainingState's "model/" prefix (states before it: "net.")
+        prefix = "model/" if any(k.startswith("model/") for k in tensors) else "net."
+        tensors = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
     return {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}, read_checkpoint_record(path)["sha256"]
 
 
