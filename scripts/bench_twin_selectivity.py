@@ -71,6 +71,7 @@ def main():
         print(f"{ph.name[-34:]:34s} {str(ph.category):9s} " + " ".join(f"{v:+6.2f}" for v in row))
     if args.json:
         Path(args.json).write_text(json.dumps({"report": report, "photos": [p.name for p in photos],
+                                               "photo_categories": [p.category for p in photos],
                                                "photo_table": table.round(3).tolist()}, indent=1))
 
 

@@ -62,7 +62,7 @@ def test_layout_and_heldout(twin):
 
 def test_determinism(twin, tmp_path):
     again = build_twin(tmp_path / "again", TwinConfig.preset("ci", seed=3))
-    other = build_twin(tmp_path / "other", TwinConfig.preset("ci", seed=4))
+    other = build_twin(tmp_path / "other", TwinConfig.preset("ci", seed=4, n_train=10, n_unlabeled=2, n_ood=2))
     ds = load_dataset(twin)
     for name in ds.subjects:
         np.testing.assert_array_equal(ds.subject(name).betas, again.subject(name).betas)
@@ -108,32 +108,39 @@ def test_cli_respond_and_validate(twin, tmp_path, capsys):
 
 
 def test_stimuli_in_worker_processes_equal_serial(monkeypatch, fake_library):
+    from brainit_core.data.twin.encoding import make_tuning, prf_weights
     from brainit_core.data.twin.library import load_library
     from brainit_core.data.twin.stimulus_sets import render_chunk, worker_pool
 
     library = load_library(fake_library[0], data_dir=fake_library[1])
     photos = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
-    # ids 0-19 scenes, 20-23 OOD (2 photographs, then procedural drawings); the last chunk is not shown
-    jobs = [(np.arange(k * 3, k * 3 + 3), 7, 32, "library", 20, np.arange(k * 3, k * 3 + 3) < 21) for k in range(8)]
+    rng = np.random.default_rng(1)
+    area, x, y = np.array(["V1", "LOTC", "face", "food"]), rng.uniform(-3, 3, 4), rng.uniform(-3, 3, 4)
+    models = [{"weights": prf_weights(x, y, np.full(4, 1.5)), "tuning": make_tuning(area, x, y, rng, np.ones(128))}]
+    # ids 0-19 scenes, 20-23 OOD (2 photographs, then procedural drawings); subject 0 sees ids 2-16
+    jobs = []
+    for k in range(8):
+        ids = np.arange(k * 3, k * 3 + 3)
+        seen = (ids >= 2) & (ids <= 16)
+        jobs.append((ids, 7, 32, "library", 20, [(0, seen)] if seen.any() else []))
     monkeypatch.setenv("BRAINIT_WORKERS", "2")
-    with worker_pool(len(jobs), library, photos, ["a", "b"]) as pool:
+    with worker_pool(len(jobs), library, photos, ["a", "b"], models) as pool:
         assert pool is not None
         parallel = list(pool.imap(render_chunk, jobs))
     monkeypatch.setenv("BRAINIT_WORKERS", "1")
-    with worker_pool(len(jobs), library, photos, ["a", "b"]) as pool:
+    with worker_pool(len(jobs), library, photos, ["a", "b"], models) as pool:
         assert pool is None
         serial = list(map(render_chunk, jobs))
     for got, want in zip(parallel, serial):
         np.testing.assert_array_equal(got[0], want[0])
         np.testing.assert_array_equal(got[1], want[1])
-        assert set(got[2]) == set(want[2])
-        for k in want[2]:
-            np.testing.assert_array_equal(got[2][k], want[2][k])
-        assert got[3] == want[3]
+        assert got[2] == want[2] and set(got[3]) == set(want[3])
+        for k in want[3]:
+            np.testing.assert_array_equal(got[3][k], want[3][k])
     np.testing.assert_array_equal(serial[6][0][2], photos[0])  # id 20: the first photograph
-    assert serial[6][3][20] == {"style": "photo", "photo": "a"} and serial[7][3][23]["style"] == "procedural"
-    assert serial[7][2] == {} and serial[6][2]["category"].shape == (1, 9, 32 * 32)  # channels of shown ids only
-    assert serial[0][3][0]["style"] == "library" and serial[0][1].shape == (3, 9, 32, 32)
+    assert serial[6][2][20] == {"style": "photo", "photo": "a"} and serial[7][2][23]["style"] == "procedural"
+    assert serial[0][3][0].shape == (1, 4) and serial[5][3][0].shape == (2, 4) and serial[6][3] == {}
+    assert serial[0][2][0]["style"] == "library" and serial[0][1].shape == (3, 9, 32, 32)
 
 
 def test_report_rows_one_per_subject():

@@ -132,8 +132,8 @@ def test_missing_or_incomplete_library_stops_the_build_before_writing(fake_libra
         build_twin(tmp_path / "t", TwinConfig.preset("ci", **TINY))
     assert INSTALL_COMMAND in str(exc.value) and not (tmp_path / "t").exists()
     root, data = fake_library
-    shutil.rmtree(root / "usr/share/openclipart/png/animals")  # a damaged install: no animal left
-    with pytest.raises(MissingLibraryError, match="animal"):
+    shutil.rmtree(root / "usr/share/openclipart/png/buildings")  # a damaged install: no building left
+    with pytest.raises(MissingLibraryError, match="no pictures of place"):
         build_twin(tmp_path / "t", TwinConfig.preset("ci", **TINY), library=load_library(root, data_dir=data))
     assert not (tmp_path / "t").exists()
     # the procedural fallback needs no library and says so

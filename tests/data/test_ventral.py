@@ -154,15 +154,19 @@ TARGETS = ("face", "animal", "food", "vehicle", "word")
 
 def test_the_shipped_network_loads_and_its_recorded_quality_meets_the_floor():
     net = load_ventral()
-    assert net.config == VentralConfig.preset("demo") and sum(p.numel() for p in net.parameters()) < 2_000_000
+    demo = VentralConfig.preset("demo")
+    assert (net.config.size, net.config.widths, net.config.embed_dim) == (demo.size, demo.widths, demo.embed_dim)
+    assert sum(p.numel() for p in net.parameters()) < 2_000_000
     assert (SHIPPED.parent / "ventral.safetensors").stat().st_size < 5_000_000
     q = read_json(SHIPPED.parent / "quality.json")
     assert q["n"] >= 500 and q["seed"] == HELDOUT_SEED
-    # floors just under the measured figures (docs/data.md); the target, AUC >= 0.85, is not met yet
-    assert q["categories"]["face"]["auc"] >= 0.75 and q["mean_auc"] >= 0.78
+    # floors just under the measured figures (docs/data.md: 0.817 mean, after a fine-tune of the first
+    # network, 0.804); the target, AUC >= 0.85, is met by word/sign only
+    assert q["categories"]["face"]["auc"] >= 0.76 and q["mean_auc"] >= 0.81
     for cat in TARGETS:
-        assert q["categories"][cat]["auc"] >= 0.7, (cat, q["categories"][cat])
-    assert q["mean_iou"] >= 0.15
+        assert q["categories"][cat]["auc"] >= 0.74, (cat, q["categories"][cat])
+    assert q["mean_iou"] >= 0.18
+    assert q["init"]["sha256"] and q["train_seed"] not in (HELDOUT_SEED,)
 
 
 @pytest.mark.skipif(not REAL, reason="the stimulus library is not installed (see docs/data.md)")

@@ -11,7 +11,7 @@ import numpy as np
 from brainit_core.data.writer import DatasetWriter, standardize_session
 from brainit_core.data.twin import geometry
 from brainit_core.data.twin.encoding import make_tuning, noiseless_response, prf_weights
-from brainit_core.data.twin.stimulus_sets import KINDS, check_library
+from brainit_core.data.twin.stimulus_sets import KINDS
 from brainit_core.data.twin.taxonomy import CATEGORIES
 from brainit_core.errors import BrainITError
 from brainit_core.progress import track
@@ -213,7 +213,7 @@ def build_twin(out, config: TwinConfig | None = None, preset: str | None = None,
     ``overwrite`` (its ``features/`` cache goes with it), any other folder is refused
     (see :class:`~brainit_core.data.DatasetWriter`). Returns the opened :class:`~brainit_core.data.Dataset`.
     """
-    from brainit_core.data.twin.stimulus_sets import render_twin_images
+    from brainit_core.data.twin.stimulus_sets import prepare, render_twin_images
     from brainit_core.data.twin.ventral import ventral_record
 
     config = config or TwinConfig.preset(preset or "demo")
@@ -227,41 +227,34 @@ def build_twin(out, config: TwinConfig | None = None, preset: str | None = None,
     plan = image_plan(config)
     names = subject_names(config)
     ventral = ventral_record()
-    if config.stimuli == "library":  # before the output is touched: a clear error, nothing written
-        from brainit_core.data.twin.library import load_library
-
-        library = library or load_library()
-        check_library(library)
+    n_total = len(plan["test"]) + len(names) * config.n_train + config.n_unlabeled + config.n_ood
+    ood_start = int(plan["ood"][0]) if len(plan["ood"]) else n_total
+    # the library (a missing one is a clear error before the output is touched) and the embedding scale
+    prepared = prepare(config, n_total, ood_start, library)
     writer = DatasetWriter(out, source="twin", mesh="fsaverage5", image_size=config.image_size,
                            overwrite=overwrite, twin_config=asdict(config))
     gt_dir = out / "ground_truth"
     gt_dir.mkdir(parents=True, exist_ok=True)
 
-    # 1. stimuli: render every image once; channels of the shown ones, category coverage, test masks
-    n_shown = len(plan["test"]) + len(names) * config.n_train
-    n_total = n_shown + config.n_unlabeled + config.n_ood
-    stim = render_twin_images(writer, config, n_shown, int(plan["ood"][0]) if len(plan["ood"]) else n_total,
-                              n_total, library)
-    channels, coverage = stim["channels"], stim["coverage"]
+    # 1. subjects' designs, then every image rendered once with the noiseless responses of those who see it
+    subs = [design_subject(cortex, s_idx, config, prepared["embedding_scale"]) for s_idx in range(len(names))]
+    for sub in subs:
+        sub["weights"] = prf_weights(sub["x"], sub["y"], sub["sigma"])
+    seen_of = [np.r_[plan["test"], plan[name]] for name in names]  # increasing (image_plan)
+    stim = render_twin_images(writer, config, prepared, [{"weights": s["weights"], "tuning": s["tuning"]} for s in subs],
+                              seen_of, n_total, ood_start)
     writer.add_image_set("unlabeled", plan["unlabeled"])
     writer.add_image_set("ood", plan["ood"])
-    embedding_scale = channels["embedding"].astype(np.float64).mean(0)
 
-    def chans(ids):
-        return {k: v[ids].astype(np.float32) for k, v in channels.items()}
-
-    # 2. subjects: design, responses, noise, sessions
+    # 2. per subject: scaling, noise, sessions
     for s_idx, name in enumerate(names):
-        sub = design_subject(cortex, s_idx, config, embedding_scale)
-        sub["weights"] = prf_weights(sub["x"], sub["y"], sub["sigma"])
-        seen = np.r_[plan["test"], plan[name]]  # every image once: the signal does not depend on the trial
-        raw = np.concatenate([noiseless_response(chans(seen[i:i + 256]), sub["weights"], sub["tuning"])
-                              for i in range(0, len(seen), 256)])
+        sub, seen, raw = subs[s_idx], seen_of[s_idx], stim["raw"][s_idx]
         ref = np.r_[np.arange(len(plan["test"]), len(plan["test"]) + min(500, len(plan[name]))),
                     np.arange(len(plan["test"]))]  # rows of the first 500 training and the test images
         sub["signal_mean"], sub["signal_std"] = raw[ref].mean(0), np.maximum(raw[ref].std(0), 1e-6)
         signal_of = (raw - sub["signal_mean"]) / sub["signal_std"]
         del raw
+        stim["raw"][s_idx] = None
         smoother = noise_smoother(sub["hemispheres"], sub["vertices"], config.smooth_noise)
         rng = np.random.default_rng([config.seed, 2000 + s_idx])
         shown = np.repeat(np.r_[plan["test"], plan[name]], config.repeats)
@@ -290,7 +283,8 @@ def build_twin(out, config: TwinConfig | None = None, preset: str | None = None,
             signal_mean=sub["signal_mean"], signal_std=sub["signal_std"],
             region_index=sub["index"], noiseless_test=noiseless.astype(np.float32),
             warp=sub["warp"], prf_scale=np.array(sub["prf_scale"]))
-    np.savez_compressed(gt_dir / "stimuli.npz", category_coverage=coverage, test_masks=stim["test_masks"])
+        subs[s_idx] = None  # free its pRF weights
+    np.savez_compressed(gt_dir / "stimuli.npz", category_coverage=stim["coverage"], test_masks=stim["test_masks"])
     write_json(gt_dir / "objects.json", stim["objects"], indent=None, sort_keys=False)
     write_json(gt_dir / "twin.json", {"version": TWIN_VERSION, "config": asdict(config), "areas": list(AREA_CODES),
                                       "categories": list(CATEGORIES), "subjects": names, "stimuli": stim["record"],

@@ -21,6 +21,7 @@ and the held-out evaluation (:func:`evaluate_ventral`).
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -232,9 +233,21 @@ def as_batch(images, size: int) -> torch.Tensor:
     return torch.from_numpy(out).permute(0, 3, 1, 2).float() / 255.0
 
 
+@contextmanager
+def one_thread():
+    """Run torch on one CPU thread inside the block: convolutions then give the same bits whatever the
+    caller's thread setting (a twin built in worker processes equals one built serially)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 @torch.no_grad()
 def ventral_response(net: VentralNet, images, batch: int = 32) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Category maps, image-label probabilities and embeddings of any images.
+    """Category maps, image-label probabilities and embeddings of any images (on one thread: :func:`one_thread`).
 
     Parameters
     ----------
@@ -251,11 +264,12 @@ def ventral_response(net: VentralNet, images, batch: int = 32) -> tuple[np.ndarr
     was_training = net.training
     net.eval()
     maps, labels, embs = [], [], []
-    for i in range(0, len(images), batch):
-        logits, emb = net(as_batch(images[i:i + batch], net.config.size))
-        maps.append(torch.sigmoid(logits).numpy())
-        labels.append(torch.sigmoid(net.labels(emb)).numpy())
-        embs.append(emb.numpy())
+    with one_thread():
+        for i in range(0, len(images), batch):
+            logits, emb = net(as_batch(images[i:i + batch], net.config.size))
+            maps.append(torch.sigmoid(logits).numpy())
+            labels.append(torch.sigmoid(net.labels(emb)).numpy())
+            embs.append(emb.numpy())
     net.train(was_training)
     if not maps:
         h = -(-net.config.size // 8)
