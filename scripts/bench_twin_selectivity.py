@@ -27,7 +27,7 @@ def main():
     from brainit_core.data.twin import load_ground_truth, respond
     from brainit_core.data.twin.geometry import PATCHES
     from brainit_core.data.twin.selectivity import default_photos
-    from brainit_core.data.twin.validation import validate_twin
+    from brainit_core.data.twin.validation import format_report, validate_twin
     from brainit_core.fileio import read_json
     from brainit_core.utils import assets_dir
 
@@ -35,6 +35,7 @@ def main():
     photos = default_photos()
     report = validate_twin(args.data, photos)
     print(f"validated {args.data} in {time.time() - t:.0f} s; {len(photos)} photographs")
+    print(format_report(report))
     q = read_json(assets_dir() / "twin" / "quality.json")
     print(f"ventral network: held-out mean AUC {q['mean_auc']:.3f} ("
           + ", ".join(f"{k} {v['auc']:.2f}" for k, v in q["categories"].items()) + ")")

@@ -168,14 +168,33 @@ def noiseless_response(channels: dict, weights: np.ndarray, tuning: dict) -> np.
 
     ``tuning["category"]`` has one column per channel of ``channels["category"]`` (a twin v1's 8 in
     :data:`V1_CATEGORIES` order: select them with :func:`category_columns` first).
+
+    Vertices whose Gabor tuning is the same for every orientation (mid and higher areas) pool the
+    orientation-summed energy (3 channels instead of 12: the same response, a third of the work).
+    Pooling is float32 on one BLAS thread, so the result has the same bits whatever the caller's
+    thread setting (a twin built in worker processes equals one built serially).
     """
-    out = 0.0
-    for key in ("gabor", "colour", "category"):
-        ch = channels[key]  # (n, C, P)
-        # float64 pooling: byte-identical results whatever the BLAS thread count
-        flat = ch.reshape(-1, ch.shape[-1]).astype(np.float64)  # (n * C, P)
-        pooled = (flat @ weights.T.astype(np.float64)).reshape(ch.shape[0], ch.shape[1], -1)  # (n, C, V)
-        out = out + np.einsum("ncv,vc->nv", pooled, tuning[key])
-    if "embedding" in tuning:  # not spatial: the late features drive the higher areas wherever the object is
-        out = out + channels["embedding"].astype(np.float64) @ tuning["embedding"].T.astype(np.float64)
+    from threadpoolctl import threadpool_limits
+
+    n, v = len(channels["gabor"]), len(weights)
+    w = np.ascontiguousarray(weights, dtype=np.float32).T  # (P, V)
+    g = tuning["gabor"].reshape(v, len(SF_CPD), len(ORIENTATIONS))
+    summed = np.all(g == g[:, :, :1], axis=(1, 2))
+    gabor = channels["gabor"].reshape(n, len(SF_CPD), len(ORIENTATIONS), -1)
+    out = np.zeros((n, v), np.float64)
+
+    def pool(ch, cols, tun):  # ch (n, C, P), the vertices ``cols``, their tuning (len(cols), C)
+        flat = np.ascontiguousarray(ch, dtype=np.float32).reshape(-1, ch.shape[-1])
+        pooled = (flat @ w[:, cols]).reshape(n, ch.shape[1], len(cols))
+        out[:, cols] += np.einsum("ncv,vc->nv", pooled, tun, dtype=np.float64)
+
+    with threadpool_limits(1):
+        if (~summed).any():
+            pool(channels["gabor"], np.flatnonzero(~summed), tuning["gabor"][~summed])
+        if summed.any():
+            pool(gabor.sum(2), np.flatnonzero(summed), g[summed][:, :, 0])
+        pool(np.concatenate([channels["colour"], channels["category"]], 1), np.arange(v),
+             np.concatenate([tuning["colour"], tuning["category"]], 1))
+        if "embedding" in tuning:  # not spatial: the late features drive the higher areas wherever the object is
+            out += (np.asarray(channels["embedding"], np.float32) @ tuning["embedding"].T.astype(np.float32))
     return np.power(np.clip(out, 0, None), POWER).astype(np.float32)

@@ -198,9 +198,10 @@ def ventral_record(path=None) -> dict:
     from brainit_core.checkpoint import read_checkpoint_record
     from brainit_core.fileio import try_read_json
 
+    name = str(path) if path is not None else f"assets/{ASSET}"
     path = Path(path) if path is not None else assets_dir() / ASSET
     quality = try_read_json(path.parent / "quality.json")
-    return {"asset": str(path), "sha256": read_checkpoint_record(path)["sha256"],
+    return {"asset": name, "sha256": read_checkpoint_record(path)["sha256"],
             "mean_auc": quality.get("mean_auc") if isinstance(quality, dict) else None}
 
 
