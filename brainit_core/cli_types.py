@@ -116,6 +116,18 @@ def existing_path(text: str) -> Path:
     return path
 
 
+def checkpoint_stem(text: str) -> Path:
+    """A checkpoint ``X`` whose ``X.safetensors`` and ``X.json`` exist (``X.safetensors`` or ``X.json`` also accepted)."""
+    path = Path(text).expanduser()
+    if path.suffix in (".safetensors", ".json"):
+        path = path.with_suffix("")
+    missing = [p.name for p in (path.with_name(path.name + ".safetensors"), path.with_name(path.name + ".json"))
+               if not p.is_file()]
+    if missing:
+        raise argparse.ArgumentTypeError(f"checkpoint {path}: {' and '.join(missing)} not found")
+    return path
+
+
 def out_dir(text: str) -> Path:
     """An output directory: an existing directory, or a new one whose parent folder exists (never a file)."""
     path = Path(text).expanduser()

@@ -16,15 +16,15 @@ import numpy as np  # noqa: E402
 
 
 def stimuli_figure(data, out: Path, n=6):
-    from brainit_core.data.twin.experiment import TwinConfig, render
-    from brainit_core.data.twin.stimuli import CATEGORIES
+    """Twin v1's procedural stimuli (twin v2's: scripts/make_twin_v2_figures.py)."""
+    from brainit_core.data.twin.stimuli import CATEGORIES, make_scene
     from brainit_core.data.twin import load_ground_truth
 
-    cfg = TwinConfig(**load_ground_truth(data)["config"])
+    cfg = load_ground_truth(data)["config"]
     fig, axes = plt.subplots(2, n, figsize=(2.2 * n, 4.6))
     colours = plt.cm.tab10(np.arange(len(CATEGORIES)))[:, :3]
     for k in range(n):
-        img, masks, objects = render(k, cfg.seed, cfg.image_size)
+        img, masks, objects = make_scene(np.random.default_rng([cfg["seed"], k]), cfg["image_size"])
         axes[0, k].imshow(img)
         axes[0, k].set_title(", ".join(sorted({o["category"] for o in objects})), fontsize=7)
         overlay = np.ones((*img.shape[:2], 3))

@@ -36,9 +36,15 @@ def fake_library(tmp_path):
 
 @pytest.fixture(scope="session")
 def ci_twin(tmp_path_factory):
-    """A ``ci`` twin (seed 3), built once per test session and shared by the twin tests (read only)."""
+    """A ``ci`` twin (seed 3) on the installed stimulus library, built once per test session and shared by
+    the twin tests (read only); skipped where the library is not installed (``.ci/run`` installs it)."""
     from brainit_core.data.twin import TwinConfig, build_twin
+    from brainit_core.data.twin.library import MissingLibraryError, load_library
 
+    try:
+        load_library()
+    except MissingLibraryError as exc:
+        pytest.skip(str(exc))
     path = tmp_path_factory.mktemp("twin") / "ci"
     build_twin(path, TwinConfig.preset("ci", seed=3))
     return path

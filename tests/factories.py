@@ -228,7 +228,8 @@ class FakeRun:
 
 # -- the app's tiny configuration --------------------------------------------------------------
 
-TWIN_SIZE = dict(n_subjects=2, n_train=40, n_test=8, n_unlabeled=16, n_ood=4, image_size=32)
+TWIN_SIZE = dict(n_subjects=2, n_train=40, n_test=8, n_unlabeled=16, n_ood=4, image_size=32,
+                 stimuli="procedural")  # the app's tests need no stimulus library
 
 
 @dataclass(frozen=True)

@@ -105,5 +105,11 @@ class DatasetInfo:
         value = self.metadata.get("build_id")
         return None if value is None else str(value)
 
+    @property
+    def provenance(self) -> dict:
+        """How the dataset was made (the writer's ``provenance``; empty when not recorded)."""
+        value = self.metadata.get("provenance")
+        return dict(value) if isinstance(value, dict) else {}
+
     def __repr__(self) -> str:
         return f"DatasetInfo({str(self.path)!r}, source={self.source!r}, subjects={self.subjects})"

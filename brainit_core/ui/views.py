@@ -42,6 +42,7 @@ def reconstruct_selected(ctx, betas, label: str, truth=None):
 def twin_validation(dataset: str) -> None:
     """The "Validate the twin" button and, once measured, its report (kept in the session per dataset)."""
     from brainit_core.data.twin import validate_twin
+    from brainit_core.data.twin.selectivity import photo_table
     from brainit_core.data.twin.validation import area_table, format_report, report_rows
 
     key = ("twin_report", dataset)
@@ -62,6 +63,10 @@ def twin_validation(dataset: str) -> None:
                    "Ground truth (validation only): share of ipsilateral pRF centres; ecc-gradient rho, "
                    "eccentricity vs posterior-to-anterior position in V1-V3.")
         st.dataframe(pd.DataFrame(area_table(report)), hide_index=True, width="stretch")
+        st.caption("Category selectivity, mean over subjects: d' on the test composites (category >= 2% of the "
+                   "image vs the rest; localizer: >= 5% vs absent) and the noiseless in-silico response to real "
+                   "photographs of the patch's category and to the other photographs.")
+        st.dataframe(pd.DataFrame(photo_table(report)), hide_index=True, width="stretch")
         with st.expander("As text (`twin validate`)"):
             st.code(format_report(report), language=None)
 
@@ -111,7 +116,7 @@ def in_silico(ctx) -> None:
                 betas = respond(ctx.dataset, ctx.subject, [photo], repeats=3, seed=seed).mean(axis=1)
             result = reconstruct_selected(ctx, betas, "Reconstructing from the simulated response", truth=[photo])
             show_result(result, ["ground truth", "low-level", "fused"], labels={"ground truth": "photo"})
-            st.caption("The twin has no object masks for an uploaded photo, so its category patches get only "
-                       "their weak low-level drive (docs/data.md, known limits).")
+            st.caption("The twin's category patches and object-selective areas see the photo through its ventral "
+                       "network, a small convnet trained on library composites (docs/data.md, \"Twin v2\").")
         except (BrainITError, TimeoutError) as exc:
             st.error(str(exc))

@@ -154,15 +154,19 @@ TARGETS = ("face", "animal", "food", "vehicle", "word")
 
 def test_the_shipped_network_loads_and_its_recorded_quality_meets_the_floor():
     net = load_ventral()
-    assert net.config == VentralConfig.preset("demo") and sum(p.numel() for p in net.parameters()) < 2_000_000
+    demo = VentralConfig.preset("demo")
+    assert (net.config.size, net.config.widths, net.config.embed_dim) == (demo.size, demo.widths, demo.embed_dim)
+    assert sum(p.numel() for p in net.parameters()) < 2_000_000
     assert (SHIPPED.parent / "ventral.safetensors").stat().st_size < 5_000_000
     q = read_json(SHIPPED.parent / "quality.json")
     assert q["n"] >= 500 and q["seed"] == HELDOUT_SEED
-    # floors just under the measured figures (docs/data.md); the target, AUC >= 0.85, is not met yet
-    assert q["categories"]["face"]["auc"] >= 0.75 and q["mean_auc"] >= 0.78
+    # floors just under the measured figures (docs/data.md: 0.817 mean, after a fine-tune of the first
+    # network, 0.804); the target, AUC >= 0.85, is met by word/sign only
+    assert q["categories"]["face"]["auc"] >= 0.76 and q["mean_auc"] >= 0.81
     for cat in TARGETS:
-        assert q["categories"][cat]["auc"] >= 0.7, (cat, q["categories"][cat])
-    assert q["mean_iou"] >= 0.15
+        assert q["categories"][cat]["auc"] >= 0.74, (cat, q["categories"][cat])
+    assert q["mean_iou"] >= 0.18
+    assert q["init"]["sha256"] and q["train_seed"] not in (HELDOUT_SEED,)
 
 
 @pytest.mark.skipif(not REAL, reason="the stimulus library is not installed (see docs/data.md)")
@@ -177,3 +181,22 @@ def test_the_shipped_network_reproduces_its_quality_on_held_out_composites():
     check = q["check_64"]
     for cat in CATEGORIES:
         assert abs(again["categories"][cat]["auc"] - check[cat]) <= 0.01, (cat, again["categories"][cat], check[cat])
+
+
+def test_init_starts_from_other_weights_and_is_recorded(library, tmp_path):
+    cfg = ci(steps=4, checkpoint_every=4)
+    train_ventral(tmp_path / "a", cfg, seed=1, library=library)
+    lines = []
+    r = train_ventral(tmp_path / "b", ci(steps=2, checkpoint_every=2, lr=1e-9, warmup=1), seed=2, library=library,
+                      init=tmp_path / "a" / "state", log=lines.append)
+    assert r["done"] and "starting from" in lines[0]
+    a, b = load_checkpoint(tmp_path / "a" / "state")[0], load_checkpoint(tmp_path / "b" / "state")[0]
+    for k in a:  # a learning rate of 1e-9 leaves the initial weights (batch-norm statistics move)
+        if k.startswith("model/") and "running" not in k and "num_batches" not in k:
+            torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=0, msg=k)
+    assert r["quality"]["init"]["path"].endswith("state") and len(r["quality"]["init"]["sha256"]) == 64
+    with pytest.raises(BrainITError, match="train.json"):  # the same folder with another init is refused
+        train_ventral(tmp_path / "b", ci(steps=2, checkpoint_every=2, lr=1e-9, warmup=1), seed=2, library=library)
+    with pytest.raises(CheckpointError, match="do not fit"):
+        train_ventral(tmp_path / "c", ci(widths=(8, 12, 16, 16, 32)), seed=2, library=library,
+                      init=tmp_path / "a" / "ventral")

@@ -134,6 +134,9 @@ def test_data_page_report_bad_paths_and_nsd_check(app_env, tmp_path):
     assert {"split-half r", "contralateral drive", "residual r"} <= set(report.columns)
     areas = at.dataframe[2].value
     assert areas["area"].tolist()[:3] == ["V1", "V2", "V3"]
+    selectivity = at.dataframe[3].value  # patches on test composites and real photographs
+    assert len(selectivity) and set(selectivity["patch"]) <= {"face", "body", "place", "word", "food"}
+    assert {"d' localizer", "photos of it", "response to them", "selective in"} <= set(selectivity.columns)
 
     at.radio(key="dt_kind").set_value("A prepared dataset folder")
     at.text_input(key="dt_path").input(str(tmp_path / "nowhere"))

@@ -5,7 +5,7 @@ import argparse
 import time
 from pathlib import Path
 
-from brainit_core.cli_types import (existing_dir, existing_path, non_negative_int, out_dir, out_file, positive_float,
+from brainit_core.cli_types import (checkpoint_stem, existing_dir, existing_path, non_negative_int, out_dir, out_file, positive_float,
                                     positive_int)
 from brainit_core.fileio import save_npy
 
@@ -20,6 +20,9 @@ def register(sub) -> None:
     b.add_argument("--seed", type=non_negative_int, default=0, help="random seed (>= 0)")
     b.add_argument("--subjects", type=positive_int, default=None,
                    help="training subjects, >= 1 (one held-out subject is added; default: the preset's)")
+    b.add_argument("--stimuli", choices=["library", "procedural"], default="library",
+                   help="library: COCO-like scenes composed from the stimulus library (installed with apt-get, "
+                        "docs/data.md); procedural: twin v1's drawings, a fallback for fast tests")
     b.add_argument("--overwrite", action="store_true",
                    help="replace a finished twin already in --out (never another kind of dataset or other files)")
     b.set_defaults(func=_build)
@@ -48,6 +51,11 @@ def register(sub) -> None:
     t.add_argument("--minutes", type=positive_float, default=None,
                    help="stop after this many minutes (the state is saved; run again to continue)")
     t.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads")
+    t.add_argument("--steps", type=positive_int, default=None, help="training steps (default: the preset's)")
+    t.add_argument("--lr", type=positive_float, default=None, help="peak learning rate (default: the preset's)")
+    t.add_argument("--init", type=checkpoint_stem, default=None,
+                   help="start from these weights: DIR/state of another training or a ventral checkpoint "
+                        "(X for X.safetensors + X.json); a fine-tune with a fresh optimiser")
     t.set_defaults(func=_train_ventral)
     twin.set_defaults(func=lambda args: twin.print_help() or 1)
 
@@ -56,6 +64,7 @@ def _build(args) -> int:
     from brainit_core.data.twin import TwinConfig, build_twin
 
     overrides = {"n_subjects": args.subjects} if args.subjects else {}
+    overrides["stimuli"] = args.stimuli
     t = time.time()
     ds = build_twin(args.out, TwinConfig.preset(args.preset, seed=args.seed, **overrides),
                     overwrite=args.overwrite)
@@ -93,8 +102,9 @@ def _train_ventral(args) -> int:
 
     cpu_threads(args.threads)
     seconds = None if args.minutes is None else 60.0 * args.minutes
-    result = train_ventral(args.out, VentralConfig.preset(args.preset), seed=args.seed, max_seconds=seconds,
-                           log=lambda line: print(line, flush=True))
+    overrides = {k: v for k, v in (("steps", args.steps), ("lr", args.lr)) if v is not None}
+    result = train_ventral(args.out, VentralConfig.preset(args.preset, **overrides), seed=args.seed,
+                           max_seconds=seconds, log=lambda line: print(line, flush=True), init=args.init)
     if not result["done"]:
         return 0
     print(format_quality(result["quality"]))

@@ -4,19 +4,26 @@ Early areas (V1-V3): quadrature Gabor energy on luminance (4 orientations x 3 sp
 frequencies, computed as the magnitude of one-sided frequency-domain filters) plus colour-opponent
 channels, pooled by a Gaussian pRF, weighted by the vertex's broad orientation / spatial-frequency
 tuning (preferred frequency falls with eccentricity) and passed through a compressive power 0.5
-(the CSS model). Mid areas pool orientation-summed energy and colour over larger pRFs. Category
-patches respond to the area their category covers inside a large pRF (from the stimulus
-generator's masks), with a weak low-level drive; the higher areas (IPS, LOTC, VOT) pool coarse
-energy over large pRFs and a broad, weaker mixture of categories (object-selective cortex). None of this is the decoder's feature network.
+(the CSS model). Mid areas pool orientation-summed energy and colour over larger pRFs.
+
+Higher visual cortex sees through the twin's ventral network (:mod:`.ventral`, its inferotemporal
+cortex, trained on the stimulus library; not the decoder's feature network): category patches
+(face, body, place, word, food) respond to their category's probability map pooled by their large
+pRF, with a weak low-level drive; the object-selective higher areas (IPS, LOTC, VOT) pool coarse
+energy and a broad mixture of category maps, and read the network's late embedding through a fixed
+non-negative random projection per vertex. So they respond to what is in any image, a user's photo
+included; the stimulus generator's masks drive nothing (they are kept for validation).
 """
 from __future__ import annotations
+
+from functools import lru_cache
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from brainit_core.data.twin.geometry import HIGH, MID, PATCHES
-from brainit_core.data.twin.stimuli import CATEGORIES
+from brainit_core.data.twin.taxonomy import CATEGORIES
 from brainit_core.stimulus import IMAGE_DEG
 
 GRID = 32  # pooling grid (pixels of the IMAGE_DEG-wide image)
@@ -26,6 +33,11 @@ SF_CPD = np.array([0.75, 1.5, 3.0])  # cycles per degree
 N_GABOR = len(ORIENTATIONS) * len(SF_CPD)
 N_COLOUR = 4  # R-G and B-Y, each rectified in both polarities
 POWER = 0.5
+V1_CATEGORIES = ("face", "body", "word", "building", "vehicle", "animal", "plant", "round")
+"""Twin v1's category channels (procedural stimuli), read from the ventral network's categories by :data:`V1_ALIASES`."""
+V1_ALIASES = {"building": "place", "round": "object"}
+EMBEDDING_SPARSITY = 0.2  # Dirichlet concentration of a higher-area vertex's embedding weights (few features each)
+EMBEDDING_GAIN = 0.15  # a higher-area vertex's embedding weights sum to this x U(0.5, 1.5) in units of the mean feature
 
 
 def _filters() -> torch.Tensor:
@@ -47,21 +59,32 @@ def _filters() -> torch.Tensor:
 _FILTERS = None
 
 
+@lru_cache(maxsize=1)
+def default_ventral():
+    """The shipped ventral network (``assets/twin/ventral.*``), loaded once per process."""
+    from brainit_core.data.twin.ventral import load_ventral
+
+    return load_ventral()
+
+
 @torch.no_grad()
-def image_channels(images: np.ndarray, masks: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def image_channels(images: np.ndarray, net=None) -> dict[str, np.ndarray]:
     """Stimulus channels on the pooling grid.
 
     Parameters
     ----------
     images : uint8 (n, H, W, 3)
-    masks : uint8 (n, n_categories, H, W), optional
-        Object masks (absent for arbitrary photos: category channels are then zero).
+    net : VentralNet, optional
+        The twin's ventral network; default :func:`default_ventral`.
 
     Returns
     -------
-    dict with "gabor" (n, N_GABOR, GRID*GRID), "colour" (n, N_COLOUR, GRID*GRID),
-    "category" (n, n_categories, GRID*GRID), all float32.
+    dict with "gabor" (n, N_GABOR, GRID*GRID), "colour" (n, N_COLOUR, GRID*GRID), "category"
+    (n, 9, GRID*GRID: the ventral network's category probabilities, :data:`CATEGORIES` order) and
+    "embedding" (n, D: its late features), all float32.
     """
+    from brainit_core.data.twin.ventral import ventral_response
+
     global _FILTERS
     if _FILTERS is None:
         _FILTERS = _filters()
@@ -78,13 +101,15 @@ def image_channels(images: np.ndarray, masks: np.ndarray | None = None) -> dict[
     rg = small[:, 0] - small[:, 1]
     by = small[:, 2] - 0.5 * (small[:, 0] + small[:, 1])
     colour = torch.stack([rg.clamp(min=0), (-rg).clamp(min=0), by.clamp(min=0), (-by).clamp(min=0)], 1).flatten(2)
-    n = len(images)
-    if masks is None:
-        cat = torch.zeros(n, len(CATEGORIES), GRID * GRID)
-    else:
-        m = torch.from_numpy(np.ascontiguousarray(masks)).float()
-        cat = F.adaptive_avg_pool2d(m, GRID).flatten(2)
-    return {"gabor": energy.numpy(), "colour": colour.numpy(), "category": cat.numpy()}
+    maps, _, embedding = ventral_response(net or default_ventral(), images)
+    cat = F.interpolate(torch.from_numpy(maps), size=(GRID, GRID), mode="bilinear", align_corners=False)
+    return {"gabor": energy.numpy(), "colour": colour.numpy(), "category": cat.clamp(0, 1).flatten(2).numpy(),
+            "embedding": embedding}
+
+
+def category_columns(names) -> list[int]:
+    """Indices into :data:`CATEGORIES` of a twin's category channel names (twin v1's through :data:`V1_ALIASES`)."""
+    return [CATEGORIES.index(V1_ALIASES.get(n, n)) for n in names]
 
 
 def prf_weights(x: np.ndarray, y: np.ndarray, sigma: np.ndarray) -> np.ndarray:
@@ -96,8 +121,13 @@ def prf_weights(x: np.ndarray, y: np.ndarray, sigma: np.ndarray) -> np.ndarray:
     return (w / np.maximum(w.sum(1, keepdims=True), 1e-12)).astype(np.float32)
 
 
-def make_tuning(area: np.ndarray, x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Per-vertex channel weights: orientation / SF tuning, colour weights, category gains."""
+def make_tuning(area: np.ndarray, x: np.ndarray, y: np.ndarray, rng: np.random.Generator,
+                embedding_scale: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Per-vertex channel weights: orientation / SF tuning, colour weights, category gains and, with
+    ``embedding_scale`` (the mean of each embedding feature over the shown images), the higher areas'
+    embedding weights: a sparse non-negative random projection of the features that are ever active
+    (mean over 1% of the features' mean), each vertex's weights summing to ``EMBEDDING_GAIN`` x
+    U(0.5, 1.5) in units of each feature's mean."""
     n = len(area)
     ecc = np.hypot(x, y)
     pref_ori = rng.uniform(0, np.pi, n)
@@ -116,20 +146,55 @@ def make_tuning(area: np.ndarray, x: np.ndarray, y: np.ndarray, rng: np.random.G
     colour[high] *= 0.5
     for p in PATCHES:
         sel = area == p
-        category[sel, CATEGORIES.index(p if p != "place" else "building")] = rng.uniform(2.0, 3.0, sel.sum())
+        category[sel, CATEGORIES.index(p)] = rng.uniform(2.0, 3.0, sel.sum())
     patch = np.isin(area, PATCHES)
     gabor[patch] *= 0.2  # weak low-level drive
     colour[patch] *= 0.2
-    return {"gabor": gabor.astype(np.float32), "colour": colour.astype(np.float32), "category": category}
+    out = {"gabor": gabor.astype(np.float32), "colour": colour.astype(np.float32), "category": category}
+    if embedding_scale is not None:
+        scale = np.asarray(embedding_scale, np.float64)
+        alive = scale > 0.01 * max(scale.mean(), 1e-12)
+        w = np.zeros((high.sum(), len(scale)))
+        if alive.any():
+            w[:, alive] = rng.dirichlet(np.full(alive.sum(), EMBEDDING_SPARSITY), high.sum()) / scale[alive]
+        emb = np.zeros((n, len(scale)), np.float32)
+        emb[high] = w * EMBEDDING_GAIN * rng.uniform(0.5, 1.5, (high.sum(), 1))
+        out["embedding"] = emb
+    return out
 
 
 def noiseless_response(channels: dict, weights: np.ndarray, tuning: dict) -> np.ndarray:
-    """Raw responses (n_images, V): pRF pooling, channel tuning, compressive nonlinearity."""
-    out = 0.0
-    for key in ("gabor", "colour", "category"):
-        ch = channels[key]  # (n, C, P)
-        # float64 pooling: byte-identical results whatever the BLAS thread count
-        flat = ch.reshape(-1, ch.shape[-1]).astype(np.float64)  # (n * C, P)
-        pooled = (flat @ weights.T.astype(np.float64)).reshape(ch.shape[0], ch.shape[1], -1)  # (n, C, V)
-        out = out + np.einsum("ncv,vc->nv", pooled, tuning[key])
+    """Raw responses (n_images, V): pRF pooling, channel tuning, compressive nonlinearity.
+
+    ``tuning["category"]`` has one column per channel of ``channels["category"]`` (a twin v1's 8 in
+    :data:`V1_CATEGORIES` order: select them with :func:`category_columns` first).
+
+    Vertices whose Gabor tuning is the same for every orientation (mid and higher areas) pool the
+    orientation-summed energy (3 channels instead of 12: the same response, a third of the work).
+    Pooling is float32 on one BLAS thread, so the result has the same bits whatever the caller's
+    thread setting (a twin built in worker processes equals one built serially).
+    """
+    from threadpoolctl import threadpool_limits
+
+    n, v = len(channels["gabor"]), len(weights)
+    w = np.ascontiguousarray(weights, dtype=np.float32).T  # (P, V)
+    g = tuning["gabor"].reshape(v, len(SF_CPD), len(ORIENTATIONS))
+    summed = np.all(g == g[:, :, :1], axis=(1, 2))
+    gabor = channels["gabor"].reshape(n, len(SF_CPD), len(ORIENTATIONS), -1)
+    out = np.zeros((n, v), np.float64)
+
+    def pool(ch, cols, tun):  # ch (n, C, P), the vertices ``cols``, their tuning (len(cols), C)
+        flat = np.ascontiguousarray(ch, dtype=np.float32).reshape(-1, ch.shape[-1])
+        pooled = (flat @ w[:, cols]).reshape(n, ch.shape[1], len(cols))
+        out[:, cols] += np.einsum("ncv,vc->nv", pooled, tun, dtype=np.float64)
+
+    with threadpool_limits(1):
+        if (~summed).any():
+            pool(channels["gabor"], np.flatnonzero(~summed), tuning["gabor"][~summed])
+        if summed.any():
+            pool(gabor.sum(2), np.flatnonzero(summed), g[summed][:, :, 0])
+        pool(np.concatenate([channels["colour"], channels["category"]], 1), np.arange(v),
+             np.concatenate([tuning["colour"], tuning["category"]], 1))
+        if "embedding" in tuning:  # not spatial: the late features drive the higher areas wherever the object is
+            out += (np.asarray(channels["embedding"], np.float32) @ tuning["embedding"].T.astype(np.float32))
     return np.power(np.clip(out, 0, None), POWER).astype(np.float32)

@@ -1,25 +1,24 @@
 """Building the twin experiment: subjects, stimuli, responses, noise, sessions, ground truth."""
 from __future__ import annotations
 
-import contextlib
 import json
-import multiprocessing as mp
-import os
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from brainit_core.data.writer import DatasetWriter, standardize_session
 from brainit_core.data.twin import geometry
-from brainit_core.data.twin.encoding import image_channels, make_tuning, noiseless_response, prf_weights
-from brainit_core.data.twin.stimuli import CATEGORIES, make_ood, make_scene
+from brainit_core.data.twin.encoding import make_tuning, noiseless_response, prf_weights
+from brainit_core.data.twin.stimulus_sets import KINDS
+from brainit_core.data.twin.taxonomy import CATEGORIES
+from brainit_core.errors import BrainITError
 from brainit_core.progress import track
 from brainit_core.fileio import write_json
 
 TRIALS_PER_SESSION = 750
+TWIN_VERSION = 2  # ground truth of twin v1 (the shipped demo) has no "version" and 8 procedural categories
 AREA_CODES = ("",) + geometry.AREAS
 
 
@@ -46,6 +45,9 @@ class TwinConfig:
     shared_noise : float
         Mean share of each vertex's noise variance that is shared across vertices within a trial
         (a global and a per-area fluctuation per trial; the vertex's share varies 0.5-1.5x).
+    stimuli : str
+        ``library`` (scenes composed from the stimulus library, which must be installed) or
+        ``procedural`` (twin v1's drawings: a fallback for fast tests without the library).
     """
 
     n_subjects: int = 4
@@ -59,6 +61,7 @@ class TwinConfig:
     smooth_noise: float = 0.4
     shared_noise: float = 0.25
     seed: int = 0
+    stimuli: str = "library"
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "TwinConfig":
@@ -89,12 +92,6 @@ def image_plan(config: TwinConfig) -> dict[str, np.ndarray]:
     return plan
 
 
-def render(image_id: int, seed: int, size: int, ood: bool = False):
-    """The image, masks and objects of one id (deterministic per (seed, id))."""
-    rng = np.random.default_rng([seed, int(image_id)])
-    return make_ood(rng, size) if ood else make_scene(rng, size)
-
-
 def subject_layout(cortex: geometry.Cortex, index: int, config: TwinConfig):
     """A subject's warped map and own vertex subset (no images needed: cheap).
 
@@ -117,10 +114,14 @@ def vertex_counts(config: TwinConfig) -> dict[str, int]:
     return {name: len(subject_layout(cortex, k, config)[1]) for k, name in enumerate(subject_names(config))}
 
 
-def design_subject(cortex: geometry.Cortex, index: int, config: TwinConfig) -> dict:
-    """A subject's own vertex subset, warped map, pRF scale, tuning and noise (the ground truth)."""
+def design_subject(cortex: geometry.Cortex, index: int, config: TwinConfig,
+                   embedding_scale: np.ndarray | None = None) -> dict:
+    """A subject's own vertex subset, warped map, pRF scale, tuning and noise (the ground truth).
+
+    ``embedding_scale``: the mean ventral embedding of the shown images (the higher areas' embedding
+    weights are in units of it; without it they have none)."""
     rng, keep, area, x, y, sigma, warp, prf_scale = subject_layout(cortex, index, config)
-    tuning = make_tuning(area, x, y, rng)
+    tuning = make_tuning(area, x, y, rng, embedding_scale)
     # designed noise ceilings (fraction of variance of the 3-trial mean): reliable early cortex,
     # less reliable higher areas, a tail of vertices with little signal, and little signal where
     # the pRF lies mostly outside the image (peripheral V1/V2)
@@ -198,91 +199,62 @@ def trial_noise(subject: dict, mixer, n: int, rng: np.random.Generator) -> np.nd
 
 
 
-def _stimuli_chunk(job):
-    """Render a chunk of images and compute their encoding channels (runs in a worker process)."""
-    ids, seed, size, ood = job
-    rendered = [render(i, seed, size, i in ood) for i in ids]
-    imgs = np.stack([r[0] for r in rendered])
-    masks = np.stack([r[1] for r in rendered])
-    ch = {k: v.astype(np.float16) for k, v in image_channels(imgs, masks).items()}
-    return imgs, masks, ch, {int(i): r[2] for i, r in zip(ids, rendered)}
-
-
-def _worker_init() -> None:
-    torch.set_num_threads(1)
-
-
-@contextlib.contextmanager
-def _pool(n_jobs: int):
-    """Worker processes for the stimuli (``$BRAINIT_WORKERS``, default: the CPU count; 1 = none).
-
-    Small builds (a few chunks) stay in-process: starting workers costs more than it saves.
-    """
-    n = min(int(os.environ.get("BRAINIT_WORKERS", os.cpu_count() or 1)), n_jobs)
-    if n <= 1 or n_jobs < 8:
-        yield None
-        return
-    # spawn, not fork: the caller may be a threaded server (the app) or have started torch's thread pool
-    with mp.get_context("spawn").Pool(n, initializer=_worker_init) as pool:
-        yield pool
-
-
 def build_twin(out, config: TwinConfig | None = None, preset: str | None = None, seed: int | None = None,
-               overwrite: bool = False):
+               overwrite: bool = False, library=None):
     """Build a twin dataset in the canonical format (+ ground_truth/ beside it).
+
+    Its images come from the stimulus library (``library``, default the installed one: a missing
+    library is a :class:`~brainit_core.data.twin.library.MissingLibraryError` naming the install
+    command, before anything is written) or, with ``config.stimuli == "procedural"``, from twin v1's
+    drawings (a fallback for fast tests). The provenance records the library version and its
+    skipped files, the OOD photographs and the ventral network's sha256.
 
     ``out`` must be new or empty, or hold an unfinished twin; a finished twin is replaced only with
     ``overwrite`` (its ``features/`` cache goes with it), any other folder is refused
     (see :class:`~brainit_core.data.DatasetWriter`). Returns the opened :class:`~brainit_core.data.Dataset`.
     """
+    from brainit_core.data.twin.stimulus_sets import prepare, render_twin_images
+    from brainit_core.data.twin.ventral import ventral_record
+
     config = config or TwinConfig.preset(preset or "demo")
     if seed is not None:
         config = replace(config, seed=seed)
+    if config.stimuli not in KINDS:
+        raise BrainITError(f"twin stimuli must be one of {KINDS}, got {config.stimuli!r}")
     t0 = time.time()
     out = Path(out)
     cortex = geometry.load_visual_cortex()
     plan = image_plan(config)
     names = subject_names(config)
+    ventral = ventral_record()
+    n_total = len(plan["test"]) + len(names) * config.n_train + config.n_unlabeled + config.n_ood
+    ood_start = int(plan["ood"][0]) if len(plan["ood"]) else n_total
+    # the library (a missing one is a clear error before the output is touched) and the embedding scale
+    prepared = prepare(config, n_total, ood_start, library)
     writer = DatasetWriter(out, source="twin", mesh="fsaverage5", image_size=config.image_size,
                            overwrite=overwrite, twin_config=asdict(config))
     gt_dir = out / "ground_truth"
     gt_dir.mkdir(parents=True, exist_ok=True)
 
-    # 1. stimuli: render every image once; keep channels, category coverage and test masks
-    all_ids = np.arange(plan["ood"][-1] + 1) if len(plan["ood"]) else np.arange(plan["unlabeled"][-1] + 1)
-    ood = set(plan["ood"].tolist())
-    channels, coverage, objects, test_masks = {}, np.zeros((len(all_ids), len(CATEGORIES)), np.float32), {}, []
-    chunk = 256
-    jobs = [(all_ids[i:i + chunk], config.seed, config.image_size, ood) for i in range(0, len(all_ids), chunk)]
-    with _pool(len(jobs)) as pool:
-        results = pool.imap(_stimuli_chunk, jobs) if pool is not None else map(_stimuli_chunk, jobs)
-        for (ids, *_), (imgs, masks, ch, objs) in track(zip(jobs, results), desc="twin: stimuli", total=len(jobs)):
-            writer.add_images(ids, imgs)
-            for k, v in ch.items():
-                channels.setdefault(k, []).append(v)
-            coverage[ids] = masks.reshape(len(ids), len(CATEGORIES), -1).mean(-1)
-            objects.update(objs)
-            step = max(1, config.image_size // 32)
-            test_masks += [m[:, ::step, ::step] for i, m in zip(ids, masks) if i < config.n_test]
-    channels = {k: np.concatenate(v) for k, v in channels.items()}
+    # 1. subjects' designs, then every image rendered once with the noiseless responses of those who see it
+    subs = [design_subject(cortex, s_idx, config, prepared["embedding_scale"]) for s_idx in range(len(names))]
+    for sub in subs:
+        sub["weights"] = prf_weights(sub["x"], sub["y"], sub["sigma"])
+    seen_of = [np.r_[plan["test"], plan[name]] for name in names]  # increasing (image_plan)
+    stim = render_twin_images(writer, config, prepared, [{"weights": s["weights"], "tuning": s["tuning"]} for s in subs],
+                              seen_of, n_total, ood_start)
     writer.add_image_set("unlabeled", plan["unlabeled"])
     writer.add_image_set("ood", plan["ood"])
 
-    def chans(ids):
-        return {k: v[ids].astype(np.float32) for k, v in channels.items()}
-
-    # 2. subjects: design, responses, noise, sessions
+    # 2. per subject: scaling, noise, sessions
     for s_idx, name in enumerate(names):
-        sub = design_subject(cortex, s_idx, config)
-        sub["weights"] = prf_weights(sub["x"], sub["y"], sub["sigma"])
-        seen = np.r_[plan["test"], plan[name]]  # every image once: the signal does not depend on the trial
-        raw = np.concatenate([noiseless_response(chans(seen[i:i + 256]), sub["weights"], sub["tuning"])
-                              for i in range(0, len(seen), 256)])
+        sub, seen, raw = subs[s_idx], seen_of[s_idx], stim["raw"][s_idx]
         ref = np.r_[np.arange(len(plan["test"]), len(plan["test"]) + min(500, len(plan[name]))),
                     np.arange(len(plan["test"]))]  # rows of the first 500 training and the test images
         sub["signal_mean"], sub["signal_std"] = raw[ref].mean(0), np.maximum(raw[ref].std(0), 1e-6)
         signal_of = (raw - sub["signal_mean"]) / sub["signal_std"]
         del raw
+        stim["raw"][s_idx] = None
         smoother = noise_smoother(sub["hemispheres"], sub["vertices"], config.smooth_noise)
         rng = np.random.default_rng([config.seed, 2000 + s_idx])
         shown = np.repeat(np.r_[plan["test"], plan[name]], config.repeats)
@@ -307,16 +279,19 @@ def build_twin(out, config: TwinConfig | None = None, preset: str | None = None,
             noise_global=sub["noise_global"], noise_area=sub["noise_area"],
             noise_independent=sub["noise_independent"],
             tuning_gabor=sub["tuning"]["gabor"], tuning_colour=sub["tuning"]["colour"],
-            tuning_category=sub["tuning"]["category"], signal_mean=sub["signal_mean"], signal_std=sub["signal_std"],
+            tuning_category=sub["tuning"]["category"], tuning_embedding=sub["tuning"]["embedding"],
+            signal_mean=sub["signal_mean"], signal_std=sub["signal_std"],
             region_index=sub["index"], noiseless_test=noiseless.astype(np.float32),
             warp=sub["warp"], prf_scale=np.array(sub["prf_scale"]))
-    np.savez_compressed(gt_dir / "stimuli.npz", category_coverage=coverage, test_masks=np.stack(test_masks))
-    write_json(gt_dir / "objects.json", objects, indent=None, sort_keys=False)
-    write_json(gt_dir / "twin.json", {"config": asdict(config), "areas": list(AREA_CODES),
-                                      "categories": list(CATEGORIES), "subjects": names}, indent=1, sort_keys=False)
+        subs[s_idx] = None  # free its pRF weights
+    np.savez_compressed(gt_dir / "stimuli.npz", category_coverage=stim["coverage"], test_masks=stim["test_masks"])
+    write_json(gt_dir / "objects.json", stim["objects"], indent=None, sort_keys=False)
+    write_json(gt_dir / "twin.json", {"version": TWIN_VERSION, "config": asdict(config), "areas": list(AREA_CODES),
+                                      "categories": list(CATEGORIES), "subjects": names, "stimuli": stim["record"],
+                                      "ventral": ventral}, indent=1, sort_keys=False)
     return writer.finalize(heldout_subjects=names[-1:], provenance={
-        "generator": "brainit_core.data.twin", "preset_config": asdict(config),
-        "build_seconds": round(time.time() - t0, 1)})
+        "generator": "brainit_core.data.twin", "twin_version": TWIN_VERSION, "preset_config": asdict(config),
+        "stimuli": stim["record"], "ventral_network": ventral, "build_seconds": round(time.time() - t0, 1)})
 
 
 def load_ground_truth(dataset_dir, subject: str | None = None) -> dict:

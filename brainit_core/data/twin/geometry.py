@@ -9,7 +9,7 @@ positive = dorsal) lays out the areas as wedges: V1 around the calcarine (phi = 
 flanking it with mirrored quadrants, hV4 ventral, V3A/B dorsal, LO lateral. Further out (r >=
 ``R_EARLY``) V1 and V2 continue into the periphery beyond the image, and three higher areas fill the
 band: IPS (dorsal), LOTC (lateral occipito-temporal) and VOT (ventral occipito-temporal), with the
-category patches (face, body, place, word) inside them.
+category patches (face, body, place, word, food) inside them.
 The left hemisphere represents the right visual field; the upper field lies on the ventral side.
 
 Less ideal than a textbook map (twin v2, docs/data.md "Twin v2 brain"): every subject's map is
@@ -28,8 +28,9 @@ from scipy.special import ndtr
 
 from brainit_core.stimulus import IMAGE_DEG
 
-AREAS = ("V1", "V2", "V3", "hV4", "V3AB", "LO", "IPS", "LOTC", "VOT", "face", "body", "place", "word")
-PATCHES = ("face", "body", "place", "word")
+AREAS = ("V1", "V2", "V3", "hV4", "V3AB", "LO", "IPS", "LOTC", "VOT", "face", "body", "place", "word", "food")
+"""Area names; a dataset stores each vertex's index + 1 (new areas are appended, so codes keep their meaning)."""
+PATCHES = ("face", "body", "place", "word", "food")
 EARLY = ("V1", "V2", "V3")
 MID = ("hV4", "V3AB", "LO")
 HIGH = ("IPS", "LOTC", "VOT")
@@ -50,14 +51,16 @@ _SECTORS = {"IPS": (60, 130), "LOTC": (130, 200), "VOT": (-160, -60)}
 PRF_SIZE = {"V1": (0.16, 0.15), "V2": (0.20, 0.20), "V3": (0.32, 0.25), "hV4": (0.60, 0.30),
             "V3AB": (0.55, 0.40), "LO": (0.70, 0.50), "IPS": (0.60, 1.60), "LOTC": (0.60, 1.60),
             "VOT": (0.60, 1.60), "face": (0.40, 2.20), "body": (0.40, 2.20), "place": (0.40, 2.60),
-            "word": (0.40, 1.80)}
+            "word": (0.40, 1.80), "food": (0.40, 2.20)}
 # centre scatter (sd, as a share of the pRF size) and the ipsilateral reach of large pRFs
 # (sd of the centre's shift toward the ipsilateral field, deg) per area group
 _SCATTER = {"early": 0.20, "mid": 0.30, "high": 0.30}
 _IPSI_SHIFT = {"high": 1.0, "patch": 1.0}
 # patch -> (centre phi, centre r, radius) in degrees, and hemispheres it exists in
 _PATCHES = {"face": ((-150.0, 48.0, 8.5), ("lh", "rh")), "body": ((170.0, 50.0, 8.5), ("lh", "rh")),
-            "place": ((-75.0, 50.0, 8.5), ("lh", "rh")), "word": ((-120.0, 52.0, 7.5), ("lh",))}
+            "place": ((-75.0, 50.0, 8.5), ("lh", "rh")), "word": ((-120.0, 52.0, 7.5), ("lh",)),
+            "food": ((-100.0, 58.0, 7.0), ("lh", "rh"))}  # NSD's food region (Khosla et al. 2022; Jain et al. 2023),
+# ventral, between the face and place patches
 
 
 @dataclass

@@ -1,14 +1,22 @@
-"""The twin's in-silico experiment: show any image to a twin subject and get simulated betas."""
+"""The twin's in-silico experiment: show any image to a twin subject and get simulated betas.
+
+Higher visual cortex sees what is in the image through the twin's ventral network (:mod:`.encoding`),
+so a user's photo of a face drives the face patch. A twin v1 dataset (the shipped demo, built on
+procedural drawings whose masks drove its patches) is answered the same way: its eight category
+channels are read from the network's maps (building <- place/building, round <- other object).
+"""
 from __future__ import annotations
 
+import warnings
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from brainit_core.data.twin.encoding import image_channels, prf_weights
+from brainit_core.data.twin.encoding import category_columns, image_channels, prf_weights
 from brainit_core.data.twin.experiment import TwinConfig, noise_smoother, load_ground_truth, subject_signal, trial_noise
+from brainit_core.data.twin.ventral import ventral_record
 from brainit_core.data.uploads import read_photo
 from brainit_core.errors import DataFormatError
 
@@ -20,16 +28,23 @@ def _subject_model(dataset_dir: str, subject: str) -> tuple[dict, TwinConfig, ob
     z = gt["subject"]
     sub = {"noise_sd": z["noise_sd"], "signal_mean": z["signal_mean"], "signal_std": z["signal_std"],
            "weights": prf_weights(z["x"], z["y"], z["sigma"]), "area_code": z["area"],
-           "tuning": {"gabor": z["tuning_gabor"], "colour": z["tuning_colour"], "category": z["tuning_category"]}}
+           "tuning": {"gabor": z["tuning_gabor"], "colour": z["tuning_colour"], "category": z["tuning_category"]},
+           "category_columns": category_columns(gt["categories"])}
+    if "tuning_embedding" in z:  # twin v2: the higher areas read the ventral network's embedding
+        sub["tuning"]["embedding"] = z["tuning_embedding"]
     for key in ("noise_global", "noise_area", "noise_independent"):  # shared noise (twin v2 only)
         if key in z:
             sub[key] = z[key]
-    config = TwinConfig(**gt["config"])
+    config = TwinConfig(**{k: v for k, v in gt["config"].items() if k in TwinConfig.__dataclass_fields__})
+    built_with = gt.get("ventral", {}).get("sha256")
+    if built_with is not None and built_with != ventral_record()["sha256"]:
+        warnings.warn(f"{dataset_dir} was built with another ventral network (sha256 {built_with[:12]}...) than "
+                      "the installed assets/twin/ventral.*: its simulated responses to new images differ from "
+                      "those of its dataset; rebuild it with `twin build`", stacklevel=3)
     return sub, config, noise_smoother(z["hemispheres"], z["vertices"], config.smooth_noise)
 
 
-def respond(dataset_dir, subject: str, images, repeats: int = 3, seed: int = 0, noise: bool = True,
-            masks: np.ndarray | None = None) -> np.ndarray:
+def respond(dataset_dir, subject: str, images, repeats: int = 3, seed: int = 0, noise: bool = True) -> np.ndarray:
     """Simulated single-trial betas of a twin subject for any RGB images.
 
     Parameters
@@ -43,9 +58,6 @@ def respond(dataset_dir, subject: str, images, repeats: int = 3, seed: int = 0, 
     seed : int
     noise : bool
         ``False`` gives the noiseless response (same scale).
-    masks : uint8 (n, n_categories, H, W), optional
-        Object masks. Arbitrary photos have none, so category patches then get only their weak
-        low-level drive: a documented limit of the in-silico experiment.
 
     Returns
     -------
@@ -66,7 +78,9 @@ def respond(dataset_dir, subject: str, images, repeats: int = 3, seed: int = 0, 
             im = np.asarray(Image.fromarray(im.astype(np.uint8)).resize((size, size), Image.BILINEAR))
         resized.append(im)
     images = np.stack(resized)
-    signal = subject_signal(sub, image_channels(images.astype(np.uint8), masks))  # (n, V)
+    channels = image_channels(images.astype(np.uint8))
+    channels["category"] = channels["category"][:, sub["category_columns"]]  # the twin's own category channels
+    signal = subject_signal(sub, channels)  # (n, V)
     out = np.repeat(signal[:, None], repeats, axis=1)
     if noise:
         rng = np.random.default_rng(seed)

@@ -16,8 +16,8 @@ from scipy.stats import spearmanr
 
 from brainit_core.data.dataset import load_dataset
 from brainit_core.data.twin.experiment import load_ground_truth
-from brainit_core.data.twin.geometry import AREAS, EARLY, PATCHES, ipsilateral, surface
-from brainit_core.data.twin.stimuli import CATEGORIES
+from brainit_core.data.twin.geometry import AREAS, EARLY, ipsilateral, surface
+from brainit_core.data.twin.selectivity import composite_selectivity, default_photos, photo_selectivity, photo_table
 
 RELIABLE_NC = 0.1  # vertices under this measured noise ceiling are left out of the contralateral drive
 
@@ -92,19 +92,12 @@ def contralateral_drive(mean_betas: np.ndarray, lateral: np.ndarray, hemispheres
     return np.where(np.asarray(hemispheres) == 0, r, -r)  # lh sees the right field
 
 
-def _dprime(resp: np.ndarray, has: np.ndarray) -> float | None:
-    if has.sum() < 2 or (~has).sum() < 2:
-        return None
-    return round(float((resp[has].mean() - resp[~has].mean())
-                       / np.sqrt(0.5 * (resp[has].var() + resp[~has].var()) + 1e-12)), 2)
-
-
 def _r(x, nd=3):
     return None if x is None or not np.isfinite(x) else round(float(x), nd)
 
 
-def validate_subject(ds, dataset_dir, name: str, coverage: np.ndarray) -> dict:
-    """One subject's figures (see :func:`validate_twin`)."""
+def validate_subject(ds, dataset_dir, name: str, coverage: np.ndarray, categories, photos=()) -> dict:
+    """One subject's figures (see :func:`validate_twin`); ``categories``: the columns of ``coverage``."""
     gt = load_ground_truth(dataset_dir, name)["subject"]
     area, x, y, hemi = gt["area_names"], gt["x"], gt["y"], gt["hemispheres"]
     sd = ds.subject(name)
@@ -132,25 +125,21 @@ def validate_subject(ds, dataset_dir, name: str, coverage: np.ndarray) -> dict:
                        "contralateral_drive": _r(np.mean(drive[vr] > 0)) if vr.any() else None}
         ipsi_area[a] = _r(np.mean(ipsi[v]))
     test = np.isin(ids, sd.split_image_ids("test"))
-    sel = {}
-    for p in PATCHES:
-        v = area == p
-        if v.any():
-            d = _dprime(means[test][:, v].mean(1), coverage[ids[test], CATEGORIES.index(p if p != "place" else "building")] > 0.02)
-            if d is not None:
-                sel[p] = d
+    sel = composite_selectivity(means[test], area, coverage[ids[test]], categories)
     return {"n_vertices": int(sd.n_vertices),
             "noise_ceiling_median": {"designed": _r(np.median(gt["designed_nc"])), "measured": _r(np.median(nc))},
             "noise_ceiling_under_10pct": _r(np.mean(nc < 0.1)),
             "split_half_median": _r(np.median(split)),
             "contralateral_drive": _r(np.mean(drive[reliable] > 0)) if reliable.any() else None,
             "residual_correlation": _r(residual_correlation(blocks), 4),
-            "noise_ceiling_per_area": per_area, "category_selectivity_dprime": sel,
+            "noise_ceiling_per_area": per_area, "category_selectivity_dprime": sel["dprime"],
+            "category_selectivity_localizer": sel["localizer"],
+            "photo_selectivity": photo_selectivity(dataset_dir, name, area, photos),
             "ground_truth": {"contralateral_fraction": _r(1 - np.mean(ipsi), 4), "ipsilateral_fraction": _r(np.mean(ipsi), 4),
                              "ipsilateral_per_area": ipsi_area, "eccentricity_gradient_rho": _r(rho)}}
 
 
-def validate_twin(dataset_dir) -> dict:
+def validate_twin(dataset_dir, photos=None) -> dict:
     """The twin's validation figures (docs/data.md, "The digital twin" and "Twin v2 brain").
 
     Returns
@@ -160,14 +149,18 @@ def validate_twin(dataset_dir) -> dict:
     (single-trial repeat correlation), ``contralateral_drive`` (share of reliable vertices, NC >= 0.1,
     that follow the opposite half of the image), ``residual_correlation`` (between vertices,
     stimulus removed), ``noise_ceiling_per_area`` ({area: n, designed, measured, split_half,
-    contralateral_drive}), ``category_selectivity_dprime`` (test images with vs without the patch's
-    category); and ``ground_truth`` (validation views only): ``contralateral_fraction``,
+    contralateral_drive}), ``category_selectivity_dprime`` and ``category_selectivity_localizer``
+    (d' of each patch on the test composites, :mod:`.selectivity`), ``photo_selectivity`` (each patch's
+    response to real photographs of its category and to others: ``photos``, default
+    :func:`~brainit_core.data.twin.selectivity.default_photos`); and ``ground_truth`` (validation views only): ``contralateral_fraction``,
     ``ipsilateral_fraction``, ``ipsilateral_per_area`` of pRF centres, ``eccentricity_gradient_rho``
     (V1-V3 eccentricity vs posterior-to-anterior position).
     """
     ds = load_dataset(dataset_dir)
     cov = np.load(f"{dataset_dir}/ground_truth/stimuli.npz")["category_coverage"]
-    return {name: validate_subject(ds, dataset_dir, name, cov) for name in ds.subjects}
+    categories = load_ground_truth(dataset_dir)["categories"]
+    photos = default_photos() if photos is None else photos
+    return {name: validate_subject(ds, dataset_dir, name, cov, categories, photos) for name in ds.subjects}
 
 
 def area_table(report: dict) -> list[dict]:
@@ -194,17 +187,27 @@ def format_report(report: dict) -> str:
              "ipsi pRFs (truth)  ecc rho (truth)  patch d'"]
     for s, r in report.items():
         nc, g = r["noise_ceiling_median"], r["ground_truth"]
-        d = ", ".join(f"{k} {v:+.2f}" for k, v in r["category_selectivity_dprime"].items())
+        loc = r.get("category_selectivity_localizer", {})
+        d = ", ".join(f"{k} {v:+.2f}" + (f" ({loc[k]:+.2f})" if k in loc else "")
+                      for k, v in r["category_selectivity_dprime"].items())
         lines.append(f"{s}  {r['n_vertices']:8d}  {nc['designed']:.2f} / {nc['measured']:.2f}           "
                      f"{r['noise_ceiling_under_10pct']:.2f}  {r['split_half_median']:12.3f}  "
                      f"{_fmt(r['contralateral_drive']):>19}  {r['residual_correlation']:10.3f}  "
                      f"{g['ipsilateral_fraction']:17.3f}  {_fmt(g['eccentricity_gradient_rho']):>15}  {d}")
+    lines.append("patch d': category >= 2% of the image vs the rest (localizer: >= 5% vs absent), test composites")
     lines += ["", "per area (mean over subjects)",
               "area    vertices  NC designed  NC measured  split-half r  contra drive  ipsi pRFs (truth)"]
     for row in area_table(report):
         lines.append(f"{row['area']:<6}  {row['vertices']:8d}  {_fmt(row['NC designed']):>11}  "
                      f"{_fmt(row['NC measured']):>11}  {_fmt(row['split-half r']):>12}  "
                      f"{_fmt(row['contralateral drive']):>12}  {_fmt(row['ipsilateral pRFs (truth)']):>17}")
+    photos = [row for row in photo_table(report) if row["photos of it"] or row["response to the others"] is not None]
+    if any(r["response to the others"] is not None for r in photos):
+        lines += ["", "real photographs (noiseless in-silico response, mean over subjects)",
+                  "patch   photos of it  response to them  to the others  selective in"]
+        for row in photos:
+            lines.append(f"{row['patch']:<6}  {row['photos of it']:12d}  {_fmt(row['response to them']):>16}  "
+                         f"{_fmt(row['response to the others']):>13}  {row['selective in']:>12}")
     return "\n".join(lines)
 
 

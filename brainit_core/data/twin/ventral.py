@@ -21,6 +21,7 @@ and the held-out evaluation (:func:`evaluate_ventral`).
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -191,6 +192,19 @@ def load_ventral(path=None) -> VentralNet:
     return net.eval()
 
 
+def ventral_record(path=None) -> dict:
+    """What a twin records of the network it was built with: ``asset`` path, ``sha256`` of its weights
+    and its held-out ``mean_auc`` (from ``quality.json`` beside it, when there)."""
+    from brainit_core.checkpoint import read_checkpoint_record
+    from brainit_core.fileio import try_read_json
+
+    name = str(path) if path is not None else f"assets/{ASSET}"
+    path = Path(path) if path is not None else assets_dir() / ASSET
+    quality = try_read_json(path.parent / "quality.json")
+    return {"asset": name, "sha256": read_checkpoint_record(path)["sha256"],
+            "mean_auc": quality.get("mean_auc") if isinstance(quality, dict) else None}
+
+
 def weights(net: VentralNet, half: bool = True) -> dict:
     """The network's tensors for :func:`brainit_core.checkpoint.save_checkpoint` (float16 when ``half``)."""
     return {k: (v.half() if half and v.is_floating_point() else v) for k, v in net.state_dict().items()}
@@ -220,9 +234,21 @@ def as_batch(images, size: int) -> torch.Tensor:
     return torch.from_numpy(out).permute(0, 3, 1, 2).float() / 255.0
 
 
+@contextmanager
+def one_thread():
+    """Run torch on one CPU thread inside the block: convolutions then give the same bits whatever the
+    caller's thread setting (a twin built in worker processes equals one built serially)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 @torch.no_grad()
 def ventral_response(net: VentralNet, images, batch: int = 32) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Category maps, image-label probabilities and embeddings of any images.
+    """Category maps, image-label probabilities and embeddings of any images (on one thread: :func:`one_thread`).
 
     Parameters
     ----------
@@ -239,11 +265,12 @@ def ventral_response(net: VentralNet, images, batch: int = 32) -> tuple[np.ndarr
     was_training = net.training
     net.eval()
     maps, labels, embs = [], [], []
-    for i in range(0, len(images), batch):
-        logits, emb = net(as_batch(images[i:i + batch], net.config.size))
-        maps.append(torch.sigmoid(logits).numpy())
-        labels.append(torch.sigmoid(net.labels(emb)).numpy())
-        embs.append(emb.numpy())
+    with one_thread():
+        for i in range(0, len(images), batch):
+            logits, emb = net(as_batch(images[i:i + batch], net.config.size))
+            maps.append(torch.sigmoid(logits).numpy())
+            labels.append(torch.sigmoid(net.labels(emb)).numpy())
+            embs.append(emb.numpy())
     net.train(was_training)
     if not maps:
         h = -(-net.config.size // 8)

@@ -9,7 +9,9 @@ grey image one time in ten, a mild blur one time in five, pixel noise) with a ge
     BCE(map logits, fraction of each map cell covered by each category's mask)
     + label_weight * BCE(label-head logits, the category covers >= 0.3% of the crop).
 
-The training state (network, optimiser, step, loss history) is saved as ``DIR/state.{safetensors,json}``
+A run may start from another network's weights (``init``: a training folder's ``state`` or a
+``ventral`` checkpoint; a fine-tune with a fresh optimiser and its own schedule; the file's sha256
+is recorded). The training state (network, optimiser, step, loss history) is saved as ``DIR/state.{safetensors,json}``
 every ``checkpoint_every`` steps and when a time budget ends; running again continues from it with
 the same result as an uninterrupted run. When all steps are done the network is written as
 ``DIR/ventral.{safetensors,json}`` (float16) and scored on held-out composites into ``DIR/quality.json``.
@@ -24,10 +26,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from brainit_core.checkpoint import TrainingState, save_checkpoint
+from brainit_core.checkpoint import (TrainingState, checkpoint_paths, load_checkpoint, read_checkpoint_record,
+                                     save_checkpoint)
 from brainit_core.data.twin.ventral import (HELDOUT_SEED, VentralConfig, VentralNet, evaluate_ventral, load_ventral,
                                             n_parameters, weights)
-from brainit_core.errors import BrainITError, check_loss
+from brainit_core.errors import BrainITError, CheckpointError, check_loss
 from brainit_core.fileio import check_output_dir, read_json, write_json
 from brainit_core.locks import FileLock, lock_path_for
 
@@ -115,25 +118,39 @@ def train_step(net: VentralNet, opt, library, cache, config: VentralConfig, seed
     return value
 
 
-def _start(out: Path, config: VentralConfig, seed: int, library) -> None:
-    """Check or write ``out/train.json``: a continued run must have the same config, seed and library."""
+def initial_weights(path) -> tuple[dict, str]:
+    """Network weights (float32) of a training ``state`` or a ``ventral`` checkpoint at ``path``, and its sha256."""
+    tensors, _, meta = load_checkpoint(path)
+    if meta.get("kind") not in ("ventral", "ventral-state"):
+        raise CheckpointError(f"{checkpoint_paths(path)[1]}: not a ventral network or training state "
+                              f"(kind {meta.get('kind')!r}); --init takes DIR/state or DIR/ventral")
+    if meta.get("kind") == "ventral-state":  # TrainingState's "model/" prefix (states before it: "net.")
+        prefix = "model/" if any(k.startswith("model/") for k in tensors) else "net."
+        tensors = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    return {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}, read_checkpoint_record(path)["sha256"]
+
+
+def _start(out: Path, config: VentralConfig, seed: int, library, init: dict | None = None) -> None:
+    """Check or write ``out/train.json``: a continued run must have the same config, seed, library and init."""
     record = {"kind": "ventral-training", "config": config.to_json(), "seed": int(seed),
               "library_version": library.version}
+    if init is not None:
+        record["init"] = init
     if check_output_dir(out, "a ventral network training folder", marker=MARKER):
         old = read_json(out / MARKER)
         if not isinstance(old, dict) or old.get("kind") != "ventral-training":
             raise BrainITError(f"{out / MARKER} is not a ventral training record; choose a new or empty folder")
-        for key in ("config", "seed", "library_version"):
-            if old.get(key) != record[key]:
+        for key in ("config", "seed", "library_version", "init"):
+            if old.get(key) != record.get(key):
                 raise BrainITError(f"{out / MARKER} was started with another {key} ({old.get(key)!r}, now "
-                                   f"{record[key]!r}); continue it with the same settings or use a new folder")
+                                   f"{record.get(key)!r}); continue it with the same settings or use a new folder")
         return
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / MARKER, record)
 
 
 def train_ventral(out, config: VentralConfig | None = None, seed: int = 0, library=None,
-                  max_seconds: float | None = None, max_steps: int | None = None, log=None) -> dict:
+                  max_seconds: float | None = None, max_steps: int | None = None, log=None, init=None) -> dict:
     """Train (or continue training) the ventral network in the folder ``out``.
 
     Parameters
@@ -152,6 +169,9 @@ def train_ventral(out, config: VentralConfig | None = None, seed: int = 0, libra
         Stop (saving the state) after this many steps of this call.
     log : callable, optional
         ``log(str)`` for progress lines (the command passes ``print``).
+    init : str or PathLike, optional
+        Start from these weights (``DIR/state`` of another training or a ``ventral`` checkpoint stem)
+        instead of a random initialisation: a fine-tune with a fresh optimiser and this config's schedule.
 
     Returns
     -------
@@ -167,10 +187,19 @@ def train_ventral(out, config: VentralConfig | None = None, seed: int = 0, libra
     log = log or (lambda text: None)
     library = library or load_library()
     out = Path(out).expanduser()
+    start_weights, init_record = None, None
+    if init is not None:
+        start_weights, digest = initial_weights(init)
+        init_record = {"path": str(Path(init).expanduser().resolve()), "sha256": digest}
     with FileLock(lock_path_for(out), what=f"ventral training folder {out}"):
-        _start(out, config, seed, library)
+        _start(out, config, seed, library, init_record)
         torch.manual_seed(seed)
         net = VentralNet(config)
+        if start_weights is not None:
+            try:
+                net.load_state_dict(start_weights)
+            except RuntimeError as exc:
+                raise CheckpointError(f"{init}: its weights do not fit this config's network ({exc})") from exc
         opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         state = TrainingState(out / "state")
         step, meta = 0, {"history": [], "elapsed_s": 0.0}
@@ -180,7 +209,7 @@ def train_ventral(out, config: VentralConfig | None = None, seed: int = 0, libra
             log(f"continuing from step {step} of {config.steps} ({out / 'state.json'})")
         else:
             log(f"training a ventral network of {n_parameters(net):,} parameters for {config.steps} steps "
-                f"of {config.batch} composites")
+                f"of {config.batch} composites" + (f", starting from {init}" if init is not None else ""))
         cache = SpriteCache(library, max_side=max(256, 2 * config.render_size))
         t0, done_now, losses = time.time(), 0, []
         base_elapsed = meta["elapsed_s"]
@@ -209,14 +238,14 @@ def train_ventral(out, config: VentralConfig | None = None, seed: int = 0, libra
         if quality is None:
             save_checkpoint(out / "ventral", weights(net), config.to_json(),
                             {"kind": "ventral", "seed": seed, "steps": step, "library_version": library.version,
-                             "parameters": n_parameters(net)})
+                             "parameters": n_parameters(net), "init": init_record})
             log(f"scoring {config.eval_n} held-out composites (seed {HELDOUT_SEED})")
             trained = load_ventral(out / "ventral")
             quality = evaluate_ventral(trained, library, n=config.eval_n, cache=cache)
             check = evaluate_ventral(trained, library, n=min(CHECK_N, config.eval_n), cache=cache)
             quality[f"check_{CHECK_N}"] = {k: v["auc"] for k, v in check["categories"].items()}
             quality.update(train_seconds=round(meta["elapsed_s"], 1), steps=step, composites=step * config.batch,
-                           parameters=n_parameters(net), train_seed=seed, config=config.to_json())
+                           parameters=n_parameters(net), train_seed=seed, config=config.to_json(), init=init_record)
             write_json(out / "quality.json", quality)
         result["quality"] = quality
         return result
