@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from brainit_core import distributed
 from brainit_core.checkpoint import checkpoint_exists, read_checkpoint_record
 from brainit_core.progress import report, track
 from brainit_core.reconstruction.images import generator_images, image_size_of, resize_to, to_float_images
@@ -79,9 +80,8 @@ def train_generators(data, out, preset: str = "demo", device=None, space_name: s
     """
     from brainit_core.data import load_dataset
     from brainit_core.features import get_feature_space
-    from brainit_core.utils import resolve_device
 
-    device = device if isinstance(device, torch.device) else resolve_device(device or "auto")
+    device = distributed.setup(device or "auto")
     out = Path(out).expanduser()
     dataset = load_dataset(data)
     space = get_feature_space(space_name, preset=preset, device=device)
@@ -116,6 +116,7 @@ def train_generators(data, out, preset: str = "demo", device=None, space_name: s
             latents = cached_latents(out, images, device)
             tokens = semantic_tokens(dataset, ids, space, train_dir, shared_cache=shared_cache)
             train_diffusion(latents, tokens, configs[stage], out / stage, train_dir, device, seed, max_seconds)
+        distributed.barrier()  # rank 0 has written the stage's checkpoint
         timings[stage] = timings.get(stage, 0.0) + time.time() - t0
         timings["torch_threads"] = torch.get_num_threads()
         write_json(train_dir / "timings.json", timings, sort_keys=False)
@@ -129,19 +130,20 @@ def cached_latents(out: Path, images: np.ndarray, device, batch_size: int = 32) 
     """Scaled posterior-mean latents of ``images`` under ``out/autoencoder``, cached per checkpoint hash."""
     sha = read_checkpoint_record(out / "autoencoder")["sha256"][:12]
     path = out / "train" / f"latents_{sha}_{len(images)}.npy"
-    if path.exists():
-        return np.load(path)
-    ae = load_autoencoder(out / "autoencoder", device=device)
-    parts = []
-    with torch.no_grad():
-        for i in track(range(0, len(images), batch_size), desc="latents"):
-            parts.append(encode_images(ae, to_float_images(images[i:i + batch_size], device)).cpu().numpy())
-    lat = np.concatenate(parts).astype(np.float32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npy")
-    np.save(tmp, lat)
-    tmp.replace(path)
-    return lat
+    if distributed.any_rank(not path.exists()):  # the processes encode a shard each
+        ae = load_autoencoder(out / "autoencoder", device=device)
+
+        def rows(lo: int, hi: int) -> np.ndarray:
+            parts = []
+            with torch.no_grad():
+                for i in track(range(lo, hi, batch_size), desc="latents"):
+                    parts.append(encode_images(ae, to_float_images(images[i:min(i + batch_size, hi)], device)).cpu().numpy())
+            return np.concatenate(parts).astype(np.float32)
+
+        with torch.no_grad():
+            shape = encode_images(ae, to_float_images(images[:1], device)).shape[1:]
+        distributed.write_rows(path, len(images), shape, np.float32, rows, align=batch_size)
+    return np.load(path)
 
 
 def semantic_tokens(dataset, ids: np.ndarray, space, train_dir: Path, shared_cache: bool = True) -> np.ndarray:
@@ -161,8 +163,9 @@ def semantic_tokens(dataset, ids: np.ndarray, space, train_dir: Path, shared_cac
     if own.exists():
         return np.load(own)
     tokens = extract_features(dataset, ids, space, cache=False).semantic.astype(np.float32)
-    own.parent.mkdir(parents=True, exist_ok=True)
-    np.save(own, tokens)
+    if distributed.is_main():
+        own.parent.mkdir(parents=True, exist_ok=True)
+        np.save(own, tokens)
     return tokens
 
 
