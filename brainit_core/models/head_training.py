@@ -80,7 +80,8 @@ def validate_head(model: BrainITModel, head: str, data: BITData, config: BITConf
     model.eval()
     net = model.heads[head]
     tg = torch.Generator().manual_seed(0)
-    world, rank = distributed.world_size(), distributed.rank()
+    world = distributed.world_size()
+    rank = distributed.rank() if world > 1 else 0
     counts = config.samples_per_layer(model.lowlevel_specs) if head != "semantic" else []
     n_tokens = [int(np.prod(s.grid)) for s in model.lowlevel_specs]
     loss_sum, corr_sum, n, k = 0.0, 0.0, 0, -1

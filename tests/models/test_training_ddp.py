@@ -24,12 +24,18 @@ def test_train_on_two_processes_matches_one_process(tmp_path):
     from brainit_core.data import load_dataset
     from brainit_core.features import extract_features, get_feature_space
     from brainit_core.models.run import BrainITRun
+    from brainit_core.models.training import train_run
     from brainit_core.reconstruction.pipeline import BrainITPipeline
 
     # two copies of the dataset: each run fills its own feature cache (the 2-process one in shards)
     one_data, two_data = make_run_dataset(tmp_path / "d1").path, make_run_dataset(tmp_path / "d2").path
-    _train(one_data, tmp_path / "one", None)
     two = _train(two_data, tmp_path / "two", 2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one process with one thread, as each of the two
+    try:
+        train_run(one_data, preset="ci", out=tmp_path / "one", device="cpu")
+    finally:
+        torch.set_num_threads(threads)
     assert two.output.count("run written to") == 1  # rank 0 reports, rank 1 stays silent
     one_dir, two_dir = tmp_path / "one", tmp_path / "two"
 
@@ -74,3 +80,29 @@ def test_train_on_two_processes_matches_one_process(tmp_path):
     assert pred.semantic.shape[0] == 2 and torch.isfinite(pred.semantic).all()
     out = BrainITPipeline(run, build_tiny_generators(run.space))(betas[:2], "sub01", branches=("low_level",))
     assert out.low_level.shape[0] == 2 and out.low_level.dtype == np.uint8
+
+
+@pytest.mark.slow
+def test_transfer_on_two_processes_matches_one_process(tmp_path):
+    from brainit_core.models.training import train_run
+    from brainit_core.models.transfer import transfer_subject
+
+    data = make_run_dataset(tmp_path / "d").path
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train_run(data, preset="ci", out=tmp_path / "run", device="cpu")
+        transfer_subject(data, "sub03", "all", tmp_path / "run", tmp_path / "one", device="cpu")
+    finally:
+        torch.set_num_threads(threads)
+    job = run_job(["-m", "brainit_core", "transfer", "--data", data, "--subject", "sub03", "--minutes", "all",
+                   "--from", tmp_path / "run", "--out", tmp_path / "two", "--device", "cpu"])
+    assert job.returncode == 0, job.output[-3000:]
+    c1, c2 = read_json(tmp_path / "one" / "curves.json"), read_json(tmp_path / "two" / "curves.json")
+    assert set(c1) == set(c2) == {"semantic", "lowlevel"}
+    for head in c1:
+        for x, y in zip(c1[head], c2[head], strict=True):
+            assert (x["train_loss"] is None and y["train_loss"] is None) or \
+                y["train_loss"] == pytest.approx(x["train_loss"], rel=CURVE_RTOL)
+            assert y["val_loss"] == pytest.approx(x["val_loss"], rel=CURVE_RTOL)
+    assert read_json(tmp_path / "two" / "run.json")["stages"].keys() == read_json(tmp_path / "one" / "run.json")["stages"].keys()
