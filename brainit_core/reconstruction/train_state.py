@@ -16,7 +16,7 @@ import torch
 
 from brainit_core import distributed
 from brainit_core.checkpoint import TrainingState
-from brainit_core.errors import BrainITError, check_loss
+from brainit_core.errors import BrainITError, CheckpointError, check_loss
 from brainit_core.progress import track
 
 
@@ -147,21 +147,31 @@ class StepLoop:
         self.log = LossLog(Path(state_dir) / f"{stem}_loss.csv")
         self.saved_step = 0  # the step of the state on disk (set by resume and by every save)
 
-    def resume(self, device) -> int:
-        """Restore the last saved state (model, optimizer, EMA, scheduler, loss log); returns its step (0 if none)."""
+    def resume(self, device, init: dict | None = None) -> int:
+        """Restore the last saved state (model, optimizer, EMA, scheduler, loss log); returns its step (0 if none).
+
+        ``init`` (a state dict of the same model, e.g. finished generators') is where a fresh start
+        begins: fine-tuning. A saved state always wins over it, so an interrupted fine-tune resumes.
+        """
         if not self.state.exists():
             self.log.truncate(0)  # a fresh start: drop the curve of an earlier, unfinished run
-            for module in (self.model, self.ema):
-                if module is not None:
-                    distributed.broadcast_parameters(module)
-            return 0
-        step, _ = self.state.load(self.model, self.optimizer, ema=self.ema, device=device)
-        self.saved_step = step
+            if init is not None:
+                try:
+                    self.model.load_state_dict(init)
+                except RuntimeError as exc:
+                    raise CheckpointError(f"{self.name}: the weights to start from do not fit this model "
+                                          f"(another preset or design?): {str(exc).splitlines()[0]}") from exc
+                if self.ema is not None:
+                    self.ema.load_state_dict(self.model.state_dict())
+            step = 0
+        else:
+            step, _ = self.state.load(self.model, self.optimizer, ema=self.ema, device=device)
+            self.saved_step = step
+            self.log.truncate(step)
+            advance_scheduler(self.scheduler, step)
         for module in (self.model, self.ema):
             if module is not None:
                 distributed.broadcast_parameters(module)  # identical replicas on every process
-        self.log.truncate(step)
-        advance_scheduler(self.scheduler, step)
         return step
 
     def _save(self, done: int) -> None:
