@@ -19,7 +19,8 @@ from pathlib import Path
 
 from brainit_core.data.info import DatasetInfo
 from brainit_core.errors import BrainITError
-from brainit_core.runs import RunDirectory
+from brainit_core.runs import (RunDirectory, generators_fit, generators_kind, generators_problem, generators_settings,
+                               generators_space)
 from brainit_core.utils import assets_dir, default_data_dir
 
 
@@ -69,9 +70,40 @@ def check(dataset, run, generators, origin: str) -> Sources:
             problems.append(f"dataset: {exc} (or build a twin on the Data page)")
     if not RunDirectory.is_run(run):
         problems.append(f"run: {run} needs run.json, bit.safetensors and bit.json (`python -m brainit_core train-demo`)")
-    if not is_generators(generators):
-        problems.append(f"generators: {generators} has no generators.json (`python -m brainit_core train-demo`)")
+    if generators is None:
+        problems.append("generators: None has no generators.json (`python -m brainit_core train-demo`)")
+    elif (problem := generators_problem(generators)) is not None:
+        problems.append(f"generators: {problem}")
+    elif RunDirectory.is_run(run) and not _fits(run, generators):
+        problems.append(f"generators: {generators} were made for the feature space {generators_space(generators)}; "
+                        f"the run predicts {RunDirectory(run).space} (choose generators made for it)")
     return Sources(dataset, run, generators, origin, tuple(problems))
+
+
+def _fits(run, generators) -> bool:
+    try:
+        return generators_fit(run, generators)
+    except (BrainITError, OSError):
+        return False
+
+
+def generator_choices(run, candidates) -> list[str]:
+    """The generator directories among ``candidates`` made for ``run``'s feature space (all of them when
+    none is, or when there is no readable run: :func:`check` then says what is wrong)."""
+    fitting = [str(g) for g in candidates if run and _fits(run, g)]
+    return fitting or [str(g) for g in candidates]
+
+
+def generators_label(path) -> str:
+    """``"generators/demo"``, with ``· SDXL`` for a full-size SDXL set and ``· stage 2`` for a fine-tune."""
+    p = Path(path)
+    label = f"{p.parent.name}/{p.name}" if p.parent.name else p.name
+    settings = generators_settings(p) or {}
+    if generators_kind(p) == "sdxl":
+        label += " · SDXL"
+    if settings.get("stage2"):
+        label += " · stage 2"
+    return label
 
 
 def bundle_dir() -> Path:

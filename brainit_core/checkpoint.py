@@ -120,6 +120,29 @@ def checkpoint_exists(path) -> bool:
     return st_path.exists() and js_path.exists()
 
 
+def copy_checkpoint(src, dst) -> Path:
+    """Copy the checkpoint ``src`` (both files) to ``dst`` after verifying its sha256; the record goes last,
+    so an interrupted copy is never taken for a checkpoint. Returns the destination's ``.json`` path.
+
+    Raises
+    ------
+    CheckpointError
+        When ``src`` is missing or its tensors do not match the sha256 its record holds.
+    """
+    import shutil
+
+    (src_st, src_js), (dst_st, dst_js) = _paths(src), _paths(dst)
+    record = read_checkpoint_record(src)
+    if not src_st.exists() or sha256_file(src_st) != record["sha256"]:
+        raise CheckpointError(f"{src_st} is missing or does not match the sha256 in {src_js.name}; not copied")
+    dst_st.parent.mkdir(parents=True, exist_ok=True)
+    for a, b in ((src_st, dst_st), (src_js, dst_js)):
+        tmp = b.with_name(b.name + ".tmp")
+        shutil.copyfile(a, tmp)
+        os.replace(tmp, b)
+    return dst_js
+
+
 # --------------------------------------------------------------------------------------------
 # optimiser state (resumable training)
 # --------------------------------------------------------------------------------------------

@@ -46,6 +46,11 @@ def env_rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
+def env_world_size() -> int:
+    """Processes torchrun started for this job (1 when not launched by torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def _group():
     """``torch.distributed`` when a process group is initialised, else None (never imports torch)."""
     dist = sys.modules.get("torch.distributed")
@@ -98,7 +103,7 @@ def setup(device="auto"):
     from brainit_core.utils import resolve_device
 
     dev = resolve_device(device)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = env_world_size()
     if world <= 1:
         return dev
     local = int(os.environ.get("LOCAL_RANK", "0"))

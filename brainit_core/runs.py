@@ -147,6 +147,17 @@ class RunDirectory:
     def stages(self) -> dict:
         return dict(self.record.get("stages") or {})
 
+    @property
+    def dataset(self) -> str | None:
+        """The dataset the run was trained on (as recorded; it may have moved since)."""
+        return self.record.get("dataset")
+
+    @property
+    def stage2(self) -> dict | None:
+        """``{"from_run", "from_run_sha256", "generators", "config", "steps", "seconds", "eval"}`` of a run
+        written by ``stage2`` (BIT's semantic head fine-tuned with the generator), else None."""
+        return self.record.get("stage2")
+
     # -- the final checkpoint's record (bit.json) -----------------------------------------------
     @cached_property
     def bit_record(self) -> dict:
@@ -228,13 +239,97 @@ class RunStages:
         return round(sum(v["seconds"] for v in self.record.get("stages", {}).values()) + earlier, 2)
 
 
-def generators_space(path) -> dict | None:
-    """The feature space a generators directory was trained for (``generators.json``), or None."""
+# -- generators directories ------------------------------------------------------------------------
+# A generators directory (GEN_DIR, ``generators.json``) is of one of two kinds: ``offline`` (the
+# project's own autoencoder + UNet, trained by ``train-generators``) or ``sdxl`` (a local
+# diffusers-format SDXL named in generators.json, plus the image-token projection trained by
+# ``train-sdxl-projection``). These helpers read generators.json without torch (the app's sidebar).
+
+GENERATOR_KINDS = ("offline", "sdxl")
+SDXL_WEIGHT_NAMES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors")
+SDXL_PROJECTION = "image_token_projection"
+
+
+def generators_settings(path) -> dict | None:
+    """``generators.json`` of a generators directory as a dict, or None when absent or unreadable."""
     from brainit_core.fileio import try_read_json
 
     meta = try_read_json(Path(path).expanduser() / "generators.json")
-    space = meta.get("space") if isinstance(meta, dict) else None
+    return meta if isinstance(meta, dict) else None
+
+
+def generators_space(path) -> dict | None:
+    """The feature space a generators directory was trained for (``generators.json``), or None."""
+    meta = generators_settings(path)
+    space = meta.get("space") if meta is not None else None
     return dict(space) if isinstance(space, dict) else None
+
+
+def generators_kind(path) -> str:
+    """``"sdxl"`` for a full-size SDXL set, else ``"offline"``."""
+    meta = generators_settings(path) or {}
+    return "sdxl" if meta.get("kind") == "sdxl" else "offline"
+
+
+def generators_fit(run, path) -> bool:
+    """The generators at ``path`` were made for the feature space (name and preset) that ``run`` predicts."""
+    space = generators_space(path)
+    want = RunDirectory(run).space
+    return space is not None and space.get("name") == want.get("name") and space.get("preset") == want.get("preset")
+
+
+def sdxl_missing(directory, need_projection: bool = True, need_unet: bool = True) -> list[Path]:
+    """Every file a diffusers-format SDXL directory lacks: ``unet/`` (unless ``need_unet`` is False),
+    ``vae/`` (``config.json`` and safetensors weights, fp32 or the fp16 variant),
+    ``scheduler/scheduler_config.json`` and, with ``need_projection``, ``image_token_projection.safetensors``."""
+    d = Path(directory).expanduser()
+    missing = []
+    for sub in ("unet", "vae") if need_unet else ("vae",):
+        if not (d / sub / "config.json").is_file():
+            missing.append(d / sub / "config.json")
+        if not any((d / sub / w).is_file() for w in SDXL_WEIGHT_NAMES):
+            missing.append(d / sub / SDXL_WEIGHT_NAMES[0])
+    if not (d / "scheduler" / "scheduler_config.json").is_file():
+        missing.append(d / "scheduler" / "scheduler_config.json")
+    if need_projection and not all((d / f"{SDXL_PROJECTION}{ext}").is_file() for ext in (".safetensors", ".json")):
+        missing.append(d / f"{SDXL_PROJECTION}.safetensors")
+    return missing
+
+
+def sdxl_source(path) -> tuple[Path, Path | None] | None:
+    """The SDXL directory an ``sdxl`` generators directory uses, and its own fine-tuned ``unet/``
+    (written by ``stage2``) or None; None for a directory of another kind."""
+    meta = generators_settings(path) or {}
+    sdxl = meta.get("sdxl") if meta.get("kind") == "sdxl" else None
+    if not isinstance(sdxl, dict) or not sdxl.get("path"):
+        return None
+    unet = sdxl.get("unet")
+    return Path(sdxl["path"]).expanduser(), (Path(path).expanduser() / unet if unet else None)
+
+
+def generators_problem(path) -> str | None:
+    """Why the generators at ``path`` cannot be used, in words (None when nothing is missing): no
+    ``generators.json``, or an SDXL set whose SDXL weights or trained projection are not there."""
+    path = Path(path).expanduser()
+    meta = generators_settings(path)
+    if meta is None:
+        return f"{path} has no generators.json (`python -m brainit_core train-demo` or `train-generators`)"
+    if meta.get("kind") != "sdxl":
+        return None
+    source = sdxl_source(path)
+    if source is None:
+        return f"{path / 'generators.json'}: an SDXL set without the path of its SDXL directory ('sdxl' -> 'path')"
+    directory, unet = source
+    missing = sdxl_missing(directory, need_projection=False, need_unet=unet is None)
+    if unet is not None and not (unet / "config.json").is_file():
+        missing.append(unet / "config.json")
+    if not (path / f"{SDXL_PROJECTION}.safetensors").is_file():
+        missing.append(path / f"{SDXL_PROJECTION}.safetensors")
+    if missing:
+        return (f"SDXL set {path}: missing " + ", ".join(str(m) for m in missing) + " (a diffusers-format SDXL "
+                "directory with unet/, vae/, scheduler/, and the projection trained by "
+                "`python -m brainit_core train-sdxl-projection`)")
+    return None
 
 
 def generators_for_run(run, explicit=None) -> tuple[Path, str]:
@@ -255,14 +350,12 @@ def generators_for_run(run, explicit=None) -> tuple[Path, str]:
     if explicit:
         return Path(explicit).expanduser(), "as given"
     run = RunDirectory(run)
-    want = run.space
     candidates = [(run.path.parent / "generators", "beside the run"), (run.path / "generators", "inside the run"),
                   (default_data_dir() / "generators" / run.path.name, "named after the run in the data directory"),
                   (default_data_dir() / "generators" / "demo", "the locally trained demo's"),
                   (assets_dir() / "demo" / "generators", "the shipped demo bundle's")]
     for path, how in candidates:
-        space = generators_space(path)
-        if space is not None and space.get("name") == want.get("name") and space.get("preset") == want.get("preset"):
+        if generators_fit(run.path, path):
             return path, how
     looked = "\n  ".join(str(p) for p, _ in candidates)
     raise CheckpointError(f"no generators for {run.path} (feature space {run.space_label}) found; looked at:\n  {looked}\n"

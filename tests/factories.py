@@ -160,6 +160,39 @@ def build_tiny_generators(space, seed: int = 0):
                       scheduler_config=cfgs["unet"].scheduler_config(), settings=settings)
 
 
+def make_tiny_sdxl(path, token_dim: int = 24, projection: bool = True, seed: int = 0) -> Path:
+    """A tiny random SDXL in the diffusers directory layout: the SDXL classes (``UNet2DConditionModel`` with
+    ``text_time`` added conditioning, ``AutoencoderKL``, an Euler scheduler config) at tiny sizes: 16 px images,
+    8 x 8 x 4 latents, cross-attention width 64, pooled width 32. ``projection`` adds an untrained
+    ``image_token_projection`` for ``token_dim``-wide tokens (the layout ``SDXLReconstructor.from_pretrained``
+    reads without a generator set)."""
+    import json
+
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, UNet2DConditionModel
+
+    from brainit_core.reconstruction.sdxl import PROJECTION_NAME, ImageTokenProjection
+
+    d = Path(path)
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64), layers_per_block=1, sample_size=8, in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
+        addition_time_embed_dim=8, transformer_layers_per_block=(1, 1), projection_class_embeddings_input_dim=80,
+        cross_attention_dim=64, norm_num_groups=32)
+    vae = AutoencoderKL(block_out_channels=(16, 32), in_channels=3, out_channels=3, latent_channels=4,
+                        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                        norm_num_groups=16, sample_size=16, scaling_factor=0.13025)
+    unet.save_pretrained(d / "unet", safe_serialization=True)
+    vae.save_pretrained(d / "vae", safe_serialization=True)
+    EulerDiscreteScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
+                           steps_offset=1, timestep_spacing="leading").save_pretrained(d / "scheduler")
+    (d / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionXLImg2ImgPipeline"}))
+    if projection:
+        ImageTokenProjection(token_dim, 64, 32).save(d / PROJECTION_NAME)
+    return d
+
+
 class FakeRun:
     """Stands in for ``BrainITRun``: a fixed random linear map from betas to both feature sets."""
 

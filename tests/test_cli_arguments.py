@@ -84,6 +84,17 @@ PROBES = {
     "train-demo-threads-zero": (lambda out: ["train-demo", "--work", out, "--out", f"{out}/b", "--threads", "0"],
                                 "--threads"),
     "reconstruct-missing-run": (lambda out: _reconstruct("--run", f"{out}/nosuch", out=out), "--run"),
+    "stage2-lr-zero": (lambda out: ["stage2", "--run", RUN, "--out", f"{out}/s", "--lr-bit", "0"], "--lr-bit"),
+    "stage2-steps-zero": (lambda out: ["stage2", "--run", RUN, "--out", f"{out}/s", "--steps", "0"], "--steps"),
+    "stage2-aux-negative": (lambda out: ["stage2", "--run", RUN, "--out", f"{out}/s", "--aux-weight", "-1"],
+                            "--aux-weight"),
+    "stage2-missing-generators": (lambda out: ["stage2", "--run", RUN, "--out", f"{out}/s", "--generators",
+                                               f"{out}/nosuch"], "--generators"),
+    "sdxl-projection-missing-sdxl": (lambda out: ["train-sdxl-projection", "--sdxl", f"{out}/nosuch", "--data", DATA,
+                                                  "--out", f"{out}/g"], "--sdxl"),
+    "sdxl-projection-size-zero": (lambda out: ["train-sdxl-projection", "--sdxl", out, "--data", DATA,
+                                               "--out", f"{out}/g", "--size", "0"], "--size"),
+    "benchmark-stage2-missing": (lambda out: _benchmark("--stage2", f"{out}/nosuch", out=out), "--stage2"),
 }
 
 

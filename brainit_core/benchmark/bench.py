@@ -44,9 +44,12 @@ class Bench:
     batch_size : int
     recon_kw : dict
         Reconstruction overrides (``mode``, ``steps``).
+    stage2 : str or PathLike, optional
+        A ``stage2`` output folder (``OUT/run`` + ``OUT/generators``): the stage-2 methods decode with them.
     """
 
-    def __init__(self, data, run, generators, out, limit, networks, weights, device, seed, batch_size, recon_kw):
+    def __init__(self, data, run, generators, out, limit, networks, weights, device, seed, batch_size, recon_kw,
+                 stage2=None):
         from brainit_core.data import load_dataset
         from brainit_core.models.run import BrainITRun
         from brainit_core.reconstruction import BrainITPipeline, Generators
@@ -67,19 +70,31 @@ class Bench:
         self.preset = (getattr(self.run, "config", None) or {}).get("preset", "ci")
         self.base = {"run": getattr(self.run, "checkpoint_sha256", None), "generators": self.gens.sha256,
                      "recon": recon_kw, "seed": seed, "version": RESULTS_VERSION}
+        self.stage2 = None
+        if stage2 is not None:
+            from brainit_core.runs import RunDirectory
+
+            s2 = Path(stage2).expanduser()
+            if not RunDirectory.is_run(s2 / "run") or not (s2 / "generators" / "generators.json").is_file():
+                raise BrainITError(f"{s2} is not a finished stage 2 (expected run/ and generators/ written by "
+                                   "`python -m brainit_core stage2`)")
+            s2_run = BrainITRun.load(s2 / "run", device=self.device)
+            self.stage2 = (s2_run, Generators.load(s2 / "generators", device=self.device, space=s2_run.space))
 
     @contextmanager
-    def using_run(self, run):
-        """Decode with another BIT run (a transferred one) inside the block; the cache keys follow."""
+    def using_run(self, run, generators=None):
+        """Decode with another BIT run (a transferred one) and, optionally, other generators (a stage 2's)
+        inside the block; the cache keys follow."""
         from brainit_core.reconstruction import BrainITPipeline
 
-        saved = self.run, self.pipe, self.base
-        self.run, self.pipe = run, BrainITPipeline(run, self.gens)
-        self.base = {**self.base, "run": run.checkpoint_sha256}
+        saved = self.run, self.gens, self.pipe, self.base
+        gens = generators if generators is not None else self.gens
+        self.run, self.gens, self.pipe = run, gens, BrainITPipeline(run, gens)
+        self.base = {**self.base, "run": run.checkpoint_sha256, "generators": gens.sha256}
         try:
             yield self
         finally:
-            self.run, self.pipe, self.base = saved
+            self.run, self.gens, self.pipe, self.base = saved
 
     # -- data ------------------------------------------------------------------------------------
     def test_set(self, subject: str):
@@ -153,9 +168,15 @@ class Bench:
     def images(self, subject: str, name: str, betas, ids) -> tuple[np.ndarray, dict]:
         """Images of method ``name`` for ``subject`` (cached). Returns (uint8 images, meta).
 
-        A miss produces the method (and every method of its group, cached alongside).
+        A miss produces the method (and every method of its group, cached alongside). Stage-2 methods
+        decode with the stage-2 run and generators.
         """
         method = get_method(name)
+        if method.stage2 and self.stage2 is not None and self.run is not self.stage2[0]:
+            with self.using_run(*self.stage2):
+                return self.images(subject, name, betas, ids)
+        if method.stage2 and self.stage2 is None:
+            raise BrainITError(f"method {name} needs a stage 2 (benchmark --stage2 OUT)")
         slot = method.slot(subject)
         hit = self.cache.get(slot, name, self.key(method, slot, ids))
         if hit is not None:

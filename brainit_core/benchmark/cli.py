@@ -51,6 +51,9 @@ def register(subparsers) -> None:
                    help="runs transferred to the held-out subject: 15=DIR 60=DIR all=DIR")
     g.add_argument("--transfer", action="store_true",
                    help="train the missing transfer runs (15 min, 60 min, all) under OUT/transfer/")
+    p.add_argument("--stage2", type=existing_dir, default=None,
+                   help="a `stage2` output folder (OUT/run + OUT/generators): adds its fused and semantic-only rows "
+                        "beside Brain-IT's (before vs after stage 2)")
     p.add_argument("--heldout", default=None, help="transfer subject (default: the dataset's held-out subject)")
     p.add_argument("--networks", type=_networks, default="auto",
                    help="metric networks: 'auto' (every column; missing weights say 'unavailable'), 'offline' "
@@ -89,7 +92,8 @@ def _benchmark(args) -> int:
     res = run_benchmark(args.data, args.run, generators, args.out, subjects=args.subjects, limit=args.limit,
                         transfer_runs=parse_transfer_runs(args.transfer_runs), transfer=args.transfer,
                         heldout=args.heldout, networks=networks, weights=args.weights, device=args.device,
-                        seed=args.seed, batch_size=args.batch_size, mode=args.mode, steps=args.steps)
+                        seed=args.seed, batch_size=args.batch_size, mode=args.mode, steps=args.steps,
+                        stage2=args.stage2)
     print((Path(args.out).expanduser() / "results.md").read_text())
     print(f"benchmark: {res['wall_seconds']:.0f} s; results in {Path(args.out).expanduser() / 'results.json'}")
     return 0

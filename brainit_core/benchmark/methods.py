@@ -77,7 +77,11 @@ class Method:
     twin_only : bool
         Only on a twin dataset.
     in_table : bool
-        A row of the main table (False: the transfer curve's runs).
+        A row of the main table (False: the transfer curve's runs, and the stage-2 rows, which are
+        added only when a stage 2 is given).
+    stage2 : bool
+        Decoded with the stage-2 run and generators (``benchmark --stage2 OUT``) instead of the
+        benchmark's own: its rows beside ``brainit_fused`` / ``brainit_semantic`` are before vs after.
     note : str, optional
         Stored with its cache entry.
     """
@@ -93,6 +97,7 @@ class Method:
     baseline: bool = False
     twin_only: bool = False
     in_table: bool = True
+    stage2: bool = False
     note: str | None = None
 
     def slot(self, subject: str) -> str:
@@ -172,6 +177,11 @@ def _transferred(bench, subject, betas, ids, name) -> Output:
     return bench.bit(betas, subject, ids, f"{subject}: {name}")
 
 
+def _stage2(bench, subject, betas, ids, name) -> Output:
+    # bench.run and bench.gens are the stage-2 ones here (Bench.images swaps them for stage-2 methods)
+    return bench.bit(betas, subject, ids, f"{subject}: stage 2")
+
+
 def _oracle_noiseless(bench, subject, betas, ids, name) -> Output:
     responses = noiseless_responses(bench.ds, bench.twin_dir, subject, ids)
     return bench.bit(responses, subject, ids, f"{subject}: oracle-noiseless")
@@ -194,6 +204,9 @@ _ENTRIES = (
     Method("oracle_noiseless", "oracle-noiseless (twin, BIT)", _oracle_noiseless, twin_only=True),
     *(Method(f"transfer_{a}", f"Brain-IT, {a} min" if a != "all" else "Brain-IT, all data", _transferred,
              in_table=False) for a in TRANSFER_AMOUNTS),
+    Method("stage2_fused", "Brain-IT stage 2 (fused)", _stage2, group="stage2", in_table=False, stage2=True),
+    Method("stage2_semantic", "stage 2, semantic only", _stage2, image="semantic", group="stage2", in_table=False,
+           stage2=True),
 )
 REGISTRY: dict[str, Method] = {m.name: m for m in _ENTRIES}
 
@@ -201,6 +214,7 @@ METHODS = tuple(m.name for m in _ENTRIES if m.in_table)
 LABELS = {m.name: m.label for m in _ENTRIES}
 BASELINES = tuple(m.name for m in _ENTRIES if m.baseline)
 RUN_FREE = tuple(m.name for m in _ENTRIES if not m.run_dependent)
+STAGE2 = tuple(m.name for m in _ENTRIES if m.stage2)
 
 
 def get_method(name: str) -> Method:
@@ -224,6 +238,6 @@ def group_of(method: Method) -> list[Method]:
     return [method] + [m for m in REGISTRY.values() if m.group == method.group and m is not method]
 
 
-def table_methods(is_twin: bool) -> list[str]:
-    """The main table's rows for a dataset (twin-only rows only on a twin)."""
-    return [m for m in METHODS if is_twin or not REGISTRY[m].twin_only]
+def table_methods(is_twin: bool, stage2: bool = False) -> list[str]:
+    """The main table's rows for a dataset (twin-only rows only on a twin; the stage-2 rows when a stage 2 is given)."""
+    return [m for m in METHODS if is_twin or not REGISTRY[m].twin_only] + (list(STAGE2) if stage2 else [])

@@ -25,6 +25,7 @@ declared in :mod:`.methods`, decoded and scored by :class:`.bench.Bench`, cached
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -62,7 +63,7 @@ def _mean_scores(per_subject: dict) -> dict:
 def run_benchmark(data, run, generators, out, subjects=None, limit: int | None = None,
                   transfer_runs: dict | None = None, transfer: bool = False, heldout: str | None = None,
                   networks="auto", weights=None, device="auto", seed: int = 0, batch_size: int = 8,
-                  mode: str | None = None, steps: int | None = None, plots: bool = True) -> dict:
+                  mode: str | None = None, steps: int | None = None, plots: bool = True, stage2=None) -> dict:
     """Run the whole benchmark and write ``results.json``, ``results.md`` and PNG plots to ``out``.
 
     Parameters
@@ -97,6 +98,9 @@ def run_benchmark(data, run, generators, out, subjects=None, limit: int | None =
     mode, steps : optional
         Reconstruction overrides (default: the generators' settings).
     plots : bool
+    stage2 : str or PathLike, optional
+        A ``stage2`` output folder: adds the rows ``stage2_fused`` and ``stage2_semantic``, decoded
+        with its fine-tuned run and generators (compare them with ``brainit_fused`` / ``brainit_semantic``).
 
     Returns
     -------
@@ -105,7 +109,7 @@ def run_benchmark(data, run, generators, out, subjects=None, limit: int | None =
     """
     t_start = time.perf_counter()
     recon_kw = {k: v for k, v in {"mode": mode, "steps": steps}.items() if v is not None}
-    b = Bench(data, run, generators, out, limit, networks, weights, device, seed, batch_size, recon_kw)
+    b = Bench(data, run, generators, out, limit, networks, weights, device, seed, batch_size, recon_kw, stage2)
     ds, notes = b.ds, []
     if subjects is None:
         subjects = [s for s in b.run.subjects if s in ds.subjects and s not in ds.heldout_subjects]
@@ -115,7 +119,7 @@ def run_benchmark(data, run, generators, out, subjects=None, limit: int | None =
                            f"{ds.path} (run subjects: {b.run.subjects}; dataset subjects: {ds.subjects})")
     if not subjects:
         raise BrainITError(f"no subject of the run {b.run.subjects} is in the dataset {ds.path}")
-    methods = table_methods(is_twin=b.twin_dir is not None)
+    methods = table_methods(is_twin=b.twin_dir is not None, stage2=b.stage2 is not None)
     if b.twin_dir is None:
         notes.append("not a twin dataset: the oracle-noiseless row and the pRF / category-patch checks are skipped")
 
@@ -151,6 +155,11 @@ def run_benchmark(data, run, generators, out, subjects=None, limit: int | None =
         "scores": scores, "seconds_per_image": seconds, "attention": attention,
         "notes": notes,
     }
+    if b.stage2 is not None:
+        s2_run, s2_gens = b.stage2
+        results["stage2"] = {"path": str(Path(stage2).expanduser().resolve()), "run_sha256": s2_run.checkpoint_sha256,
+                             "generators_sha256": s2_gens.sha256,
+                             "training": (getattr(s2_run, "config", None) or {}).get("stage2")}
     results["attention_summary"] = _attention_summary(attention)
     results["transfer"] = _transfer(b, transfer_runs, transfer, heldout, notes)
     results["claims"] = compute_claims(results)

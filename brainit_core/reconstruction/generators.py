@@ -9,6 +9,12 @@ Layout::
       unet.{safetensors,json}          conditional UNet + token conditioner (EMA weights)
       train/                           resumable states, loss curves (CSV + PNG), cached latents
 
+A full-size set (``generators.json`` ``"kind": "sdxl"``, written by ``train-sdxl-projection``) has
+no autoencoder or UNet of its own: it names a local diffusers-format SDXL directory and holds the
+trained ``image_token_projection.{safetensors,json}`` (and, after ``stage2``, its own fine-tuned
+``unet/``); its semantic branch is :class:`~brainit_core.reconstruction.sdxl.SDXLReconstructor`
+(:attr:`Generators.sdxl`). The inverter, when present, serves the low-level branch of both kinds.
+
 Components that are not trained yet load as ``None``; :meth:`Generators.require` names the
 missing file and the command that makes it.
 """
@@ -91,6 +97,9 @@ class Generators:
     unet : ConditionalUNet or None
         Token conditioner + ``UNet2DConditionModel``.
     inverter : FeatureInverter or None
+    sdxl : SDXLReconstructor or None
+        The semantic branch of a full-size SDXL set (``kind == "sdxl"``; None before its projection
+        is trained).
     scheduler_config : dict or None
         The training noise schedule (betas, prediction type); sampling schedulers are built from it.
     settings : dict
@@ -104,6 +113,7 @@ class Generators:
     autoencoder: object = None
     unet: object = None
     inverter: object = None
+    sdxl: object = None
     scheduler_config: dict | None = None
     settings: dict = field(default_factory=dict)
     hashes: dict = field(default_factory=dict)
@@ -114,19 +124,38 @@ class Generators:
         return ReconstructionConfig(**self.settings.get("reconstruction", {}))
 
     @property
+    def kind(self) -> str:
+        """``"sdxl"`` (a full-size SDXL set) or ``"offline"`` (the project's own autoencoder and UNet)."""
+        return "sdxl" if self.settings.get("kind") == "sdxl" else "offline"
+
+    @property
     def sha256(self) -> str:
         """One digest of every present component (identifies results in caches)."""
-        blob = json.dumps({k: self.hashes.get(k) for k in COMPONENTS}, sort_keys=True)
+        parts = {k: self.hashes.get(k) for k in COMPONENTS}
+        if self.kind == "sdxl":
+            parts["sdxl"] = self.hashes.get("sdxl")
+        blob = json.dumps(parts, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def require(self, *names: str) -> None:
         """Raise :class:`CheckpointError` naming each missing component file."""
         missing = [n for n in names if getattr(self, n) is None]
-        if missing:
-            where = self.path or "the generators directory"
-            files = ", ".join(f"{Path(where) / n}.safetensors" for n in missing)
-            raise CheckpointError(f"generators {missing} not available ({files} not found); train them with "
-                                  f"`python -m brainit_core train-generators --data DIR --out {where}`")
+        if not missing:
+            return
+        where = self.path or "the generators directory"
+        if missing == ["sdxl"]:
+            from brainit_core.runs import SDXL_PROJECTION
+
+            raise CheckpointError(f"the SDXL set's projection {Path(where) / SDXL_PROJECTION}.safetensors is not "
+                                  "trained yet; train it with `python -m brainit_core train-sdxl-projection "
+                                  f"--sdxl SDXL_DIR --data DIR --out {where}`")
+        files = ", ".join(f"{Path(where) / n}.safetensors" for n in missing)
+        raise CheckpointError(f"generators {missing} not available ({files} not found); train them with "
+                              f"`python -m brainit_core train-generators --data DIR --out {where}`")
+
+    def require_semantic(self) -> None:
+        """Raise :class:`CheckpointError` when the semantic branch cannot run (see :meth:`require`)."""
+        self.require("sdxl") if self.kind == "sdxl" else self.require("autoencoder", "unet")
 
     @classmethod
     def load(cls, path, device=None, space=None) -> "Generators":
@@ -168,12 +197,16 @@ class Generators:
             if checkpoint_exists(stem):
                 setattr(gens, name, loaders[name](stem, device=device))
                 gens.hashes[name] = read_checkpoint_record(stem)["sha256"]
+        if gens.kind == "sdxl":
+            from brainit_core.reconstruction.sdxl_set import load_sdxl_set
+
+            gens.sdxl, gens.hashes["sdxl"] = load_sdxl_set(path, settings, device)
         if gens.unet is not None:
             gens.scheduler_config = gens.unet.config.scheduler_config()
         return gens
 
     def save(self, path) -> Path:
-        """Write every present component and ``generators.json`` into ``path``."""
+        """Write every present component (an SDXL set's projection) and ``generators.json`` into ``path``."""
         from brainit_core.reconstruction.autoencoder import save_autoencoder
         from brainit_core.reconstruction.diffusion import save_conditional_unet
         from brainit_core.reconstruction.inverter import save_inverter
@@ -186,6 +219,10 @@ class Generators:
             if module is not None:
                 savers[name](module, path / name)
                 self.hashes[name] = read_checkpoint_record(path / name)["sha256"]
+        if self.sdxl is not None:  # an SDXL set: its projection (the SDXL weights stay where generators.json says)
+            from brainit_core.runs import SDXL_PROJECTION
+
+            self.sdxl.projection.save(path / SDXL_PROJECTION)
         write_generators_json(path, {**self.settings, "space_description": self.space.describe()})
         self.path = path
         return path

@@ -190,7 +190,7 @@ class BrainITPipeline:
         dip_cfg = d.dip_config()
         dip_steps = dip_cfg.steps if dip_steps is None else int(dip_steps)
         if sem_on:
-            g.require("autoencoder", "unet")
+            g.require_semantic()
             sem = self._tensor(semantic, "semantic")
             B = sem.shape[0]
             _check_shape(sem, (g.space.semantic_spec.n_tokens, g.space.semantic_spec.dim), "semantic")
@@ -233,15 +233,23 @@ class BrainITPipeline:
             t = time.perf_counter()
             n_gen = steps if not low_on else d.generation_steps
             with torch.no_grad():
-                lat = generate_latents(g.unet, g.scheduler_config, sem, seeds, n_gen, guidance_scale, sampler)
-                out.semantic = to_uint8(decode_latents(g.autoencoder, lat))
+                if g.sdxl is not None:  # a full-size SDXL set
+                    out.semantic = to_uint8(g.sdxl(sem, seeds=seeds, steps=n_gen, guidance_scale=guidance_scale,
+                                                   sampler=sampler))
+                else:
+                    lat = generate_latents(g.unet, g.scheduler_config, sem, seeds, n_gen, guidance_scale, sampler)
+                    out.semantic = to_uint8(decode_latents(g.autoencoder, lat))
             timing["semantic"] = time.perf_counter() - t
 
         # 4. fusion: encode the low-level image, noise it part-way, denoise with semantic conditioning
         if sem_on and low_on:
             t = time.perf_counter()
-            fused = fuse(g.autoencoder, g.unet, g.scheduler_config, low_img, sem, seeds, fusion_strength, steps,
-                         guidance_scale, sampler)
+            if g.sdxl is not None:
+                fused = g.sdxl(sem, low_level=low_img, seeds=seeds, strength=fusion_strength, steps=steps,
+                               guidance_scale=guidance_scale, sampler=sampler)
+            else:
+                fused = fuse(g.autoencoder, g.unet, g.scheduler_config, low_img, sem, seeds, fusion_strength, steps,
+                             guidance_scale, sampler)
             out.fused = to_uint8(fused)
             timing["fusion"] = time.perf_counter() - t
 
@@ -255,7 +263,8 @@ class BrainITPipeline:
             "guidance_scale": guidance_scale if sem_on else None, "sampler": sampler if sem_on else None,
             "refine_steps": refine_steps if (low_on and mode == "fast") else None,
             "dip_steps": dip_steps if (low_on and mode == "dip") else None,
-            "image_size": image_size_of(g.space), "generators_sha256": g.sha256, "device": str(self.device),
+            "image_size": image_size_of(g.space), "generators_kind": g.kind, "generators_sha256": g.sha256,
+            "device": str(self.device),
             "torch_threads": torch.get_num_threads(),
         }
         return out
@@ -277,6 +286,8 @@ def _check_shape(t: torch.Tensor, expected: tuple, name: str) -> None:
 
 
 def _module_device(generators) -> torch.device:
+    if getattr(generators, "sdxl", None) is not None:
+        return generators.sdxl.device
     for name in ("unet", "inverter", "autoencoder"):
         m = getattr(generators, name)
         if m is not None:

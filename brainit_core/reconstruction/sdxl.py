@@ -23,12 +23,14 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from brainit_core.checkpoint import checkpoint_exists, load_checkpoint, save_checkpoint
+from brainit_core.checkpoint import load_checkpoint, save_checkpoint
 from brainit_core.errors import MissingWeightsError
 from brainit_core.progress import track
+from brainit_core.runs import SDXL_PROJECTION, SDXL_WEIGHT_NAMES, sdxl_missing
 
-WEIGHT_NAMES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors")
-PROJECTION_NAME = "image_token_projection"
+WEIGHT_NAMES = SDXL_WEIGHT_NAMES
+PROJECTION_NAME = SDXL_PROJECTION
+DTYPES = ("float32", "float16", "bfloat16")
 
 
 @dataclass
@@ -48,7 +50,8 @@ class SDXLAdapterConfig:
     sampler : str
         ``"dpm"`` or ``"ddim"`` (built from the directory's scheduler config).
     dtype : str
-        ``"float32"`` or ``"float16"`` (GPU).
+        ``"float32"``, ``"float16"`` or ``"bfloat16"`` (GPU) for the UNet and the projection (the VAE
+        stays float32).
     """
 
     size: int = 768
@@ -91,19 +94,11 @@ def expected_files(directory) -> list[Path]:
             d / "vae" / WEIGHT_NAMES[0], d / "scheduler" / "scheduler_config.json", d / f"{PROJECTION_NAME}.safetensors"]
 
 
-def check_sdxl_directory(directory, need_projection: bool = True) -> None:
-    """Raise :class:`MissingWeightsError` listing every expected file that is absent."""
+def check_sdxl_directory(directory, need_projection: bool = True, need_unet: bool = True) -> None:
+    """Raise :class:`MissingWeightsError` listing every expected file that is absent
+    (:func:`brainit_core.runs.sdxl_missing`)."""
     d = Path(directory).expanduser()
-    missing = []
-    for sub in ("unet", "vae"):
-        if not (d / sub / "config.json").exists():
-            missing.append(d / sub / "config.json")
-        if not any((d / sub / w).exists() for w in WEIGHT_NAMES):
-            missing.append(d / sub / WEIGHT_NAMES[0])
-    if not (d / "scheduler" / "scheduler_config.json").exists():
-        missing.append(d / "scheduler" / "scheduler_config.json")
-    if need_projection and not checkpoint_exists(d / PROJECTION_NAME):
-        missing.append(d / f"{PROJECTION_NAME}.safetensors")
+    missing = sdxl_missing(d, need_projection=need_projection, need_unet=need_unet)
     if missing:
         listing = "\n  ".join(str(m) for m in missing)
         raise MissingWeightsError(
@@ -121,6 +116,7 @@ class SDXLReconstructor:
         An SDXL UNet (``addition_embed_type="text_time"``).
     vae : diffusers.AutoencoderKL
     scheduler_config : dict
+        The directory's ``scheduler/scheduler_config.json`` (betas, prediction type).
     projection : ImageTokenProjection
     config : SDXLAdapterConfig
     """
@@ -140,8 +136,19 @@ class SDXLReconstructor:
 
     @classmethod
     def from_pretrained(cls, directory, projection: ImageTokenProjection | None = None, device=None,
-                        config: SDXLAdapterConfig | None = None) -> "SDXLReconstructor":
+                        config: SDXLAdapterConfig | None = None, unet_path=None) -> "SDXLReconstructor":
         """Load from a local SDXL directory (never downloads).
+
+        Parameters
+        ----------
+        directory : path
+            Diffusers layout: ``unet/``, ``vae/``, ``scheduler/`` (and ``image_token_projection.*``
+            when ``projection`` is not given).
+        projection : ImageTokenProjection, optional
+        device : torch.device, optional
+        config : SDXLAdapterConfig, optional
+        unet_path : path, optional
+            A UNet folder that replaces ``directory/unet`` (the fine-tune written by ``stage2``).
 
         Raises
         ------
@@ -153,11 +160,17 @@ class SDXLReconstructor:
         from diffusers import AutoencoderKL, UNet2DConditionModel
 
         d = Path(directory).expanduser()
-        check_sdxl_directory(d, need_projection=projection is None)
+        check_sdxl_directory(d, need_projection=projection is None, need_unet=unet_path is None)
+        unet_dir = Path(unet_path).expanduser() if unet_path is not None else d / "unet"
+        if unet_path is not None and not (unet_dir / "config.json").is_file():
+            raise MissingWeightsError(f"{unet_dir / 'config.json'} not found: the fine-tuned SDXL UNet is missing "
+                                      "(written by `python -m brainit_core stage2`)")
         config = config or SDXLAdapterConfig()
+        if config.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}, got {config.dtype!r}")
         dtype = getattr(torch, config.dtype)
-        variant = None if (d / "unet" / WEIGHT_NAMES[0]).exists() else "fp16"
-        unet = UNet2DConditionModel.from_pretrained(d, subfolder="unet", use_safetensors=True, local_files_only=True,
+        variant = None if (unet_dir / WEIGHT_NAMES[0]).exists() else "fp16"
+        unet = UNet2DConditionModel.from_pretrained(unet_dir, use_safetensors=True, local_files_only=True,
                                                     torch_dtype=dtype, variant=variant)
         vae_variant = None if (d / "vae" / WEIGHT_NAMES[0]).exists() else "fp16"
         vae = AutoencoderKL.from_pretrained(d, subfolder="vae", use_safetensors=True, local_files_only=True,
@@ -166,7 +179,68 @@ class SDXLReconstructor:
         if projection is None:
             projection = ImageTokenProjection.load(d / PROJECTION_NAME)
         device = device or torch.device("cpu")
+        vae.requires_grad_(False)
         return cls(unet.to(device).eval(), vae.to(device).eval(), sched, projection.to(device).to(dtype).eval(), config)
+
+    # -- pieces shared by sampling and training ---------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return next(self.unet.parameters()).device
+
+    @property
+    def latent_factor(self) -> int:
+        """Pixels per latent cell (8 for SDXL's VAE)."""
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    def trainable(self) -> nn.Module:
+        """The UNet and the projection as one module (what training updates; the VAE stays frozen)."""
+        return nn.ModuleDict({"unet": self.unet, "projection": self.projection})
+
+    def _conditioning(self, tokens: torch.Tensor, size: int, drop: torch.Tensor | None = None):
+        """Image tokens -> (prompt embeddings, pooled, time ids); ``drop`` (B,) bool zeroes samples."""
+        dtype = next(self.unet.parameters()).dtype
+        emb, pooled = self.projection(tokens.to(self.device, next(self.projection.parameters()).dtype))
+        emb, pooled = emb.to(dtype), pooled.to(dtype)
+        if drop is not None:
+            emb = torch.where(drop[:, None, None], torch.zeros_like(emb), emb)
+            pooled = torch.where(drop[:, None], torch.zeros_like(pooled), pooled)
+        time_ids = torch.tensor([size, size, 0, 0, size, size], device=self.device, dtype=dtype).repeat(len(emb), 1)
+        return emb, pooled, time_ids
+
+    def _predict(self, latents, t, emb, pooled, time_ids) -> torch.Tensor:
+        dtype = next(self.unet.parameters()).dtype
+        return self.unet(latents.to(dtype), t, encoder_hidden_states=emb,
+                         added_cond_kwargs={"text_embeds": pooled, "time_ids": time_ids}).sample.float()
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor, size: int | None = None) -> torch.Tensor:
+        """Images (B, 3, H, W) in [0, 1] -> scaled VAE latents (posterior mean) at ``size`` px."""
+        size = size or self.config.size
+        x = images.to(self.device).float()
+        if x.shape[-1] != size or x.shape[-2] != size:
+            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=x.shape[-1] > size)
+        return self.vae.encode(x * 2 - 1).latent_dist.mean * self.vae.config.scaling_factor
+
+    def loss(self, latents: torch.Tensor, tokens: torch.Tensor, generator: torch.Generator,
+             cond_dropout: float = 0.1) -> torch.Tensor:
+        """Diffusion training loss (MSE of the epsilon or v prediction, as the scheduler config says) on
+        scaled latents conditioned on image tokens (B, N, D_tok); differentiable in the tokens, the
+        projection and the UNet. ``cond_dropout`` of the samples get the unconditional (zero) embedding,
+        as classifier-free guidance samples it."""
+        from diffusers import DDPMScheduler
+
+        keep = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "prediction_type", "steps_offset")
+        sched = DDPMScheduler(**{k: v for k, v in self.scheduler_config.items() if k in keep})
+        B = latents.shape[0]
+        x0 = latents.to(self.device).float()
+        noise = torch.randn(x0.shape, generator=generator).to(self.device)
+        t = torch.randint(0, sched.config.num_train_timesteps, (B,), generator=generator).to(self.device)
+        drop = (torch.rand(B, generator=generator) < cond_dropout).to(self.device)
+        size = x0.shape[-1] * self.latent_factor
+        emb, pooled, time_ids = self._conditioning(tokens, size, drop)
+        pred = self._predict(sched.add_noise(x0, noise, t), t, emb, pooled, time_ids)
+        target = sched.get_velocity(x0, noise, t) if sched.config.prediction_type == "v_prediction" else noise
+        return (pred - target).pow(2).mean()
 
     def _scheduler(self, sampler: str):
         from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
@@ -176,12 +250,14 @@ class SDXLReconstructor:
         cfg = {k: v for k, v in self.scheduler_config.items() if k in keep}
         if sampler == "dpm":
             return DPMSolverMultistepScheduler(**cfg, algorithm_type="dpmsolver++")
-        return DDIMScheduler(**cfg, clip_sample=False, set_alpha_to_one=False)
+        if sampler == "ddim":
+            return DDIMScheduler(**cfg, clip_sample=False, set_alpha_to_one=False)
+        raise ValueError(f"sampler must be 'dpm' or 'ddim', got {sampler!r}")
 
     @torch.no_grad()
     def __call__(self, tokens: torch.Tensor, low_level: torch.Tensor | None = None, seeds=0,
                  strength: float | None = None, steps: int | None = None, guidance_scale: float | None = None,
-                 size: int | None = None) -> torch.Tensor:
+                 size: int | None = None, sampler: str | None = None) -> torch.Tensor:
         """Generate (``low_level=None``) or fuse.
 
         Parameters
@@ -191,7 +267,7 @@ class SDXLReconstructor:
         low_level : Tensor (B, 3, H, W) in [0, 1], optional
             The low-level image for img2img fusion.
         seeds : int or list of int
-        strength, steps, guidance_scale, size : override :class:`SDXLAdapterConfig`.
+        strength, steps, guidance_scale, size, sampler : override :class:`SDXLAdapterConfig`.
 
         Returns
         -------
@@ -205,27 +281,24 @@ class SDXLReconstructor:
         steps = c.steps if steps is None else int(steps)
         guidance_scale = c.guidance_scale if guidance_scale is None else guidance_scale
         size = size or c.size
-        device = next(self.unet.parameters()).device
-        dtype = next(self.unet.parameters()).dtype
+        device = self.device
         B = tokens.shape[0]
         seeds = as_seeds(seeds, B)
         # 1. image tokens -> prompt embeddings (+ zeros for the unconditional branch)
-        emb, pooled = self.projection(tokens.to(device, dtype))
-        emb = torch.cat([torch.zeros_like(emb), emb])
-        pooled = torch.cat([torch.zeros_like(pooled), pooled])
-        time_ids = torch.tensor([size, size, 0, 0, size, size], device=device, dtype=dtype).repeat(2 * B, 1)
+        emb, pooled, time_ids = self._conditioning(tokens, size)
+        emb, pooled = torch.cat([torch.zeros_like(emb), emb]), torch.cat([torch.zeros_like(pooled), pooled])
+        time_ids = time_ids.repeat(2, 1)
         # 2. starting latents: pure noise, or the encoded low-level image noised part-way
-        f = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        f = self.latent_factor
         sf = self.vae.config.scaling_factor
-        scheduler = self._scheduler(c.sampler)
+        scheduler = self._scheduler(sampler or c.sampler)
         scheduler.set_timesteps(steps, device=device)
         start = 0 if low_level is None else fusion_start(steps, strength)
         noise = initial_noise((self.unet.config.in_channels, size // f, size // f), seeds, device)
         if low_level is None or start == 0:
             latents = noise * scheduler.init_noise_sigma
         else:
-            x = F.interpolate(low_level.to(device).float(), size=(size, size), mode="bilinear", align_corners=False)
-            latents = self.vae.encode(x * 2 - 1).latent_dist.mean * sf
+            latents = self.encode(low_level, size)
             if start >= steps:
                 return ((self.vae.decode(latents / sf).sample + 1) / 2).clamp(0, 1)
             if hasattr(scheduler, "set_begin_index"):
@@ -233,10 +306,8 @@ class SDXLReconstructor:
             latents = scheduler.add_noise(latents, noise, scheduler.timesteps[start:start + 1].repeat(B))
         # 3. denoise with classifier-free guidance
         for t in track(list(scheduler.timesteps[start:]), desc="SDXL"):
-            inp = scheduler.scale_model_input(torch.cat([latents, latents]), t).to(dtype)
-            out = self.unet(inp, t, encoder_hidden_states=emb,
-                            added_cond_kwargs={"text_embeds": pooled, "time_ids": time_ids}).sample.float()
-            u, cnd = out.chunk(2)
+            inp = scheduler.scale_model_input(torch.cat([latents, latents]), t)
+            u, cnd = self._predict(inp, t, emb, pooled, time_ids).chunk(2)
             latents = scheduler.step(u + guidance_scale * (cnd - u), t, latents).prev_sample
         # 4. decode
         return ((self.vae.decode(latents.float() / sf).sample + 1) / 2).clamp(0, 1)

@@ -73,8 +73,10 @@ def sidebar() -> AppContext:
         ds = st.selectbox("Dataset", _options("dataset", default.dataset, found) + extra, key="sb_dataset",
                           format_func=_short, help="A canonical dataset: the twin, or prepared NSD data")
         rn = st.selectbox("Brain-IT run", _options("run", default.run, found), key="sb_run", format_func=_short)
-        gn = st.selectbox("Generators", _options("generators", default.generators, found), key="sb_generators",
-                          format_func=_short)
+        gn = st.selectbox("Generators", src.generator_choices(rn, _options("generators", default.generators, found)),
+                          key="sb_generators", format_func=src.generators_label,
+                          help="Generators made for the run's feature space: the offline demo set, a full-size "
+                               "SDXL set (train-sdxl-projection) or a stage-2 fine-tune")
         checked = src.check(ds, rn, gn, default.origin)
         info = DatasetInfo.read(ds) if ds else None
         run_subjects = _decoded(rn)

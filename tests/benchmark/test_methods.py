@@ -14,7 +14,9 @@ TABLE = ("brainit_fused", "brainit_low_level", "brainit_semantic", "ridge", "glo
 
 def test_registry_declares_every_row_once_in_table_order():
     assert M.METHODS == TABLE
-    assert list(M.REGISTRY) == [*TABLE, "transfer_15", "transfer_60", "transfer_all"]
+    assert list(M.REGISTRY) == [*TABLE, "transfer_15", "transfer_60", "transfer_all", "stage2_fused", "stage2_semantic"]
+    assert M.STAGE2 == ("stage2_fused", "stage2_semantic")
+    assert M.table_methods(is_twin=True, stage2=True) == [*TABLE, "stage2_fused", "stage2_semantic"]
     assert M.BASELINES == ("ridge", "global_embedding")
     assert M.LABELS["brainit_fused"] == "Brain-IT (fused)" and M.LABELS["ridge"] == "ridge (Brain-Diffuser style)"
     assert M.table_methods(is_twin=True) == list(TABLE)

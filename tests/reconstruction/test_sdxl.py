@@ -1,38 +1,17 @@
-import json
-
 import pytest
 import torch
 
 from brainit_core.errors import MissingWeightsError
-from brainit_core.reconstruction.sdxl import (PROJECTION_NAME, ImageTokenProjection, SDXLAdapterConfig,
-                                              SDXLReconstructor, check_sdxl_directory)
+from brainit_core.reconstruction.sdxl import ImageTokenProjection, SDXLAdapterConfig, SDXLReconstructor, check_sdxl_directory
 
 TOKENS, TOKEN_DIM = 6, 24
 
 
 @pytest.fixture(scope="module")
 def sdxl_dir(tmp_path_factory):
-    """A tiny random SDXL in the diffusers directory layout (same classes, tiny configs)."""
-    from diffusers import AutoencoderKL, EulerDiscreteScheduler, UNet2DConditionModel
+    from tests.factories import make_tiny_sdxl
 
-    d = tmp_path_factory.mktemp("sdxl")
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(
-        block_out_channels=(32, 64), layers_per_block=1, sample_size=8, in_channels=4, out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
-        addition_time_embed_dim=8, transformer_layers_per_block=(1, 1), projection_class_embeddings_input_dim=80,
-        cross_attention_dim=64, norm_num_groups=32)
-    vae = AutoencoderKL(block_out_channels=(16, 32), in_channels=3, out_channels=3, latent_channels=4,
-                        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-                        norm_num_groups=16, sample_size=16, scaling_factor=0.13025)
-    unet.save_pretrained(d / "unet", safe_serialization=True)
-    vae.save_pretrained(d / "vae", safe_serialization=True)
-    EulerDiscreteScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
-                           steps_offset=1, timestep_spacing="leading").save_pretrained(d / "scheduler")
-    (d / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionXLImg2ImgPipeline"}))
-    ImageTokenProjection(TOKEN_DIM, 64, 32).save(d / PROJECTION_NAME)
-    return d
+    return make_tiny_sdxl(tmp_path_factory.mktemp("sdxl"), TOKEN_DIM)
 
 
 def test_generation_and_fusion_with_tiny_components(sdxl_dir):
@@ -47,7 +26,7 @@ def test_generation_and_fusion_with_tiny_components(sdxl_dir):
     assert fused.shape == (2, 3, 16, 16) and not torch.allclose(fused, a)
     kept = rec(tokens, low_level=low, seeds=[0, 1], strength=0.0)  # VAE round trip of the low-level image
     with torch.no_grad():
-        x = torch.nn.functional.interpolate(low, size=(16, 16), mode="bilinear", align_corners=False)
+        x = torch.nn.functional.interpolate(low, size=(16, 16), mode="bilinear", align_corners=False, antialias=True)
         ref = ((rec.vae.decode(rec.vae.encode(x * 2 - 1).latent_dist.mean).sample + 1) / 2).clamp(0, 1)
     assert torch.allclose(kept, ref, atol=1e-5)
 
@@ -69,3 +48,24 @@ def test_missing_weights_message_names_files(tmp_path):
     with pytest.raises(MissingWeightsError) as err:
         check_sdxl_directory(tmp_path / "partial")
     assert "unet/config.json" not in str(err.value) and "unet/diffusion_pytorch_model.safetensors" in str(err.value)
+
+
+def test_training_loss_reaches_the_projection_and_the_unet_and_is_seeded(sdxl_dir):
+    rec = SDXLReconstructor.from_pretrained(sdxl_dir, config=SDXLAdapterConfig(size=16))
+    images = torch.rand(3, 3, 24, 24)
+    latents = rec.encode(images)
+    assert latents.shape == (3, 4, 8, 8)
+    tokens = torch.randn(3, TOKENS, TOKEN_DIM, requires_grad=True)
+    loss = rec.loss(latents, tokens, torch.Generator().manual_seed(1), cond_dropout=0.0)
+    loss.backward()
+    assert torch.isfinite(loss) and tokens.grad.abs().sum() > 0
+    assert rec.projection.tokens.weight.grad.abs().sum() > 0
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in rec.unet.parameters())
+    again = rec.loss(latents, tokens, torch.Generator().manual_seed(1), cond_dropout=0.0)
+    other = rec.loss(latents, tokens, torch.Generator().manual_seed(2), cond_dropout=0.0)
+    assert torch.equal(loss, again) and not torch.equal(loss, other)
+    # a sample given the unconditional embedding no longer depends on its tokens
+    tokens.grad = None
+    rec.loss(latents, tokens, torch.Generator().manual_seed(1), cond_dropout=1.0).backward()
+    assert tokens.grad is None or tokens.grad.abs().sum() == 0
+    assert set(dict(rec.trainable().named_children())) == {"unet", "projection"}
