@@ -3,6 +3,7 @@
 ``save_checkpoint(path, tensors, config)`` writes ``path.safetensors`` and ``path.json``;
 ``load_checkpoint(path)`` verifies the hash before returning anything. Nothing is ever unpickled.
 Writes go to a temporary file first and are renamed, so a killed process never leaves a torn file.
+In a job of several processes only rank 0 writes (:mod:`brainit_core.distributed`).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
+from brainit_core.distributed import is_main
 from brainit_core.errors import CheckpointError
 from brainit_core.fileio import write_json
 
@@ -47,11 +49,13 @@ def checkpoint_paths(path: str | os.PathLike) -> tuple[Path, Path]:
 def save_checkpoint(path, tensors: Mapping[str, Any], config: Mapping[str, Any], meta: Mapping[str, Any] | None = None) -> Path:
     """Write ``tensors`` (name -> torch tensor) and ``config`` (JSON-able) atomically.
 
-    Returns the path of the ``.json`` file.
+    Returns the path of the ``.json`` file. On ranks other than 0 of a multi-process job nothing is written.
     """
     from safetensors.torch import save_file
 
     st_path, js_path = _paths(path)
+    if not is_main():
+        return js_path
     st_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = st_path.with_name(st_path.name + ".tmp")
     save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))

@@ -8,8 +8,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
+from brainit_core import distributed
 from brainit_core.errors import BrainITError
 
 # (module, attribute) pairs; each register() adds one or more sub-commands.
@@ -51,19 +53,26 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    main_process = distributed.env_rank() == 0  # under torchrun only rank 0 logs (errors come from every rank)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=(logging.DEBUG if args.verbose else logging.INFO) if main_process else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
     if not getattr(args, "func", None):
         parser.print_help()
         return 1
+    where = "" if main_process and "WORLD_SIZE" not in os.environ else f"rank {distributed.env_rank()}: "
     try:
         result = args.func(args)
     except BrainITError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"{where}error: {exc}", file=sys.stderr)
+        distributed.record_error(exc)
         return 2
+    except Exception as exc:  # a crash: its traceback, and under torchrun its message in the job's summary
+        distributed.record_error(exc)
+        raise
     except KeyboardInterrupt:
-        print("interrupted; finished work is kept on disk and the command can be resumed", file=sys.stderr)
+        print(f"{where}interrupted; finished work is kept on disk and the command can be resumed", file=sys.stderr)
         return 130
+    distributed.shutdown()
     return int(result or 0)

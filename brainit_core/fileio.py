@@ -1,7 +1,8 @@
 """Small file helpers every module shares: atomic JSON and NumPy writes, JSON reads with clear errors.
 
 A write goes to a temporary file beside the target and is renamed over it, so a process killed at
-any moment leaves either the old file or the new one, never a torn one.
+any moment leaves either the old file or the new one, never a torn one. In a job of several
+processes (:mod:`brainit_core.distributed`) only rank 0 writes; the others return the path unchanged.
 """
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 import os
 from pathlib import Path
 
+from brainit_core.distributed import is_main
 from brainit_core.errors import BrainITError, DataFormatError
 
 
@@ -37,6 +39,8 @@ def write_json(path, obj, indent: int = 2, sort_keys: bool = True, default=json_
     ``default`` converts what JSON cannot hold (:func:`json_default`; ``str`` for free-form reports).
     """
     path = Path(path)
+    if not is_main():
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(obj, indent=indent, sort_keys=sort_keys, default=default))
@@ -74,6 +78,8 @@ def save_npy(path, arr) -> Path:
     import numpy as np
 
     path = Path(path)
+    if not is_main():
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.npy")
     np.save(tmp, arr)
@@ -86,6 +92,8 @@ def save_npz(path, compressed: bool = False, **arrays) -> Path:
     import numpy as np
 
     path = Path(path)
+    if not is_main():
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + ".tmp.npz")
     (np.savez_compressed if compressed else np.savez)(tmp, **arrays)

@@ -9,6 +9,8 @@ import contextlib
 import contextvars
 from typing import Callable, Iterable, Iterator, Optional, TypeVar
 
+from brainit_core.distributed import is_main
+
 T = TypeVar("T")
 
 # handler(fraction in [0, 1], message)
@@ -46,6 +48,7 @@ def track(iterable: Iterable[T], desc: str = "", total: Optional[int] = None, di
         except TypeError:
             total = None
     handler = _HANDLER.get()
+    disable = disable or not is_main()  # one progress bar per job: rank 0's
     if handler is not None:
         n = 0
         for item in iterable:

@@ -367,3 +367,84 @@ def make_fake_library(root, with_font: bool = True) -> Path:
         target.parent.mkdir(parents=True)
         target.write_bytes(font.read_bytes())
     return root
+
+
+# -- jobs of several processes (torchrun, gloo on CPU) ------------------------------------------
+
+def tiny_head_job(epochs: int = 3):
+    """The BIT head training of ``tests/ddp_worker.py``: (data, config, model), the same in every process."""
+    data = make_data()
+    cfg = tiny_config(semantic_epochs=epochs, lowlevel_epochs=epochs, synthetic_per_real=0.5, warmup_epochs=1)
+    return data, cfg, make_model(data, cfg)
+
+
+REPO = Path(__file__).resolve().parent.parent
+DDP_WORKER = REPO / "tests" / "ddp_worker.py"
+
+
+@dataclass
+class Job:
+    returncode: int
+    output: str
+    seconds: float
+    killed: bool = False
+
+
+def run_job(args: list[str], nproc: int | None = 2, timeout: float = 300, env: dict | None = None,
+            kill_when=None) -> Job:
+    """Run ``python -m torch.distributed.run --standalone --nproc-per-node NPROC ARGS`` (a free port,
+    one torch thread per process) or, with ``nproc=None``, ``python ARGS`` alone, from the repository
+    root, in a process group of its own. ``kill_when()`` is polled every 0.1 s; when it turns true the
+    whole job (launcher and workers) is killed with SIGKILL, as a machine failure would.
+    """
+    import os
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    launcher = [] if nproc is None else ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc)]
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
+    t0 = time.time()
+    with tempfile.TemporaryFile("w+") as log:
+        proc = subprocess.Popen([sys.executable, *launcher, *map(str, args)], cwd=REPO, env=full_env, stdout=log,
+                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        killed = False
+        try:
+            while proc.poll() is None:
+                if time.time() - t0 > timeout:
+                    raise TimeoutError(f"job {args} still running after {timeout} s")
+                if kill_when is not None and kill_when():
+                    killed = True
+                    break
+                time.sleep(0.1)
+        finally:
+            if proc.poll() is None:  # the launcher and its workers (torchrun starts each in a session of its own)
+                for pid in [proc.pid, *_descendants(proc.pid)]:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+            proc.wait()
+        log.seek(0)
+        return Job(proc.returncode, log.read(), time.time() - t0, killed)
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (read from /proc)."""
+    from pathlib import Path as P
+
+    children: dict = {}
+    for stat in P("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out

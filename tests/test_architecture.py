@@ -29,7 +29,7 @@ def _module_name(path: Path) -> str:
 
 # ARCHITECTURE.md's layers, top to bottom: a module may import its own layer and the ones above it
 LAYERS = (
-    ("foundations", ("errors", "fileio", "locks", "checkpoint", "progress", "utils", "stimulus")),
+    ("foundations", ("errors", "distributed", "fileio", "locks", "checkpoint", "progress", "utils", "stimulus")),
     ("formats", ("runs", "data.info", "data.dataset", "data.writer")),
     ("data sources", ("data", "data.nsd", "data.nsd_files", "data.twin", "data.uploads", "data.summary")),
     ("features", ("features",)),

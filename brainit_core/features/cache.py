@@ -22,6 +22,7 @@ import h5py
 import numpy as np
 import torch
 
+from brainit_core import distributed
 from brainit_core.errors import BrainITError, DataFormatError
 from brainit_core.features.base import FeatureSpace, images_to_tensor
 from brainit_core.locks import FileLock, LockedError, lock_path_for
@@ -31,6 +32,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds a process waits for another one's lock on a feature cache file before it gives up.
 LOCK_WAIT_S = 10.0
+#: The same for the processes of one job appending their shards (each waits for the others' appends).
+SHARD_LOCK_WAIT_S = 600.0
 
 
 @dataclass
@@ -193,17 +196,57 @@ def extract_features(dataset, ids, space: FeatureSpace, batch_size: int = 32, de
         return fs
     path = feature_cache_path(dataset, space)
     what = f"feature cache {path}"
+    if distributed.is_distributed():  # every process takes the same branch, then extracts its shard
+        with FileLock(lock_path_for(path), what, shared=True, timeout=LOCK_WAIT_S):
+            complete = path.exists() and cache_problem(path, space, dataset) is None and _cache_has(path, ids)
+        if distributed.any_rank(not complete):
+            _extract_sharded(path, ids, dataset, space, batch_size, device)
+        with FileLock(lock_path_for(path), what, shared=True, timeout=LOCK_WAIT_S):
+            return _read(path, ids, space, read_lowlevel)
     with FileLock(lock_path_for(path), what, shared=True, timeout=LOCK_WAIT_S):
         if path.exists() and cache_problem(path, space, dataset) is None and _cache_has(path, ids):
             return _read(path, ids, space, read_lowlevel)
     with FileLock(lock_path_for(path), what, timeout=LOCK_WAIT_S):
-        problem = cache_problem(path, space, dataset)
-        if problem is not None:
-            log.warning("feature cache %s is damaged (%s); moving it to %s.damaged and rebuilding it",
-                        path, problem, path.name)
-            os.replace(path, path.with_name(path.name + ".damaged"))
+        _set_aside_if_damaged(path, space, dataset)
         _append_missing(path, ids, dataset, space, batch_size, device)
         return _read(path, ids, space, read_lowlevel)
+
+
+def _set_aside_if_damaged(path: Path, space: FeatureSpace, dataset) -> None:
+    problem = cache_problem(path, space, dataset)
+    if problem is not None:
+        log.warning("feature cache %s is damaged (%s); moving it to %s.damaged and rebuilding it",
+                    path, problem, path.name)
+        os.replace(path, path.with_name(path.name + ".damaged"))
+
+
+def _extract_sharded(path: Path, ids: np.ndarray, dataset, space: FeatureSpace, batch_size: int, device) -> None:
+    """Each process of a job computes a shard of the missing images and appends it block by block.
+
+    Rank 0 first sets a damaged file aside and creates the file; every process then reads the same
+    list of missing ids, computes its shard (whole batches, so each batch is the one a single process
+    would run) without holding the lock, and takes the writer lock only to append a block.
+    """
+    what = f"feature cache {path}"
+    if distributed.is_main():
+        with FileLock(lock_path_for(path), what, timeout=LOCK_WAIT_S):
+            _set_aside_if_damaged(path, space, dataset)
+            _append_missing(path, np.zeros(0, np.int64), dataset, space, batch_size, device)
+    distributed.barrier()
+    with FileLock(lock_path_for(path), what, shared=True, timeout=LOCK_WAIT_S):
+        with _open_h5(path, "r") as f:
+            todo = np.setdiff1d(np.unique(ids), f["ids"][()])
+    distributed.barrier()  # every process has the same list before any appends
+    mine = distributed.shard_of(len(todo), align=batch_size).take(todo)
+    chunk = batch_size * 16
+    for start in track(range(0, len(mine), chunk), desc=f"features ({space.name}, {len(todo)} images shared)"):
+        block = mine[start:start + chunk]
+        fs = compute_features(space, dataset.images(block), batch_size, device, desc="batch")
+        with FileLock(lock_path_for(path), what, timeout=SHARD_LOCK_WAIT_S):
+            with _open_h5(path, "a") as f:
+                new = ~np.isin(block, f["ids"][()])  # (another job may have added some meanwhile)
+                _append_block(f, block[new], fs.subset(new))
+    distributed.barrier()
 
 
 def _read(path: Path, ids: np.ndarray, space: FeatureSpace, read_lowlevel: bool) -> FeatureSet:
@@ -251,14 +294,18 @@ def _append_missing(path: Path, ids, dataset, space: FeatureSpace, batch_size: i
         chunk = batch_size * 16  # append in blocks so an interruption loses little
         for start in track(range(0, len(todo), chunk), desc=f"features ({space.name})"):
             block = todo[start:start + chunk]
-            fs = compute_features(space, dataset.images(block), batch_size, device, desc="batch")
-            f.attrs["writing"] = 1
-            f.flush()
-            n = f["ids"].shape[0]
-            for key, arr in [("semantic", fs.semantic)] + [(f"lowlevel/{i}", m) for i, m in enumerate(fs.lowlevel)]:
-                f[key].resize((n + len(block), *arr.shape[1:]))
-                f[key][n:] = arr
-            f["ids"].resize((n + len(block),))
-            f["ids"][n:] = block  # ids last: a row counts only once its features are written
-            f.attrs["writing"] = 0
-            f.flush()
+            _append_block(f, block, compute_features(space, dataset.images(block), batch_size, device, desc="batch"))
+
+
+def _append_block(f: h5py.File, block: np.ndarray, fs: FeatureSet) -> None:
+    """Append the features of ``block`` (ids) to an open cache file, flagged ``writing`` meanwhile."""
+    f.attrs["writing"] = 1
+    f.flush()
+    n = f["ids"].shape[0]
+    for key, arr in [("semantic", fs.semantic)] + [(f"lowlevel/{i}", m) for i, m in enumerate(fs.lowlevel)]:
+        f[key].resize((n + len(block), *arr.shape[1:]))
+        f[key][n:] = arr
+    f["ids"].resize((n + len(block),))
+    f["ids"][n:] = block  # ids last: a row counts only once its features are written
+    f.attrs["writing"] = 0
+    f.flush()

@@ -169,22 +169,32 @@ def epoch_samples(data: BITData, synthetic_per_real: float, rng: np.random.Gener
 
 
 def make_groups(model: BrainITModel, data: BITData, batch: list[tuple[str, str, int]], n_voxels: int | None,
-                device, tg: torch.Generator | None) -> tuple[list, np.ndarray]:
+                device, tg: torch.Generator | None, shard=None) -> tuple[list, np.ndarray]:
     """Turn a list of samples into per-subject groups for :meth:`BrainIT.tokenize`.
 
     Returns the groups ``[(subject, betas (b, N), voxel_idx (b, N) or None)]`` and the feature
-    rows of the samples in group order. ``n_voxels=None`` keeps all voxels.
+    rows of the samples in group order. ``n_voxels=None`` keeps all voxels. With a
+    :class:`~brainit_core.distributed.Shard` of the batch (positions in group order) only those
+    samples are loaded, while the voxel subsets are drawn for the whole batch as in one process.
     """
     groups, rows = [], []
+    start = 0
     for subject in dict.fromkeys(s for _, s, _ in batch):
         items = [(src, i) for src, s, i in batch if s == subject]
+        lo, hi = (0, len(items)) if shard is None else (min(max(shard.lo - start, 0), len(items)),
+                                                        min(max(shard.hi - start, 0), len(items)))
+        start += len(items)
+        V = data.real[subject].betas.shape[1] if subject in data.real else data.synthetic[subject].betas.shape[1]
+        idx = None
+        if n_voxels is not None and n_voxels < V:
+            idx = torch.rand(len(items), V, generator=tg).argsort(1)[lo:hi, :n_voxels]  # (b, N), distinct
+        items = items[lo:hi]
+        if not items:
+            continue
         betas = np.stack([(data.real if src == "real" else data.synthetic)[subject].betas[i] for src, i in items])
         rows += [(data.real if src == "real" else data.synthetic)[subject].rows[i] for src, i in items]
         x = torch.from_numpy(betas.astype(np.float32))  # (b, V)
-        V = x.shape[1]
-        idx = None
-        if n_voxels is not None and n_voxels < V:
-            idx = torch.rand(len(items), V, generator=tg).argsort(1)[:, :n_voxels]  # (b, N), distinct
+        if idx is not None:
             x = torch.gather(x, 1, idx)
         x = x.to(device)
         idx = idx.to(device) if idx is not None else None

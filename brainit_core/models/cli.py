@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from brainit_core.cli_types import device, existing_dir, feature_space, out_dir, out_file, positive_int
+from brainit_core.distributed import is_main
 from brainit_core.utils import cpu_threads
 
 
@@ -79,7 +80,8 @@ def _train(args) -> int:
     more = {h: n for h, n in (("semantic", args.semantic_epochs), ("lowlevel", args.lowlevel_epochs)) if n}
     out = train_run(args.data, preset=args.preset, out=Path(args.out).expanduser(), device=args.device,
                     space_name=args.space, resume=args.resume, head_epochs=more)
-    print(f"run written to {out}")
+    if is_main():
+        print(f"run written to {out}")
     return 0
 
 
@@ -95,7 +97,8 @@ def _transfer(args) -> int:
         config.transfer_epochs = args.epochs
     out = transfer_subject(args.data, args.subject, args.minutes, args.from_run, args.out, device=args.device,
                            bit_config=config, resume=args.resume)
-    print(f"transferred run written to {out}")
+    if is_main():
+        print(f"transferred run written to {out}")
     return 0
 
 

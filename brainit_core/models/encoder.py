@@ -19,6 +19,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from brainit_core.checkpoint import load_checkpoint, save_checkpoint
+from brainit_core.distributed import write_rows
 from brainit_core.errors import CheckpointError
 from brainit_core.utils import resolve_device
 
@@ -209,6 +210,23 @@ def predict_fmri(encoder: ImageToFMRIEncoder, features, subject: str, batch_size
     encoder.eval()
     dev = encoder.readout.weight.device
     return predict_rows(encoder, features, np.arange(len(features)), subject, batch_size, dev).astype(np.float32)
+
+
+def write_synthetic(path, encoder: ImageToFMRIEncoder, features, subject: str, batch_size: int = 64):
+    """Write :func:`predict_fmri` of every image of ``features`` as float16 to the ``.npy`` file ``path``.
+
+    Several processes (:mod:`brainit_core.distributed`) each predict a shard of whole batches into
+    the same file; one process writes what ``save_npy(path, predict_fmri(...).astype(float16))`` would.
+    """
+    encoder.eval()
+    dev = encoder.readout.weight.device
+
+    def rows(lo: int, hi: int) -> np.ndarray:
+        with torch.no_grad():
+            pred = predict_rows(encoder, features, np.arange(lo, hi), subject, batch_size, dev)
+        return pred.astype(np.float32).astype(np.float16)
+
+    return write_rows(path, len(features), (encoder.voxel_emb[subject].shape[0],), np.float16, rows, align=batch_size)
 
 
 def split_half_noise_ceiling(subject_data, ids) -> np.ndarray:

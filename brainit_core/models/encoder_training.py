@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from brainit_core import distributed
 from brainit_core.checkpoint import checkpoint_exists, load_checkpoint, optimizer_state, restore_optimizer, save_checkpoint
 from brainit_core.errors import check_loss
 from brainit_core.fileio import write_json
@@ -113,6 +114,8 @@ def train_encoder(dataset, space, config: EncoderConfig, out_dir, subjects=None,
     if checkpoint_exists(state_path) and checkpoint_exists(out / "encoder"):
         start, best, bad, history = _load_state(state_path, encoder, optimizer)
         log.info("encoder: resuming at epoch %d", start)
+    distributed.broadcast_parameters(encoder)
+    world = distributed.world_size()
 
     # 3. epochs: each batch = one subject, a batch of its images, a random voxel subset
     for epoch in range(start, config.epochs):
@@ -126,15 +129,24 @@ def train_encoder(dataset, space, config: EncoderConfig, out_dir, subjects=None,
         kept = f"{state_path.name} after epoch {epoch}, encoder" if epoch else "no epoch was saved yet"
         for k in track(order, desc=f"encoder epoch {epoch + 1}/{config.epochs}"):
             s, b = batches[k]
-            ids, betas = data[s][0][b], data[s][1][b]
-            x = encoder_inputs(fs, [row_of[int(i)] for i in ids], config.max_grid, dev)
+            shard = distributed.shard_of(len(b))  # this process's images of the batch (all of them in one)
+            ids, betas = shard.take(data[s][0][b]), shard.take(data[s][1][b])
+            x = encoder_inputs(fs, [row_of[int(i)] for i in ids], config.max_grid, dev) if len(shard) else None
             n_sel = min(config.voxels_per_sample, n_vox[s])
             vox = torch.from_numpy(rng.choice(n_vox[s], n_sel, replace=False)).to(dev)
-            y = torch.from_numpy(betas).to(dev)[:, vox]
-            loss = encoder_loss(encoder(x, s, vox), y, config.cosine_weight)
-            losses.append(check_loss(float(loss.detach()), f"encoder, epoch {epoch + 1}, subject {s}", kept))
+            loss = None
+            if len(shard):
+                y = torch.from_numpy(betas).to(dev)[:, vox]
+                with distributed.autocast(dev):
+                    pred = encoder(x, s, vox)
+                loss = shard.share(encoder_loss(pred.float(), y, config.cosine_weight))
+            value = (float(loss.detach()) if world == 1
+                     else float(distributed.all_reduce_sum([0.0 if loss is None else float(loss.detach())])[0]))
+            losses.append(check_loss(value, f"encoder, epoch {epoch + 1}, subject {s}", kept))
             optimizer.zero_grad()
-            loss.backward()
+            if loss is not None:
+                loss.backward()
+            distributed.sync_gradients(params)
             optimizer.step()
         val = _median_r(encoder, fs, row_of, {s: (data[s][2], data[s][3]) for s in fit_subjects}, config, dev)
         check_loss(val, f"encoder, epoch {epoch + 1}, validation (median r)", kept)
@@ -149,6 +161,7 @@ def train_encoder(dataset, space, config: EncoderConfig, out_dir, subjects=None,
         log.info("encoder epoch %d: loss %.4f, val median r %.3f", epoch + 1, np.mean(losses), val)
     if not checkpoint_exists(out / "encoder"):
         save_encoder(encoder, out / "encoder", {"epoch": 0})
+    distributed.barrier()  # rank 0 has written the best epoch
     best_model = load_encoder(out / "encoder")
     return best_model.to(dev)
 

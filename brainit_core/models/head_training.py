@@ -15,6 +15,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from brainit_core import distributed
 from brainit_core.checkpoint import checkpoint_exists, load_checkpoint, optimizer_state, restore_optimizer, save_checkpoint
 from brainit_core.errors import check_loss
 from brainit_core.fileio import read_json, write_json
@@ -38,30 +39,35 @@ def epoch_generators(seed: int, head: str, epoch: int) -> tuple[np.random.Genera
 
 
 def head_loss(model: BrainITModel, head: str, groups, targets: list[torch.Tensor], config: BITConfig,
-              tg: torch.Generator | None, sample_tokens: bool = True) -> tuple[torch.Tensor, dict]:
-    """Loss of one head on one batch (targets standardised, all locations)."""
+              tg: torch.Generator | None, sample_tokens: bool = True, shard=None) -> tuple[torch.Tensor, dict]:
+    """Loss of one head on one batch (targets standardised, all locations).
+
+    With a :class:`~brainit_core.distributed.Shard` the groups hold this process's samples and the
+    loss is its share of the batch's loss (token samples are drawn for the whole batch).
+    """
     net = model.heads[head]
     brain, _ = net.tokenize(groups)  # (B, C, D)
     if head == "semantic":
         pred, _ = net.read_out(brain)
         loss = semantic_loss(pred[0], targets[0])
-        return loss, {"mse": float(loss.detach())}
+        return (loss if shard is None else shard.share(loss)), {"mse": float(loss.detach())}
     B = brain.shape[0]
     query_idx = None
     if sample_tokens:
         counts = config.samples_per_layer(model.lowlevel_specs)
-        query_idx = [torch.rand(B, t.shape[1], generator=tg).argsort(1)[:, :k].to(brain.device)
-                     for t, k in zip(targets, counts)]
+        def rand(shape):
+            return torch.rand(*shape, generator=tg)
+
+        query_idx = [(rand((B, t.shape[1])) if shard is None else shard.draw(rand, (B, t.shape[1])))
+                     .argsort(1)[:, :k].to(brain.device) for t, k in zip(targets, counts)]
         targets = [torch.gather(t, 1, i.unsqueeze(-1).expand(-1, -1, t.shape[-1])) for t, i in zip(targets, query_idx)]
     pred, _ = net.read_out(brain, query_idx)
-    return lowlevel_loss(pred, targets, config.logit_scale, config.lowlevel_mse_weight)
+    return lowlevel_loss(pred, targets, config.logit_scale, config.lowlevel_mse_weight, shard=shard)
 
 
 def mixed_precision(device, enabled: bool):
-    if enabled and device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
-    return torch.autocast("cpu", enabled=False)
+    """bf16 autocast on CUDA when ``enabled`` (:func:`brainit_core.distributed.autocast`)."""
+    return distributed.autocast(device, enabled)
 
 
 @torch.no_grad()
@@ -69,18 +75,26 @@ def validate_head(model: BrainITModel, head: str, data: BITData, config: BITConf
                   subjects: Sequence[str] | None = None, amp: bool = False) -> dict:
     """Validation loss and per-token correlation of a head on the real validation samples
     (all voxels, all locations). The low-level InfoNCE uses a fixed token sample (seed 0) so that
-    epochs are comparable.
+    epochs are comparable. Several processes take turns by validation batch and sum the results.
     """
     model.eval()
     net = model.heads[head]
     tg = torch.Generator().manual_seed(0)
-    loss_sum, corr_sum, n = 0.0, 0.0, 0
+    world = distributed.world_size()
+    rank = distributed.rank() if world > 1 else 0
+    counts = config.samples_per_layer(model.lowlevel_specs) if head != "semantic" else []
+    n_tokens = [int(np.prod(s.grid)) for s in model.lowlevel_specs]
+    loss_sum, corr_sum, n, k = 0.0, 0.0, 0, -1
     for subject in subjects or list(data.val):
         pool = data.val.get(subject)
         if pool is None or not len(pool):
             continue
         for start in range(0, len(pool), config.eval_batch):
             batch = [("real", subject, i) for i in range(start, min(start + config.eval_batch, len(pool)))]
+            idx = [torch.rand(len(batch), nt, generator=tg).argsort(1)[:, :c].to(device) for nt, c in zip(n_tokens, counts)]
+            k += 1
+            if k % world != rank:
+                continue
             groups, rows = make_groups(model, BITData(data.features, {subject: pool}, {}, {}), batch, None, device, None)
             targets = standardized_targets(model, head, data, rows, device)
             with mixed_precision(device, amp):
@@ -89,15 +103,14 @@ def validate_head(model: BrainITModel, head: str, data: BITData, config: BITConf
             if head == "semantic":
                 loss = semantic_loss(pred[0], targets[0])
             else:
-                counts = config.samples_per_layer(model.lowlevel_specs)
-                idx = [torch.rand(len(rows), t.shape[1], generator=tg).argsort(1)[:, :k].to(device)
-                       for t, k in zip(targets, counts)]
                 pick = lambda t, i: torch.gather(t, 1, i.unsqueeze(-1).expand(-1, -1, t.shape[-1]))  # noqa: E731
                 loss, _ = lowlevel_loss([pick(p, i) for p, i in zip(pred, idx)], [pick(t, i) for t, i in zip(targets, idx)],
                                         config.logit_scale, config.lowlevel_mse_weight)
             loss_sum += float(loss) * len(rows)
             corr_sum += float(np.mean([token_corr(p, t).mean().item() for p, t in zip(pred, targets)])) * len(rows)
             n += len(rows)
+    if world > 1:
+        loss_sum, corr_sum, n = distributed.all_reduce_sum([loss_sum, corr_sum, n]).tolist()
     return {"val_loss": loss_sum / max(n, 1), "val_corr": corr_sum / max(n, 1)}
 
 
@@ -166,6 +179,7 @@ def train_head(model: BrainITModel, head: str, data: BITData, config: BITConfig,
     state_path, best_path = Path(out_dir) / f"bit_{tag}_state", Path(out_dir) / f"bit_{tag}_best"
     curves, start_epoch, best = [], 1, float("inf")
     head_prefix = f"{head}."
+    world = distributed.world_size()
     if checkpoint_exists(state_path):
         tensors, cfg, meta = load_checkpoint(state_path, device="cpu")
         own = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
@@ -174,6 +188,7 @@ def train_head(model: BrainITModel, head: str, data: BITData, config: BITConfig,
         plateau.load_state_dict(meta["plateau"])
         curves, start_epoch, best = meta["curves"], meta["epoch"] + 1, meta["best"]
         log.info("%s: resuming after epoch %d", tag, meta["epoch"])
+    distributed.broadcast_parameters(net)  # identical replicas on every process
     amp = config.amp and device.type == "cuda"
     last_metric = curves[-1]["val_loss"] if curves else None
     if start_epoch == 1 and not curves:
@@ -202,15 +217,18 @@ def train_head(model: BrainITModel, head: str, data: BITData, config: BITConfig,
                 else "no epoch was saved yet")
         for start in track(starts, desc=f"BIT {tag} epoch {epoch}/{epochs}"):
             batch = samples[start:start + batch_size]
-            if len(batch) < 2:
+            if len(batch) < max(2, world):  # (several processes: each needs a sample)
                 continue
-            groups, rows = make_groups(model, data, batch, config.voxels_per_sample, device, tg)
+            shard = distributed.shard_of(len(batch)) if world > 1 else None
+            groups, rows = make_groups(model, data, batch, config.voxels_per_sample, device, tg, shard)
             targets = standardized_targets(model, head, data, rows, device)
             with mixed_precision(device, amp):
-                loss, _ = head_loss(model, head, groups, targets, config, tg)
-            value = check_loss(float(loss.detach()), f"BIT {tag}, epoch {epoch}, batch {start // batch_size + 1}", kept)
+                loss, _ = head_loss(model, head, groups, targets, config, tg, shard=shard)
+            value = float(loss.detach()) if world == 1 else float(distributed.all_reduce_sum([float(loss.detach())])[0])
+            value = check_loss(value, f"BIT {tag}, epoch {epoch}, batch {start // batch_size + 1}", kept)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            distributed.sync_gradients(params)
             opt.step()
             total += value * len(batch)
             count += len(batch)
@@ -231,6 +249,7 @@ def train_head(model: BrainITModel, head: str, data: BITData, config: BITConfig,
                         {"bit": config_dict(config)},
                         {"epoch": epoch, "best": best, "curves": curves, "optimizer": opt_meta,
                          "plateau": plateau.state_dict()})
+        distributed.barrier()  # rank 0 has written the epoch's files
     if checkpoint_exists(best_path):
         tensors, _, _ = load_checkpoint(best_path, device="cpu")
         model.load_state_dict({**model.state_dict(), **tensors})

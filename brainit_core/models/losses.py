@@ -50,7 +50,7 @@ def semantic_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def lowlevel_loss(preds: Sequence[torch.Tensor], targets: Sequence[torch.Tensor], logit_scale: float = 1.0,
-                  mse_weight: float = 0.0, accuracy: bool = False) -> tuple[torch.Tensor, dict]:
+                  mse_weight: float = 0.0, accuracy: bool = False, shard=None) -> tuple[torch.Tensor, dict]:
     """Low-level loss over layers.
 
     Parameters
@@ -62,20 +62,29 @@ def lowlevel_loss(preds: Sequence[torch.Tensor], targets: Sequence[torch.Tensor]
         Weight of the MSE term added to the mean InfoNCE.
     accuracy : bool
         Report the InfoNCE retrieval accuracy in ``parts``.
+    shard : Shard, optional
+        This process's part of the batch (:mod:`brainit_core.distributed`): the InfoNCE runs on the
+        rows of every process (gathered) and the loss returned is this process's share.
 
     Returns
     -------
     loss : Tensor, scalar
     parts : dict
-        ``infonce``, ``mse`` and, if asked, ``acc`` (floats, means over layers).
+        ``infonce``, ``mse`` and, if asked, ``acc`` (floats, means over layers; shares with ``shard``).
     """
     nce, mse, acc = [], [], []
+    split = shard is not None and not shard.whole
     for p, t in zip(preds, targets):
-        l, a = info_nce(p, t, logit_scale, accuracy)
+        if split:  # the whole batch's InfoNCE on every process, each counting 1 / processes of it
+            l, a = info_nce(shard.gather(p), shard.gather(t), logit_scale, accuracy)
+            l = l / len(shard.bounds)
+        else:
+            l, a = info_nce(p, t, logit_scale, accuracy)
         nce.append(l)
         if a is not None:
             acc.append(a)
-        mse.append(F.mse_loss(p.float(), t.float()))
+        m = F.mse_loss(p.float(), t.float())
+        mse.append(shard.share(m) if split else m)
     nce_m = torch.stack(nce).mean()
     mse_m = torch.stack(mse).mean()
     loss = nce_m + mse_weight * mse_m if mse_weight else nce_m

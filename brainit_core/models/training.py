@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from brainit_core import distributed
 from brainit_core.errors import BrainITError, CheckpointError
 from brainit_core.fileio import save_npy
 from brainit_core.models import encoder as enc
@@ -26,7 +27,6 @@ from brainit_core.models.head_training import HEADS, train_head, train_heads
 from brainit_core.models.v2c import V2C
 from brainit_core.progress import report, track
 from brainit_core.runs import RunDirectory, RunStages, new_run_record
-from brainit_core.utils import resolve_device
 from brainit_core.viz.curves import plot_curves
 
 log = logging.getLogger(__name__)
@@ -119,10 +119,11 @@ def train_run(data, preset: str = "demo", out=None, device: str = "auto", space_
     dataset = data if hasattr(data, "subject") else load_dataset(data)
     run = RunDirectory(out)
     run_dir = run.path
+    dev = distributed.setup(device)
     if not run.is_empty() and not resume:
         raise BrainITError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
+    distributed.barrier()  # every process has looked at the run directory before rank 0 writes into it
     run_dir.mkdir(parents=True, exist_ok=True)
-    dev = resolve_device(device)
     config = bit_config or BITConfig.preset(preset)
     enc_config = encoder_config or enc.EncoderConfig.preset(preset)
     subjects = dataset.training_subjects
@@ -156,19 +157,21 @@ def train_run(data, preset: str = "demo", out=None, device: str = "auto", space_
         stages.finish("encoder", time.time() - t0)
     report(0.3, "encoder ready")
 
-    # 3. V2C: GMM over all subjects' normalised encoder voxel embeddings
+    # 3. V2C: GMM over all subjects' normalised encoder voxel embeddings (fitted by rank 0)
     t0 = time.time()
     if not stages.done("v2c"):
-        encoder = encoder if encoder is not None else enc.load_encoder(run.encoder_path, device=dev)
-        embeddings = {s: encoder.voxel_embeddings(s).detach().cpu().numpy() for s in subjects}
-        v2c = V2C(n_clusters=config.n_clusters, seed=config.seed).fit(embeddings)
-        v2c.save(run.v2c_path)
+        if distributed.is_main():
+            encoder = encoder if encoder is not None else enc.load_encoder(run.encoder_path, device=dev)
+            embeddings = {s: encoder.voxel_embeddings(s).detach().cpu().numpy() for s in subjects}
+            V2C(n_clusters=config.n_clusters, seed=config.seed).fit(embeddings).save(run.v2c_path)
+        distributed.barrier()
+        v2c = V2C.load(run.v2c_path)
         sizes = np.bincount(np.concatenate(list(v2c.labels_.values())), minlength=config.n_clusters)
         stages.finish("v2c", time.time() - t0, empty_clusters=int((sizes == 0).sum()))
     v2c = V2C.load(run.v2c_path)
     report(0.35, "V2C ready")
 
-    # 4. synthetic fMRI of the unlabeled images for every training subject
+    # 4. synthetic fMRI of the unlabeled images for every training subject (shared by the processes)
     t0 = time.time()
     syn_dir = run_dir / "synthetic"
     if not stages.done("synthetic"):
@@ -177,8 +180,9 @@ def train_run(data, preset: str = "demo", out=None, device: str = "auto", space_
             fs_unl = features.subset(np.arange(len(ids), len(ids) + len(unl)))
             for s in track(subjects, desc="synthetic fMRI"):
                 if not (syn_dir / f"{s}.npy").exists():
-                    save_npy(syn_dir / f"{s}.npy", enc.predict_fmri(encoder, fs_unl, s).astype(np.float16))
+                    enc.write_synthetic(syn_dir / f"{s}.npy", encoder, fs_unl, s)
         save_npy(syn_dir / "ids.npy", unl)
+        distributed.barrier()
         stages.finish("synthetic", time.time() - t0, n=len(unl))
     synthetic = {s: np.load(syn_dir / f"{s}.npy", mmap_mode="r") for s in subjects if (syn_dir / f"{s}.npy").exists()}
     syn_ids = np.load(syn_dir / "ids.npy")
@@ -205,5 +209,7 @@ def train_run(data, preset: str = "demo", out=None, device: str = "auto", space_
     t0 = time.time()
     save_bit(run.bit_path, model, record, meta={"curves_file": "curves.json"})
     stages.finish("bit", time.time() - t0, total_seconds=stages.total_seconds())
-    plot_curves(curves, run_dir / "curves.png")
+    if distributed.is_main():
+        plot_curves(curves, run_dir / "curves.png")
+    distributed.barrier()
     return run_dir

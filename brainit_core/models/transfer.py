@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from brainit_core import distributed
 from brainit_core.errors import BrainITError
 from brainit_core.fileio import save_npz, save_npy
 from brainit_core.models import encoder as enc
@@ -38,7 +39,7 @@ from brainit_core.models.head_training import HEADS, train_head, train_heads
 from brainit_core.models.v2c import V2C
 from brainit_core.progress import report
 from brainit_core.runs import RunDirectory, RunStages
-from brainit_core.utils import default_data_dir, resolve_device
+from brainit_core.utils import default_data_dir
 from brainit_core.viz.curves import plot_curves
 
 log = logging.getLogger(__name__)
@@ -110,10 +111,11 @@ def transfer_subject(data, subject: str, minutes, from_run, out, device: str = "
     ref_subjects = src_run.training_subjects
     if subject in ref_subjects:
         raise BrainITError(f"{subject} is already a subject of {src}; transfer needs a new subject")
+    dev = distributed.setup(device)
     if not new_run.is_empty() and not resume:
         raise BrainITError(f"{out} already exists; pass --resume to continue it or choose another --out")
+    distributed.barrier()  # every process has looked at --out before rank 0 writes into it
     out.mkdir(parents=True, exist_ok=True)
-    dev = resolve_device(device)
     sd = dataset.subject(subject)
     trials = transfer_trials(sd, minutes)
     record = new_run.read_record() or {
@@ -160,6 +162,7 @@ def transfer_subject(data, subject: str, minutes, from_run, out, device: str = "
         v2c.labels_[subject] = np.asarray(labels, dtype=np.int64)
         v2c.save(new_run.v2c_path)
         save_npz(nn_path, labels=labels, ref_subject=np.asarray(ref_subject).astype(str), ref_index=ref_index)
+        distributed.barrier()
         stages.finish("v2c", time.time() - t0)
     nearest = np.load(nn_path)
     report(0.35, "clusters assigned")
@@ -169,8 +172,12 @@ def transfer_subject(data, subject: str, minutes, from_run, out, device: str = "
     syn_dir = out / "synthetic"
     if not stages.done("synthetic"):
         fs_unl = features.subset(np.arange(len(ids), len(ids) + len(unl)))
-        save_npy(syn_dir / f"{subject}.npy", enc.predict_fmri(encoder, fs_unl, subject).astype(np.float16))
+        if len(unl):
+            enc.write_synthetic(syn_dir / f"{subject}.npy", encoder, fs_unl, subject)
+        else:
+            save_npy(syn_dir / f"{subject}.npy", enc.predict_fmri(encoder, fs_unl, subject).astype(np.float16))
         save_npy(syn_dir / "ids.npy", unl)
+        distributed.barrier()
         stages.finish("synthetic", time.time() - t0, n=len(unl))
     synthetic = {subject: np.load(syn_dir / f"{subject}.npy", mmap_mode="r")}
     del encoder
@@ -206,7 +213,9 @@ def transfer_subject(data, subject: str, minutes, from_run, out, device: str = "
     t0 = time.time()
     save_bit(new_run.bit_path, model, record, meta={"transfer": record["transfer"]})
     stages.finish("bit", time.time() - t0, total_seconds=stages.total_seconds())
-    plot_curves(curves, out / "curves.png")
+    if distributed.is_main():
+        plot_curves(curves, out / "curves.png")
+    distributed.barrier()
     return out
 
 

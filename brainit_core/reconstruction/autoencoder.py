@@ -108,10 +108,22 @@ def decode_latents(autoencoder, latents: torch.Tensor) -> torch.Tensor:
     return ((x + 1) / 2).clamp(0, 1)
 
 
-def autoencoder_loss(autoencoder, x: torch.Tensor, config: AutoencoderConfig, generator=None) -> tuple[torch.Tensor, dict]:
-    """Reconstruction loss of a batch (B, 3, h, w) in [0, 1]."""
+def autoencoder_loss(autoencoder, x: torch.Tensor, config: AutoencoderConfig, generator=None,
+                     shard=None) -> tuple[torch.Tensor, dict]:
+    """Reconstruction loss of a batch (B, 3, h, w) in [0, 1].
+
+    With a :class:`~brainit_core.distributed.Shard`, ``x`` is this process's part of the batch and
+    the latent noise is drawn for the whole batch and sliced.
+    """
     dist = autoencoder.encode(x * 2 - 1).latent_dist
-    rec = ((autoencoder.decode(dist.sample(generator)).sample + 1) / 2)
+    if shard is None or shard.whole:
+        z = dist.sample(generator)
+    else:
+        from diffusers.utils.torch_utils import randn_tensor
+
+        z = dist.mean + dist.std * shard.draw(lambda shape: randn_tensor(
+            shape, generator=generator, device=dist.parameters.device, dtype=dist.parameters.dtype), dist.mean.shape)
+    rec = ((autoencoder.decode(z).sample + 1) / 2)
     l1 = (rec - x).abs().mean()
     k = min(8, x.shape[-1])
     color = (F.avg_pool2d(rec, k) - F.avg_pool2d(x, k)).abs().mean()
@@ -150,12 +162,14 @@ def train_autoencoder(images: np.ndarray, config: AutoencoderConfig, out_path, s
     sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warm) * (0.3 if s > 0.8 * config.steps else 1.0))
     batches = ImageBatches(images, config.batch_size, crop=config.crop, size=None, seed=seed)
     loop = StepLoop("autoencoder", ae, optimizer, sched, state_dir, "autoencoder", config.steps,
-                    config.checkpoint_every, asdict(config))
+                    config.checkpoint_every, asdict(config), batch_size=config.batch_size)
     step = loop.resume(device, init=init)
     if step:
         batches.skip(step)
     gen = torch.Generator(device=device).manual_seed(seed * 104729 + step)
-    if not loop.run(step, lambda _: autoencoder_loss(ae, batches.next(device), config, gen), max_seconds):
+    shard = loop.shard
+    if not loop.run(step, lambda _: autoencoder_loss(ae, shard.take(batches.next()).to(device), config, gen, shard),
+                    max_seconds):
         return ae.eval()
     ae.eval()
     fit_scaling_factor(ae, images, device=device)

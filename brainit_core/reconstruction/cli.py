@@ -12,6 +12,7 @@ from brainit_core.cli_types import (
     device, existing_dir, feature_space, fraction_in, non_negative_float, non_negative_int, out_dir, out_file,
     positive_int, stage_steps,
 )
+from brainit_core.distributed import is_main
 from brainit_core.errors import BrainITError
 from brainit_core.stimulus import GENERATOR_SCENE_SEED
 from brainit_core.fileio import write_json
@@ -131,7 +132,8 @@ def _train(args) -> int:
                            shared_cache=not args.no_shared_cache, scenes=args.scenes, scene_seed=args.scene_seed,
                            init_from=args.init_from, init_stages=tuple(args.init_stages))
     done = [s for s in STAGES if (Path(out) / f"{s}.safetensors").exists()]
-    print(f"generators in {out}: finished {done}; loss curves in {Path(out) / 'train'}")
+    if is_main():
+        print(f"generators in {out}: finished {done}; loss curves in {Path(out) / 'train'}")
     return 0
 
 

@@ -298,22 +298,30 @@ def generate_latents(model: ConditionalUNet, scheduler_config: dict, tokens: tor
 # training
 # --------------------------------------------------------------------------------------------
 def diffusion_loss(model: ConditionalUNet, noise_scheduler, latents: torch.Tensor, tokens_std: torch.Tensor,
-                   config: DiffusionConfig, generator: torch.Generator) -> torch.Tensor:
-    """MSE of the UNet's v (or epsilon) prediction on a batch of scaled latents and standardised tokens."""
+                   config: DiffusionConfig, generator: torch.Generator, shard=None) -> torch.Tensor:
+    """MSE of the UNet's v (or epsilon) prediction on a batch of scaled latents and standardised tokens.
+
+    With a :class:`~brainit_core.distributed.Shard` the batch is this process's part and the noise,
+    timesteps and dropout are drawn for the whole batch and sliced.
+    """
     B = latents.shape[0]
     dev = latents.device
-    noise = torch.randn(latents.shape, generator=generator).to(dev)
-    t = torch.randint(0, config.num_train_timesteps, (B,), generator=generator).to(dev)
+
+    def draw(fn, *shape):
+        return (fn(shape) if shard is None else shard.draw(fn, shape)).to(dev)
+
+    noise = draw(lambda s: torch.randn(s, generator=generator), *latents.shape)
+    t = draw(lambda s: torch.randint(0, config.num_train_timesteps, s, generator=generator), B)
     noisy = noise_scheduler.add_noise(latents, noise, t)
-    z = tokens_std + config.cond_noise * torch.randn(tokens_std.shape, generator=generator).to(dev)
+    z = tokens_std + config.cond_noise * draw(lambda s: torch.randn(s, generator=generator), *tokens_std.shape)
     if config.cond_shrink < 1.0 or config.cond_noise_max > 0.0:  # half the batch looks like a prediction
-        u = torch.rand(B, 3, generator=generator).to(dev)
+        u = draw(lambda s: torch.rand(s, generator=generator), B, 3)
         hit = (u[:, 0] < 0.5)[:, None, None]
         scale = (config.cond_shrink + (1.0 - config.cond_shrink) * u[:, 1])[:, None, None]
         sd = (config.cond_noise_max * u[:, 2])[:, None, None]
-        degraded = tokens_std * scale + sd * torch.randn(tokens_std.shape, generator=generator).to(dev)
+        degraded = tokens_std * scale + sd * draw(lambda s: torch.randn(s, generator=generator), *tokens_std.shape)
         z = torch.where(hit, degraded, z)
-    drop = (torch.rand(B, generator=generator) < config.cond_dropout).to(dev)[:, None, None]
+    drop = (draw(lambda s: torch.rand(s, generator=generator), B) < config.cond_dropout)[:, None, None]
     ctx = model.conditioner(torch.where(drop, torch.zeros_like(z), z))
     pred = model(noisy, t, ctx)
     target = noise_scheduler.get_velocity(latents, noise, t) if config.prediction_type == "v_prediction" else noise
@@ -355,15 +363,17 @@ def train_diffusion(latents: np.ndarray, tokens: np.ndarray, config: DiffusionCo
     sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warm))
     noise_scheduler = DDPMScheduler(**config.scheduler_config())
     loop = StepLoop("semantic UNet", model, optimizer, sched, state_dir, "unet", config.steps,
-                    config.checkpoint_every, asdict(config), ema=ema, ema_decay=config.ema_decay)
+                    config.checkpoint_every, asdict(config), ema=ema, ema_decay=config.ema_decay,
+                    batch_size=config.batch_size)
     step = loop.resume(device, init=init)
     rng = np.random.default_rng([seed, step])
     gen = torch.Generator().manual_seed(seed * 15485863 + step)
     tok_std = model.conditioner.standardize(tok)
 
     def loss_fn(_):
-        rows = rng.choice(len(lat), config.batch_size, replace=len(lat) < config.batch_size)
-        loss = diffusion_loss(model, noise_scheduler, lat[rows].to(device), tok_std[rows].to(device), config, gen)
+        rows = loop.shard.take(rng.choice(len(lat), config.batch_size, replace=len(lat) < config.batch_size))
+        loss = diffusion_loss(model, noise_scheduler, lat[rows].to(device), tok_std[rows].to(device), config, gen,
+                              loop.shard)
         return loss, {"mse": loss.item()}
 
     if not loop.run(step, loss_fn, max_seconds):

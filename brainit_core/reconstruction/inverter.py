@@ -171,20 +171,28 @@ class FeatureInverter(nn.Module):
             getattr(self, f"std_{i}").copy_(m.std(dim=(0, 2, 3)).clamp_min(1e-4))
 
 
-def corrupt_features(z: list[torch.Tensor], config: InverterConfig, generator: torch.Generator) -> list[torch.Tensor]:
-    """Make standardised true features look like predictions: shrink, noise, blur, dropout."""
+def corrupt_features(z: list[torch.Tensor], config: InverterConfig, generator: torch.Generator,
+                     shard=None) -> list[torch.Tensor]:
+    """Make standardised true features look like predictions: shrink, noise, blur, dropout.
+
+    With a :class:`~brainit_core.distributed.Shard` the random numbers are drawn for the whole batch
+    and sliced to this process's rows.
+    """
     B = z[0].shape[0]
     dev = z[0].device
 
+    def draw(fn, *shape):
+        return (fn(shape) if shard is None else shard.draw(fn, shape)).to(dev)
+
     def rand(*shape):
-        return torch.rand(*shape, generator=generator).to(dev)
+        return draw(lambda s: torch.rand(*s, generator=generator), *shape)
 
     clean = (rand(B) < config.clean_prob)[:, None, None, None]
     shrink = (config.shrink_min + (1 - config.shrink_min) * rand(B))[:, None, None, None]
     sigma = (config.noise_max * rand(B))[:, None, None, None]
     out = []
     for m in z:
-        c = m * shrink + sigma * torch.randn(m.shape, generator=generator).to(dev)
+        c = m * shrink + sigma * draw(lambda s: torch.randn(s, generator=generator), *m.shape)
         if config.blur_prob > 0 and m.shape[-1] >= 4:
             blur = (rand(B) < config.blur_prob)[:, None, None, None]
             c = torch.where(blur, F.avg_pool2d(c, 3, 1, 1, count_include_pad=False), c)
@@ -196,11 +204,11 @@ def corrupt_features(z: list[torch.Tensor], config: InverterConfig, generator: t
 
 
 def inverter_loss(inverter: FeatureInverter, space, images: torch.Tensor, config: InverterConfig,
-                  generator: torch.Generator) -> tuple[torch.Tensor, dict]:
-    """One training loss on a batch of true images (B, 3, H, W) in [0, 1]."""
+                  generator: torch.Generator, shard=None) -> tuple[torch.Tensor, dict]:
+    """One training loss on a batch of true images (B, 3, H, W) in [0, 1] (``shard``: see :func:`corrupt_features`)."""
     with torch.no_grad():
         target = [m.float() for m in space.lowlevel_maps(images)]
-    z = corrupt_features(inverter.standardize(target), config, generator)
+    z = corrupt_features(inverter.standardize(target), config, generator, shard)
     out = inverter(z, standardized=True)
     pix = (out - images).abs().mean()
     feat = feature_matching_loss(space.lowlevel_maps(out), target).mean() if config.w_feature else out.new_zeros(())
@@ -243,12 +251,14 @@ def train_inverter(images: np.ndarray, space, config: InverterConfig, out_path, 
     optimizer = torch.optim.AdamW(inverter.parameters(), lr=config.lr, weight_decay=1e-4)
     sched = _cosine(optimizer, config.steps)
     loop = StepLoop("inverter", inverter, optimizer, sched, state_dir, "inverter", config.steps,
-                    config.checkpoint_every, asdict(config))
+                    config.checkpoint_every, asdict(config), batch_size=config.batch_size)
     step = loop.resume(device, init=init)
     if step:
         batches.skip(step)
     gen = torch.Generator().manual_seed(seed * 7919 + step)
-    if not loop.run(step, lambda _: inverter_loss(inverter, space, batches.next(device), config, gen), max_seconds):
+    shard = loop.shard
+    if not loop.run(step, lambda _: inverter_loss(inverter, space, shard.take(batches.next()).to(device), config, gen,
+                                                  shard), max_seconds):
         return inverter.eval()
     save_inverter(inverter, out_path, meta={"steps": config.steps})
     return inverter.eval()

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from brainit_core import distributed
 from brainit_core.errors import BrainITError
 from brainit_core.fileio import check_output_dir, read_json, write_json
 from brainit_core.models.bit_data import BITData, build_bit_data, make_groups, standardized_targets
@@ -251,6 +252,9 @@ def train_stage2(run_dir, generators_dir, out, preset: str = "demo", data=None, 
     from brainit_core.reconstruction.train_state import StepLoop
     from brainit_core.utils import resolve_device
 
+    if distributed.env_world_size() > 1:  # its loss, locks and caches are not sharded yet
+        raise BrainITError("stage2 runs in one process: start it without torchrun "
+                           "(train, transfer and train-generators run on several; docs/models.md)")
     device = device if isinstance(device, torch.device) else resolve_device(device or "auto")
     out = Path(out).expanduser()
     src = RunDirectory(run_dir)

@@ -14,13 +14,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from brainit_core import distributed
 from brainit_core.checkpoint import TrainingState
-from brainit_core.errors import CheckpointError, check_loss
+from brainit_core.errors import BrainITError, CheckpointError, check_loss
 from brainit_core.progress import track
 
 
 class LossLog:
-    """Append-only CSV of (step, seconds, named losses); plotted to PNG by :meth:`plot`."""
+    """Append-only CSV of (step, seconds, named losses); plotted to PNG by :meth:`plot` (rank 0 only)."""
 
     def __init__(self, path):
         self.path = Path(path)
@@ -29,7 +30,7 @@ class LossLog:
 
     def truncate(self, step: int) -> None:
         """Drop rows after ``step`` (a resumed run rewrites them); ``0`` deletes the log."""
-        if not self.path.exists():
+        if not self.path.exists() or not distributed.is_main():
             return
         if step <= 0:
             self.path.unlink()
@@ -45,6 +46,8 @@ class LossLog:
         os.replace(tmp, self.path)
 
     def write(self, step: int, **losses: float) -> None:
+        if not distributed.is_main():
+            return
         new = not self.path.exists()
         with open(self.path, "a", newline="") as f:
             w = csv.writer(f)
@@ -54,7 +57,7 @@ class LossLog:
 
     def plot(self, title: str = "") -> Path | None:
         """Write ``<name>.png`` beside the CSV (smoothed curves, log scale)."""
-        if not self.path.exists():
+        if not self.path.exists() or not distributed.is_main():
             return None
         import matplotlib
 
@@ -119,13 +122,27 @@ class StepLoop:
         An exponential moving average of ``model`` updated after every step (warm-up
         ``min(ema_decay, (1 + step) / (10 + step))``) and saved with the state.
     ema_decay : float
+    batch_size : int, optional
+        The global batch. With several processes (:mod:`brainit_core.distributed`) each one takes
+        :attr:`shard` of it: ``loss_fn`` then computes the mean loss of that shard (its random numbers
+        drawn for the whole batch with ``shard.draw``), and the loop sums the shares' gradients.
+    amp : bool
+        bf16 autocast of ``loss_fn`` on CUDA.
     """
 
     def __init__(self, name: str, model, optimizer, scheduler, state_dir, stem: str, steps: int,
-                 checkpoint_every: int, record: dict, ema=None, ema_decay: float = 0.999):
+                 checkpoint_every: int, record: dict, ema=None, ema_decay: float = 0.999,
+                 batch_size: int | None = None, amp: bool = True):
         self.name, self.model, self.optimizer, self.scheduler = name, model, optimizer, scheduler
         self.steps, self.checkpoint_every, self.record = int(steps), int(checkpoint_every), record
-        self.ema, self.ema_decay = ema, ema_decay
+        self.ema, self.ema_decay, self.amp = ema, ema_decay, amp
+        world = distributed.world_size()
+        if batch_size is None and world > 1:
+            raise ValueError(f"{name}: a StepLoop of several processes needs the global batch_size")
+        if batch_size is not None and batch_size < world:
+            raise BrainITError(f"{name}: a batch of {batch_size} cannot be shared by {world} processes; "
+                               f"start at most {batch_size} processes or raise the batch size")
+        self.shard = distributed.shard_of(int(batch_size or 1))
         self.state = TrainingState(Path(state_dir) / f"{stem}_state")
         self.log = LossLog(Path(state_dir) / f"{stem}_loss.csv")
         self.saved_step = 0  # the step of the state on disk (set by resume and by every save)
@@ -146,11 +163,15 @@ class StepLoop:
                                           f"(another preset or design?): {str(exc).splitlines()[0]}") from exc
                 if self.ema is not None:
                     self.ema.load_state_dict(self.model.state_dict())
-            return 0
-        step, _ = self.state.load(self.model, self.optimizer, ema=self.ema, device=device)
-        self.saved_step = step
-        self.log.truncate(step)
-        advance_scheduler(self.scheduler, step)
+            step = 0
+        else:
+            step, _ = self.state.load(self.model, self.optimizer, ema=self.ema, device=device)
+            self.saved_step = step
+            self.log.truncate(step)
+            advance_scheduler(self.scheduler, step)
+        for module in (self.model, self.ema):
+            if module is not None:
+                distributed.broadcast_parameters(module)  # identical replicas on every process
         return step
 
     def _save(self, done: int) -> None:
@@ -171,12 +192,22 @@ class StepLoop:
         """
         t0 = time.time()
         self.model.train()
+        world = distributed.world_size()
+        device = next(self.model.parameters()).device
         for step in track(range(start, self.steps), desc=self.name):
-            loss, parts = loss_fn(step)
+            with distributed.autocast(device, self.amp):
+                loss, parts = loss_fn(step)
+            value = float(loss.detach())
+            if world > 1:  # this process's share; the logged values are the whole batch's
+                loss = self.shard.share(loss)
+                summed = distributed.all_reduce_sum([float(loss.detach())]
+                                                    + [self.shard.weight * float(v) for v in parts.values()])
+                value, parts = float(summed[0]), dict(zip(parts, summed[1:].tolist()))
             kept = f"{self.state.path.name} at step {self.saved_step}" if self.saved_step else "no step was saved yet"
-            check_loss(float(loss.detach()), f"{self.name}, step {step + 1}", kept)
+            check_loss(value, f"{self.name}, step {step + 1}", kept)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            distributed.sync_gradients(self.model.parameters())
             norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
             check_loss(float(norm), f"{self.name}, step {step + 1} (gradient norm)", kept)
             self.optimizer.step()
@@ -187,7 +218,8 @@ class StepLoop:
             done = step + 1
             if done % self.checkpoint_every == 0 or done == self.steps:
                 self._save(done)
-            if max_seconds is not None and time.time() - t0 > max_seconds and done < self.steps:
+            out_of_time = max_seconds is not None and time.time() - t0 > max_seconds and done < self.steps
+            if max_seconds is not None and distributed.any_rank(out_of_time):  # (all processes stop together)
                 self._save(done)
                 self.log.plot(self.name)
                 return False

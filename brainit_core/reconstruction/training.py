@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from brainit_core import distributed
 from brainit_core.checkpoint import checkpoint_exists, read_checkpoint_record
 from brainit_core.progress import report, track
 from brainit_core.stimulus import GENERATOR_SCENE_SEED
@@ -24,7 +25,7 @@ from brainit_core.reconstruction.autoencoder import AutoencoderConfig, encode_im
 from brainit_core.reconstruction.diffusion import DiffusionConfig, train_diffusion
 from brainit_core.reconstruction.generators import ReconstructionConfig, write_generators_json
 from brainit_core.reconstruction.inverter import InverterConfig, train_inverter
-from brainit_core.fileio import read_json, save_npy, write_json
+from brainit_core.fileio import read_json, write_json
 
 log = logging.getLogger(__name__)
 STAGES = ("autoencoder", "inverter", "unet")
@@ -92,9 +93,8 @@ def train_generators(data, out, preset: str = "demo", device=None, space_name: s
     """
     from brainit_core.data import load_dataset
     from brainit_core.features import get_feature_space
-    from brainit_core.utils import resolve_device
 
-    device = device if isinstance(device, torch.device) else resolve_device(device or "auto")
+    device = distributed.setup(device or "auto")
     out = Path(out).expanduser()
     if (data is None) == (scenes is None):
         raise ValueError("train_generators needs a dataset (data) or a number of library scenes (scenes), not both")
@@ -139,6 +139,7 @@ def train_generators(data, out, preset: str = "demo", device=None, space_name: s
                       else image_tokens(images, space, train_dir / f"semantic_{space.cache_key()}_{source['scenes']['key']}.npy", device))
             train_diffusion(latents, tokens, configs[stage], out / stage, train_dir, device, seed, max_seconds,
                             init=init)
+        distributed.barrier()  # rank 0 has written the stage's checkpoint
         timings[stage] = timings.get(stage, 0.0) + time.time() - t0
         timings["torch_threads"] = torch.get_num_threads()
         write_json(train_dir / "timings.json", timings, sort_keys=False)
@@ -176,50 +177,63 @@ def scene_images(n: int, seed: int, size: int, batch: int = 500, cache: bool = T
     record = {"scenes": {"n": int(n), "seed": int(seed), "size": int(size), "library_version": library.version,
                          "key": key}}
     path = default_data_dir() / "library" / "scenes" / f"{key}.npy"
+    usable = False
     if cache and path.is_file():
         images = np.load(path, mmap_mode="r")
-        if images.shape == (n, size, size, 3) and images.dtype == np.uint8:
-            return np.arange(n), np.ascontiguousarray(images), record
-        log.warning("%s has shape %s, not (%d, %d, %d, 3): rendering again", path, images.shape, n, size, size)
-    images = np.empty((n, size, size, 3), np.uint8)
-    for start in track(range(0, n, batch), desc="library scenes"):
-        k = min(batch, n - start)
-        images[start:start + k] = render_scenes(library, k, seed=seed, size=size, start=start).images
-    if cache:
-        save_npy(path, images)
-    return np.arange(n), images, record
+        usable = images.shape == (n, size, size, 3) and images.dtype == np.uint8
+        if not usable:
+            log.warning("%s has shape %s, not (%d, %d, %d, 3): rendering again", path, images.shape, n, size, size)
+    if usable and not distributed.any_rank(not usable):
+        return np.arange(n), np.ascontiguousarray(images), record
+
+    def rows(lo: int, hi: int) -> np.ndarray:
+        out = np.empty((hi - lo, size, size, 3), np.uint8)
+        for start in track(range(lo, hi, batch), desc="library scenes"):
+            k = min(batch, hi - start)
+            out[start - lo:start - lo + k] = render_scenes(library, k, seed=seed, size=size, start=start).images
+        return out
+
+    if not cache:
+        return np.arange(n), rows(0, n), record
+    distributed.write_rows(path, n, (size, size, 3), np.uint8, rows, align=batch)  # several processes: a shard each
+    return np.arange(n), np.load(path), record
 
 
 def image_tokens(images: np.ndarray, space, path: Path, device=None, batch_size: int = 64) -> np.ndarray:
-    """TRUE semantic tokens (n, N, D) of in-memory images, cached at ``path``."""
-    if path.exists():
+    """TRUE semantic tokens (n, N, D) of in-memory images, cached at ``path`` (several processes: a shard each)."""
+    if not distributed.any_rank(not path.exists()):
         return np.load(path)
-    parts = []
-    with torch.no_grad():
-        for i in track(range(0, len(images), batch_size), desc="semantic tokens"):
-            parts.append(space.semantic_tokens(to_float_images(images[i:i + batch_size], device)).cpu().numpy())
-    tokens = np.concatenate(parts).astype(np.float32)
-    save_npy(path, tokens)
-    return tokens
+
+    def rows(lo: int, hi: int) -> np.ndarray:
+        parts = []
+        with torch.no_grad():
+            for i in track(range(lo, hi, batch_size), desc="semantic tokens"):
+                parts.append(space.semantic_tokens(to_float_images(images[i:min(i + batch_size, hi)], device)).cpu().numpy())
+        return np.concatenate(parts).astype(np.float32)
+
+    spec = space.semantic_spec
+    distributed.write_rows(path, len(images), (spec.n_tokens, spec.dim), np.float32, rows, align=batch_size)
+    return np.load(path)
 
 
 def cached_latents(out: Path, images: np.ndarray, device, batch_size: int = 32) -> np.ndarray:
     """Scaled posterior-mean latents of ``images`` under ``out/autoencoder``, cached per checkpoint hash."""
     sha = read_checkpoint_record(out / "autoencoder")["sha256"][:12]
     path = out / "train" / f"latents_{sha}_{len(images)}.npy"
-    if path.exists():
-        return np.load(path)
-    ae = load_autoencoder(out / "autoencoder", device=device)
-    parts = []
-    with torch.no_grad():
-        for i in track(range(0, len(images), batch_size), desc="latents"):
-            parts.append(encode_images(ae, to_float_images(images[i:i + batch_size], device)).cpu().numpy())
-    lat = np.concatenate(parts).astype(np.float32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npy")
-    np.save(tmp, lat)
-    tmp.replace(path)
-    return lat
+    if distributed.any_rank(not path.exists()):  # the processes encode a shard each
+        ae = load_autoencoder(out / "autoencoder", device=device)
+
+        def rows(lo: int, hi: int) -> np.ndarray:
+            parts = []
+            with torch.no_grad():
+                for i in track(range(lo, hi, batch_size), desc="latents"):
+                    parts.append(encode_images(ae, to_float_images(images[i:min(i + batch_size, hi)], device)).cpu().numpy())
+            return np.concatenate(parts).astype(np.float32)
+
+        with torch.no_grad():
+            shape = encode_images(ae, to_float_images(images[:1], device)).shape[1:]
+        distributed.write_rows(path, len(images), shape, np.float32, rows, align=batch_size)
+    return np.load(path)
 
 
 def semantic_tokens(dataset, ids: np.ndarray, space, train_dir: Path, shared_cache: bool = True) -> np.ndarray:
@@ -239,8 +253,9 @@ def semantic_tokens(dataset, ids: np.ndarray, space, train_dir: Path, shared_cac
     if own.exists():
         return np.load(own)
     tokens = extract_features(dataset, ids, space, cache=False).semantic.astype(np.float32)
-    own.parent.mkdir(parents=True, exist_ok=True)
-    np.save(own, tokens)
+    if distributed.is_main():
+        own.parent.mkdir(parents=True, exist_ok=True)
+        np.save(own, tokens)
     return tokens
 
 
