@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import streamlit as st
-import streamlit.components.v1 as components
 
 from brainit_core.errors import BrainITError
 from brainit_core.viz.colors import is_signed
@@ -101,7 +100,7 @@ def show(display: CortexDisplay, values, opts: ViewOptions, key: str, *, categor
             plt.close(fig)
         elif opts.mode == "interactive":
             html = display.volume_html(values, **{k: v for k, v in kw.items() if k in HTML_ONLY})
-            components.html(html, height=max(height, 420), scrolling=False)
+            st.iframe(html, height=max(height, 420))  # nilearn's own page (no user input in it)
         else:
             fig = display.surface_figure(values, opts.mode, view=opts.view, atlas=opts.atlas, hover=hover,
                                          height=height if opts.mode != "inflated + flat" else height * 3 // 4, **kw)
@@ -145,7 +144,8 @@ def dataset_section(ctx) -> None:
     display = cortex_display(ctx, sd, gt["area_names"] if gt is not None else None)
     maps = ["responses to a test image", *(f"atlas: {a}" for a in display.atlases)]
     what = c[1].radio("Map", maps, index=min(1, len(maps) - 1), key="dc_map", horizontal=True)
-    opts = controls(display, "dc", default_mode="inflated + flat", default_atlas=what.removeprefix("atlas: "))
+    opts = controls(display, "dc", default_mode=None if display.space == "func1pt8mm" else "inflated + flat",
+                    default_atlas=what.removeprefix("atlas: "))
     if what.startswith("atlas: "):
         codes, names = display.atlas_at_vertices(what.removeprefix("atlas: "))
         show(display, codes, opts, "dc_map_fig", categorical=True, category_names=names, n_categories=len(names),

@@ -133,10 +133,9 @@ class CortexDisplay:
     @property
     def atlases(self) -> list[str]:
         """Names of the ROI atlases that can be outlined."""
-        names = list(self.extra)
-        if self.space == "func1pt8mm":
-            return names + list(self.subject_rec.get("atlases", {}))
-        return names + list(self.surface_atlases)
+        found = self.subject_rec.get("atlases", {}) if self.space == "func1pt8mm" else self.surface_atlases
+        order = {name: k for k, name in enumerate(dsp.ATLASES)}
+        return list(self.extra) + sorted(found, key=lambda n: (order.get(n, len(order)), n))
 
     def resampled(self, mode: str) -> bool:
         """Whether ``mode`` shows a fsaverage (or projected) map on the coarser fsaverage5."""

@@ -137,7 +137,8 @@ def interactive_html(volume, affine, background=None, *, categorical: bool = Fal
     lo, hi = value_range(v, None, vmax, symmetric)
     view = plotting.view_img(_image(data.astype(np.float32), affine),
                              bg_img=_image(background, affine) if background is not None else False,
-                             threshold=max(float(threshold or 0.0), 1e-6), symmetric_cmap=symmetric and not categorical,
+                             threshold=0.5 if categorical else max(float(threshold or 0.0), 1e-6),
+                             symmetric_cmap=symmetric and not categorical,
                              cmap=cmap or ("tab20" if categorical else ("RdBu_r" if symmetric else "viridis")),
                              vmax=max(abs(lo), abs(hi)) if symmetric else hi, black_bg=False, title=title,
                              draw_cross=True, annotate=True)

@@ -249,7 +249,7 @@ def _write_volume_subject(root, layout, s, mesh, regions, shape, latent, weights
     for h in ("lh", "rh"):
         infl = mesh[h]["inflated"]
         lo, hi = infl.min(0), infl.max(0)
-        u = (infl - lo) / (hi - lo)  # 0..1 per axis
+        u = 0.15 + 0.7 * (infl - lo) / (hi - lo)  # inside the middle of the box
         xs = (X / 2 + u[:, 0] * (X / 2 - 1)) if h == "lh" else (u[:, 0] * (X / 2 - 1))  # lh at large x
         coords = np.c_[xs, u[:, 1] * (Y - 1), u[:, 2] * (Z - 1)] + 1  # 1-based, as NSD's transforms
         coords[~np.isfinite(coords).all(1)] = 9999
