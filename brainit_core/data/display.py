@@ -56,7 +56,8 @@ def _ctab(root: Path, name: str, subject: int | None, label_dir: Path) -> str | 
     return next((str(p) for p in candidates if p.is_file()), None)
 
 
-def find_display_sources(root, subjects, space: str, roi_paths: dict | None = None) -> dict:
+def find_display_sources(root, subjects, space: str, roi_paths: dict | None = None,
+                         n_vertices: int | None = None) -> dict:
     """What the app can draw from the NSD tree at ``root`` (paths of the files that are there).
 
     Parameters
@@ -68,11 +69,13 @@ def find_display_sources(root, subjects, space: str, roi_paths: dict | None = No
         ``"fsaverage"`` or ``"func1pt8mm"``.
     roi_paths : dict of int -> path, optional
         func1pt8mm: the ROI each subject was masked with (its grid and affine are recorded).
+    n_vertices : int, optional
+        fsaverage: vertices per hemisphere of the betas (163,842 for NSD).
 
     Returns
     -------
     dict
-        ``{"space", "fsaverage_dir" (or None), "atlases": {name: {"lh", "rh", "ctab"}},
+        ``{"space", "n_vertices", "fsaverage_dir" (or None), "atlases": {name: {"lh", "rh", "ctab"}},
         "subjects": {"subjXX": {...}}}``; a func1pt8mm subject has ``"shape"``, ``"affine"``,
         ``"background"``, ``"atlases"`` ({name: {"path", "ctab"}}) and ``"transforms"``.
     """
@@ -80,7 +83,7 @@ def find_display_sources(root, subjects, space: str, roi_paths: dict | None = No
     fsdir = root / "nsddata" / "freesurfer" / "fsaverage"
     label_dir = fsdir / "label"
     first = subjects[0] if subjects else None
-    out = {"space": space, "fsaverage_dir": str(fsdir) if (fsdir / "surf" / "lh.inflated").is_file() else None,
+    out = {"space": space, "n_vertices": n_vertices, "fsaverage_dir": str(fsdir) if (fsdir / "surf" / "lh.inflated").is_file() else None,
            "atlases": {}, "subjects": {}}
     for name in ATLASES:
         paths = [label_dir / f"{h}.{name}.mgz" for h in HEMIS]
@@ -164,14 +167,18 @@ def label_names(labels: np.ndarray, ctab: str | None, atlas: str) -> list[str]:
     return [""] + [table.get(k, f"{atlas} {k}") for k in range(1, max(top, 0) + 1)]
 
 
-def read_surface_atlas(entry: dict, n_vertices: int, atlas: str = "atlas") -> tuple[np.ndarray, list[str]]:
-    """A fsaverage ROI atlas: labels (2, n_vertices) int64 (0 = none) and the name of each id."""
+def read_surface_atlas(entry: dict, n_vertices: int | None = None, atlas: str = "atlas") -> tuple[np.ndarray, list[str]]:
+    """A fsaverage ROI atlas: labels (2, n_vertices) int64 (0 = none) and the name of each id.
+
+    ``n_vertices`` (per hemisphere) is checked when given; both hemispheres must agree.
+    """
     labels = []
     for h in HEMIS:
         img = _load(Path(entry[h]), f"the {atlas} labels")
         data = np.asarray(img.dataobj).reshape(-1)
-        if data.size != n_vertices:
-            raise DataFormatError(f"{entry[h]}: {data.size} labels, the mesh has {n_vertices} vertices per hemisphere")
+        n = n_vertices if n_vertices is not None else (len(labels[0]) if labels else data.size)
+        if data.size != n:
+            raise DataFormatError(f"{entry[h]}: {data.size} labels, the mesh has {n} vertices per hemisphere")
         labels.append(np.clip(np.nan_to_num(data), 0, None).astype(np.int64))
     labels = np.stack(labels)
     return labels, label_names(labels, entry.get("ctab"), atlas)

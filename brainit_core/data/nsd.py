@@ -185,7 +185,8 @@ def prepare_nsd(nsd_root, subjects, out, space: str = "fsaverage", mask: str = "
     needed = np.unique(np.concatenate([p[1] for p in plans.values()]))
     mesh = "fsaverage" if space == "fsaverage" else "func1pt8mm"
     rois = {s: volume_roi_path(layout, s, mask) for s in subjects} if space == "func1pt8mm" else None
-    display = find_display_sources(layout.root, subjects, space, rois)  # the app's meshes, atlases, volumes
+    display = find_display_sources(layout.root, subjects, space, rois,  # the app's meshes, atlases, volumes
+                                   n_vertices_per_hemi if space == "fsaverage" else None)
     writer = DatasetWriter(out, source="nsd", mesh=mesh, image_size=image_size, overwrite=overwrite,
                            space=space, mask=str(mask), display=display)
     _write_images(layout.stimuli, needed, writer, image_size)

@@ -35,6 +35,11 @@ VOLUME_MODES = ("slices", "interactive")
 N_FSAVERAGE = 163842
 
 
+def meshes_of(mode: str) -> tuple:
+    """The meshes a surface view draws, top to bottom."""
+    return ("inflated", "flat") if mode == "inflated + flat" else (mode,)
+
+
 @lru_cache(maxsize=4)
 def _parents(directory: str):
     spheres = meshes.sphere_coordinates(directory)
@@ -79,6 +84,7 @@ class CortexDisplay:
         self.full = None  # vertices per hemisphere of the full-resolution mesh in use (None: fsaverage5 only)
         self.extra = dict(extra_atlases or {})
         self.subject_rec = rec["subjects"].get(subject, {})
+        self.recorded_n = rec.get("n_vertices")
         self.surface_atlases = rec["atlases"] if self.space != "fsaverage5" else {}
         self.projection = None
         if self.space == "func1pt8mm":
@@ -115,7 +121,7 @@ class CortexDisplay:
                     self.problems.append(f"{self.fs_dir} has {n} vertices per hemisphere, the maps need {need}")
             except DataFormatError as exc:
                 self.problems.append(str(exc))
-        self.n_full = self.full or max(N_FSAVERAGE, need)
+        self.n_full = self.full or max(int(self.recorded_n or N_FSAVERAGE), need)
 
     # -- what can be shown ------------------------------------------------------------------
     @property
@@ -141,7 +147,7 @@ class CortexDisplay:
         """Whether ``mode`` shows a fsaverage (or projected) map on the coarser fsaverage5."""
         if self.space == "fsaverage5" or self.is_volume(mode):
             return False
-        return self.full is None or ("flat" in mode and not meshes.has_flat_patches(self.fs_dir))
+        return self.full is None or (mode in ("flat", "inflated + flat") and not meshes.has_flat_patches(self.fs_dir))
 
     def note(self, mode: str) -> str:
         """One sentence on what the view shows (resampling, projection, where the files are from)."""
@@ -207,7 +213,7 @@ class CortexDisplay:
             on_fs = np.where(self.projection >= 0, flat[np.maximum(self.projection, 0)], 0).astype(np.float64)
         else:
             entry = self.surface_atlases[name]
-            on_fs, names = _surface_atlas(entry["lh"], entry["rh"], entry.get("ctab"), self.n_full, name)
+            on_fs, names = _surface_atlas(entry["lh"], entry["rh"], entry.get("ctab"), self.full, name)
         if not full:
             on_fs = meshes.downsample(on_fs.astype(np.float64), categorical=True)
         return np.nan_to_num(on_fs).astype(np.int64), names
@@ -239,7 +245,7 @@ class CortexDisplay:
             ids = vol.reshape(-1)[self.vertices]
         else:
             entry = self.surface_atlases[name]
-            labels, names = _surface_atlas(entry["lh"], entry["rh"], entry.get("ctab"), self.n_full, name)
+            labels, names = _surface_atlas(entry["lh"], entry["rh"], entry.get("ctab"), self.full, name)
             ids = labels[self.hemispheres, self.vertices]
         return np.where(ids > 0, ids - 1.0, np.nan), list(names[1:])
 
@@ -274,7 +280,7 @@ class CortexDisplay:
         outlined and names the hovered area. Other options are those of ``surface_map_figure``.
         """
         rows = []
-        for mesh in ("inflated", "flat") if mode == "inflated + flat" else (mode,):
+        for mesh in meshes_of(mode):
             geom, full = self.on_mesh(values, mesh, categorical)
             extra = {}
             for k, v in (hover or {}).items():
