@@ -40,6 +40,7 @@ VIEWS = {
 }
 NAN_GREYS = ("#d9d9d9", "#a6a6a6")  # gyri, sulci
 BORDER_COLOR = "#111111"
+LIFT_MM = 0.5  # a full-resolution map above the fsaverage5-faced grey cortex behind it
 LIGHTING = {"ambient": 0.8, "diffuse": 0.35, "specular": 0.02, "roughness": 0.9, "fresnel": 0.05}
 FLAT_LIGHTING = {"ambient": 1.0, "diffuse": 0.0, "specular": 0.0, "roughness": 1.0, "fresnel": 0.0}
 
@@ -103,16 +104,16 @@ def face_values(full_hemi: np.ndarray, faces: np.ndarray, categorical: bool = Fa
     -------
     ndarray, float64, (F,)
     """
-    v = full_hemi[faces]  # (F, 3)
+    out = np.full(len(faces), np.nan)
+    touch = np.isfinite(full_hemi)[faces].any(1)  # only these faces get a value (a small part at full resolution)
+    v = full_hemi[faces[touch]]  # (F', 3)
     ok = np.isfinite(v)
     n = ok.sum(1)
     if categorical:
-        first = np.argmax(ok, axis=1)
-        out = v[np.arange(len(v)), first]
-        out[n == 0] = np.nan
-        return out
-    with np.errstate(invalid="ignore"):
-        return np.where(n > 0, np.where(ok, v, 0.0).sum(1) / np.maximum(n, 1), np.nan)
+        out[touch] = v[np.arange(len(v)), np.argmax(ok, axis=1)]
+    else:
+        out[touch] = np.where(ok, v, 0.0).sum(1) / n
+    return out
 
 
 def hover_text(full_hemi: np.ndarray, index: np.ndarray, hemi: str = "lh", *, value_name: str = "value",
@@ -180,13 +181,33 @@ class MeshMap:
 @lru_cache(maxsize=16)
 def _background(geom: SurfaceGeometry, hemi: int) -> dict:
     """The static grey trace of one hemisphere (sulcal shading), as a plotly trace dict."""
-    xyz, tri = geom.coords[hemi], geom.faces[hemi]
+    xyz, tri, sulcal = geom.background[hemi]
     return {"type": "mesh3d", "x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2],
-            "i": tri[:, 0], "j": tri[:, 1], "k": tri[:, 2], "intensity": geom.sulcal[hemi].astype(np.float32),
+            "i": tri[:, 0], "j": tri[:, 1], "k": tri[:, 2], "intensity": sulcal.astype(np.float32),
             "intensitymode": "vertex", "cmin": 0.0, "cmax": 1.0, "showscale": False, "hoverinfo": "skip",
             "colorscale": [[0.0, NAN_GREYS[0]], [1.0, NAN_GREYS[1]]], "name": HEMIS[hemi],
             "showlegend": False, "lighting": FLAT_LIGHTING if geom.is_flat else LIGHTING,
             "lightposition": {"x": 0, "y": 0, "z": 1e5}}
+
+
+_BORDERS: dict = {}
+
+
+def _borders(geom: SurfaceGeometry, hemi: int, labels: np.ndarray) -> np.ndarray:
+    """:func:`border_segments` of one hemisphere, cached per mesh and labels (an atlas does not change
+    between redraws)."""
+    import hashlib
+
+    labels = np.ascontiguousarray(labels, dtype=np.int64)
+    key = (id(geom), hemi, hashlib.sha1(labels.tobytes()).hexdigest())
+    if key not in _BORDERS:
+        if len(_BORDERS) > 32:
+            _BORDERS.clear()
+        pts = border_segments(labels, geom, hemi, lift=0.0 if geom.is_flat else LIFT_MM + 0.4)
+        if geom.is_flat:
+            pts[:, 2] = 0.5
+        _BORDERS[key] = (geom, pts)  # the geometry is kept alive, so its id is not reused
+    return _BORDERS[key][1]
 
 
 def _camera(view: str, hemi: int, flat: bool = False) -> dict:
@@ -265,13 +286,16 @@ def surface_map_figure(rows, *, view: str = "lateral", categorical: bool = False
         shown.append(v)
     colorbar_title = f"{value_name} ({unit})" if unit else value_name
     color, n_categories = _colors(shown[0], categorical, n_categories, cmap, vmin, vmax, symmetric, colorbar_title)
+    # plain dicts, validated once by go.Figure; hover texts as object arrays (plotly copies them without
+    # checking every string): a full-resolution redraw stays within the budget (scripts/bench_surface.py)
     traces, scene_names, n = [], [], len(rows)
     for r, (row, full) in enumerate(zip(rows, shown)):
         geom = row.geometry
+        light = {"lighting": FLAT_LIGHTING if geom.is_flat else LIGHTING, "lightposition": {"x": 0, "y": 0, "z": 1e5}}
         for h, hemi in enumerate(("lh", "rh")):
             scene = "scene" if r == 0 and h == 0 else f"scene{2 * r + h + 1}"
             scene_names.append(scene)
-            traces.append(go.Mesh3d(_background(geom, h), scene=scene))
+            traces.append({**_background(geom, h), "scene": scene})
             fv = face_values(full[h], geom.faces[h], categorical)
             keep = np.isfinite(fv)
             if keep.any():
@@ -279,33 +303,42 @@ def surface_map_figure(rows, *, view: str = "lateral", categorical: bool = False
                 used, local = np.unique(tri, return_inverse=True)
                 local = local.reshape(tri.shape).astype(np.int32)
                 xyz = geom.coords[h][used]
+                if geom.background[h][0] is not geom.coords[h]:  # over a coarser grey mesh: lift it clear
+                    xyz = xyz + (0.0 if geom.is_flat else LIFT_MM) * geom.normals[h][used]
+                    if geom.is_flat:
+                        xyz[:, 2] = 0.25
                 texts = hover_text(full[h], used, hemi, value_name=value_name, category_names=category_names,
                                    extra={k: a[h] for k, a in row.hover.items()}, categorical=categorical)
-                traces.append(go.Mesh3d(
-                    x=xyz[:, 0], y=xyz[:, 1], z=xyz[:, 2], i=local[:, 0], j=local[:, 1], k=local[:, 2],
-                    intensity=fv[keep].astype(np.float32), intensitymode="cell", text=texts, hoverinfo="text",
-                    name=HEMIS[h], showlegend=False, scene=scene,
-                    lighting=FLAT_LIGHTING if geom.is_flat else LIGHTING, lightposition={"x": 0, "y": 0, "z": 1e5},
-                    **{**color, "showscale": color["showscale"] and h == 1 and r == 0}))
+                traces.append({
+                    "type": "mesh3d", "x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2], "i": local[:, 0],
+                    "j": local[:, 1], "k": local[:, 2], "intensity": fv[keep].astype(np.float32),
+                    "intensitymode": "cell", "text": np.asarray(texts, dtype=str), "hoverinfo": "text",
+                    "name": HEMIS[h], "showlegend": False, "scene": scene, **light,
+                    **{**color, "showscale": color["showscale"] and h == 1 and r == 0}})
             if row.borders is not None:
-                pts = border_segments(row.borders[h], geom, h, lift=0.0 if geom.is_flat else 0.4)
-                if geom.is_flat:
-                    pts[:, 2] = 0.5
-                traces.append(go.Scatter3d(x=pts[:, 0], y=pts[:, 1], z=pts[:, 2], mode="lines", hoverinfo="skip",
-                                           line={"color": BORDER_COLOR, "width": 2}, showlegend=False, scene=scene,
-                                           connectgaps=False, name="borders"))
+                pts = _borders(geom, h, row.borders[h])
+                traces.append({"type": "scatter3d", "x": pts[:, 0], "y": pts[:, 1], "z": pts[:, 2], "mode": "lines",
+                               "hoverinfo": "skip", "line": {"color": BORDER_COLOR, "width": 2}, "showlegend": False,
+                               "scene": scene, "connectgaps": False, "name": "borders"})
     if categorical and legend:
         present = np.unique(shown[0][np.isfinite(shown[0])]).astype(np.int64)
         if 0 < len(present) <= 24:
             palette = category_colors(n_categories)
             for c in present:
                 name = str(category_names[c]) if category_names is not None and c < len(category_names) else str(c)
-                traces.append(go.Scatter3d(x=[None], y=[None], z=[None], mode="markers", name=name, showlegend=True,
-                                           marker={"size": 8, "color": palette[c], "symbol": "square"},
-                                           scene="scene", hoverinfo="skip"))
-    fig = go.Figure(traces)
+                traces.append({"type": "scatter3d", "x": [None], "y": [None], "z": [None], "mode": "markers",
+                               "name": name, "showlegend": True, "scene": "scene", "hoverinfo": "skip",
+                               "marker": {"size": 8, "color": palette[c], "symbol": "square"}})
     axis = {"visible": False, "showbackground": False}
-    layout = {}
+    layout = {
+        "height": height * n, "margin": {"l": 0, "r": 0, "t": 36 if title else 8, "b": 0},
+        "title": {"text": title, "x": 0.02, "y": 0.98, "font": {"size": 14}} if title else None,
+        "legend": {"orientation": "h", "yanchor": "bottom", "y": 0.0, "x": 0.02, "font": {"size": 10},
+                   "itemclick": False, "itemdoubleclick": False},
+        "paper_bgcolor": "rgba(0,0,0,0)", "uirevision": f"{'-'.join(r.geometry.mesh for r in rows)}-{view}",
+        "annotations": [{"text": f"{t} ({row.geometry.mesh})" if n > 1 else t, "x": x, "y": 1 - r / n,
+                         "xref": "paper", "yref": "paper", "showarrow": False, "font": {"size": 11, "color": "#666"}}
+                        for r, row in enumerate(rows) for t, x in (("left", 0.24), ("right", 0.72))]}
     for r, row in enumerate(rows):
         flat = row.geometry.is_flat
         y0, y1 = 1 - (r + 1) / n, 1 - r / n
@@ -314,17 +347,7 @@ def surface_map_figure(rows, *, view: str = "lateral", categorical: bool = False
                 "xaxis": axis, "yaxis": axis, "zaxis": axis, "aspectmode": "data",
                 "dragmode": "pan" if flat else "orbit", "domain": {"x": [0.48 * h, 0.48 * (h + 1)], "y": [y0, y1]},
                 "camera": _camera(view, h, flat)}
-    fig.update_layout(
-        height=height * n, margin={"l": 0, "r": 0, "t": 36 if title else 8, "b": 0},
-        title={"text": title, "x": 0.02, "y": 0.98, "font": {"size": 14}} if title else None,
-        legend={"orientation": "h", "yanchor": "bottom", "y": 0.0, "x": 0.02, "font": {"size": 10},
-                "itemclick": False, "itemdoubleclick": False},
-        paper_bgcolor="rgba(0,0,0,0)", uirevision=f"{'-'.join(r.geometry.mesh for r in rows)}-{view}",
-        annotations=[{"text": f"{t} ({row.geometry.mesh})" if n > 1 else t, "x": x, "y": 1 - r / n,
-                      "xref": "paper", "yref": "paper", "showarrow": False, "font": {"size": 11, "color": "#666"}}
-                     for r, row in enumerate(rows) for t, x in (("left", 0.24), ("right", 0.72))],
-        **layout)
-    return fig
+    return go.Figure({"data": traces, "layout": {k: v for k, v in layout.items() if v is not None}})
 
 
 def surface_figure(values, vertices, hemispheres, *, mesh: str = "inflated", hover: dict | None = None,

@@ -62,7 +62,10 @@ def test_fsaverage_full_resolution(prepared):
     geom, full = d.on_mesh(values, "inflated")
     assert geom.n_vertices == 40962 and full[sd.hemispheres, sd.vertices].tolist() == values.tolist()
     fig = d.surface_figure(values, "inflated + flat", atlas="floc-faces", view="lateral")
-    assert len(mesh_traces(fig, "scene")[0].x) == 40962 and mesh_traces(fig, "scene3")[0].x is not None
+    background, front = mesh_traces(fig, "scene")[:2]
+    assert geom.nested and len(background.x) == 10242  # the grey cortex: fsaverage5's faces over the nested vertices
+    assert len(front.x) > 2 * (sd.vertices[sd.hemispheres == 0] < 10242).sum()  # the map: every vertex it touches
+    assert mesh_traces(fig, "scene3")[0].x is not None
     assert fig.layout.scene3.camera.eye.z > 0  # the flat row is seen from above
     assert "full resolution (40,962" in d.note("inflated")
     codes, names = d.atlas_at_vertices("prf-visualrois")
