@@ -58,7 +58,7 @@ def chart(fig, key):
 
 # 2. the V2C map
 st.subheader("Brain tokens on the cortex")
-st.caption(f"Each colour is one V2C cluster (= one brain token) of {ctx.subject}'s {sd.n_vertices} vertices; "
+st.caption(f"Each colour is one V2C cluster (= one brain token) of {ctx.subject}'s {sd.n_vertices} {display.units}; "
            "grey = outside the subject's visual region. Drag to rotate; hover for vertex, area and token.")
 cols = st.columns(2) if show_gt else [st.container()]
 with cols[0]:

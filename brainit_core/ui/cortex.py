@@ -149,7 +149,7 @@ def dataset_section(ctx) -> None:
     if what.startswith("atlas: "):
         codes, names = display.atlas_at_vertices(what.removeprefix("atlas: "))
         show(display, codes, opts, "dc_map_fig", categorical=True, category_names=names, n_categories=len(names),
-             value_name="ROI", title=f"{subject}: {what.removeprefix('atlas: ')} on its {len(sd.vertices):,} vertices")
+             value_name="ROI", title=f"{subject}: {what.removeprefix('atlas: ')} on its {len(sd.vertices):,} {display.units}")
     else:
         ids = [int(i) for i in sd.test_image_ids]
         image_id = st.selectbox("Test image", ids, key="dc_image", format_func=lambda i: f"image {i}")

@@ -132,6 +132,11 @@ class CortexDisplay:
         out = list(VOLUME_MODES) if self.shape is not None else []
         return out + ([m for m in SURFACE_MODES if m != "pial"] if self.projection is not None else [])
 
+    @property
+    def units(self) -> str:
+        """What the dataset's columns are: ``"voxels"`` (func1pt8mm) or ``"vertices"``."""
+        return "voxels" if self.space == "func1pt8mm" else "vertices"
+
     @staticmethod
     def is_volume(mode: str) -> bool:
         return mode in VOLUME_MODES

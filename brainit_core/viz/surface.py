@@ -210,11 +210,29 @@ def _borders(geom: SurfaceGeometry, hemi: int, labels: np.ndarray) -> np.ndarray
     return _BORDERS[key][1]
 
 
-def _camera(view: str, hemi: int, flat: bool = False) -> dict:
+VISIBLE = {"lateral": (1, 2), "medial": (1, 2), "posterior": (0, 2), "ventral": (0, 1)}  # axes facing the camera
+
+
+@lru_cache(maxsize=64)
+def _aspect(geom: SurfaceGeometry, hemi: int, view: str) -> dict:
+    """The scene's box in proportion to the mesh, sized so what faces the camera fills the scene
+    (plotly's "data" aspect keeps a unit volume, which shrinks a brain and blows a flat map up)."""
+    xyz = geom.coords[hemi][np.unique(geom.faces[hemi])]
+    span = np.ptp(xyz, axis=0).astype(float)
+    if geom.is_flat:
+        return {"x": 2.2, "y": 2.2 * span[1] / span[0], "z": 0.05}
+    span = 1.9 * span / span[list(VISIBLE[view])].max()
+    return dict(zip("xyz", span.tolist()))
+
+
+def _camera(view: str, hemi: int, flat: bool = False, reach: float = 1.3) -> dict:
+    """Orthographic camera; ``reach`` (scene units) keeps the eye outside the scene's box (the zoom of an
+    orthographic view does not depend on it, but what lies behind the eye is clipped)."""
     if flat:
-        return {"eye": {"x": 0, "y": 0, "z": 2.0}, "up": {"x": 0, "y": 1, "z": 0}, "center": {"x": 0, "y": 0, "z": 0},
+        return {"eye": {"x": 0, "y": 0, "z": 0.9}, "up": {"x": 0, "y": 1, "z": 0}, "center": {"x": 0, "y": 0, "z": 0},
                 "projection": {"type": "orthographic"}}
-    eye = VIEWS[view][hemi]
+    eye = np.asarray(VIEWS[view][hemi], dtype=float)
+    eye = (eye / np.linalg.norm(eye) * max(reach, 1.3)).round(3).tolist()
     up = {"x": 0, "y": 1, "z": 0} if view == "ventral" else {"x": 0, "y": 0, "z": 1}
     return {"eye": dict(zip("xyz", eye)), "up": up, "center": {"x": 0, "y": 0, "z": 0},
             "projection": {"type": "orthographic"}}
@@ -343,10 +361,11 @@ def surface_map_figure(rows, *, view: str = "lateral", categorical: bool = False
         flat = row.geometry.is_flat
         y0, y1 = 1 - (r + 1) / n, 1 - r / n
         for h in range(2):
+            aspect = {"aspectmode": "manual", "aspectratio": _aspect(row.geometry, h, view)}
             layout[scene_names[2 * r + h]] = {
-                "xaxis": axis, "yaxis": axis, "zaxis": axis, "aspectmode": "data",
+                "xaxis": axis, "yaxis": axis, "zaxis": axis, **aspect,
                 "dragmode": "pan" if flat else "orbit", "domain": {"x": [0.48 * h, 0.48 * (h + 1)], "y": [y0, y1]},
-                "camera": _camera(view, h, flat)}
+                "camera": _camera(view, h, flat, reach=max(aspect["aspectratio"].values()) + 0.5)}
     return go.Figure({"data": traces, "layout": {k: v for k, v in layout.items() if v is not None}})
 
 
