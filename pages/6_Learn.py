@@ -37,10 +37,6 @@ def explain(first: str, second: str) -> None:
     st.markdown(f"{first} {second}")
 
 
-def chart(fig, key):
-    st.plotly_chart(fig, key=key, config={"displaylogo": False}, width="stretch")
-
-
 def reconstruction():
     """Fast-mode reconstruction of the chosen image (disk cache first, else computed behind the lock)."""
     try:

@@ -10,19 +10,17 @@ Learn pages as ``<out>/nsd_<space>_<page>.png``.
 Run: python scripts/screenshot_nsd_views.py [--out docs/img] [--work /tmp/nsd-shots] [--order 2]
 """
 import argparse
-import os
 import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from bench_app_demo import CHROMIUM_ARGS, wait_loaded  # noqa: E402
+from bench_app_demo import CHROMIUM_ARGS, launch, wait_loaded  # noqa: E402
 
 BAD = '[data-testid="stException"], [data-testid="stAlertContentError"]'
 
@@ -34,19 +32,7 @@ def free_port() -> int:
 
 
 def serve(env: dict, port: int, log: Path) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                             "--server.port", str(port), "--server.fileWatcherType", "none",
-                             "--browser.gatherUsageStats", "false"],
-                            cwd=ROOT, env={**os.environ, **env, "OMP_NUM_THREADS": "1"}, stdout=open(log, "w"),
-                            stderr=subprocess.STDOUT)
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1)
-            return proc
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError(f"streamlit exited; see {log}")
-            time.sleep(0.2)
+    return launch(port, str(log), python=sys.executable, env={**env, "OMP_NUM_THREADS": "1"}, cwd=ROOT)
 
 
 def choose(page, label: str, option: str) -> None:
@@ -64,7 +50,9 @@ def settle(page, seconds: float = 4.0) -> None:
 
 
 def shoot(page, path: Path, height: int) -> None:
-    page.screenshot(path=str(path), clip={"x": 0, "y": 0, "width": 1400, "height": height}, full_page=True)
+    """The top ``height`` pixels of the window (Streamlit scrolls inside its main block, so the window is
+    made tall enough for what is shown)."""
+    page.screenshot(path=str(path), clip={"x": 0, "y": 0, "width": 1400, "height": height})
     errors = page.locator(BAD).all_inner_texts()
     print(f"{path.name}: {'errors ' + str(errors) if errors else 'no error shown'}", flush=True)
 
@@ -101,7 +89,7 @@ def main(argv=None) -> int:
         try:
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                page = browser.new_page(viewport={"width": 1400, "height": 1500})
                 page.set_default_timeout(600_000)
                 page.goto(f"http://127.0.0.1:{port}/")
                 page.wait_for_selector("h1")
@@ -112,15 +100,13 @@ def main(argv=None) -> int:
                     choose(page, "View", "inflated + flat")
                 choose(page, "ROI borders", "prf-visualrois")
                 settle(page, 8)
-                shoot(page, args.out / f"nsd_{space}_brain_tokens.png", 1330 if space == "fsaverage" else 1000)
+                shoot(page, args.out / f"nsd_{space}_brain_tokens.png", 1400 if space == "fsaverage" else 1000)
 
                 visit(page, "Data")
                 settle(page, 8)
-                section = page.get_by_role("heading", name="On the cortex").first
-                top = int(section.bounding_box()["y"]) + int(page.evaluate("window.scrollY"))
-                page.screenshot(path=str(args.out / f"nsd_{space}_data.png"), full_page=True,
-                                clip={"x": 0, "y": max(0, top - 20), "width": 1400, "height": 1150})
-                print(f"nsd_{space}_data.png: {page.locator(BAD).count()} errors shown", flush=True)
+                page.get_by_role("heading", name="On the cortex").first.evaluate("h => h.scrollIntoView()")
+                settle(page, 4)
+                shoot(page, args.out / f"nsd_{space}_data.png", 1250)
 
                 visit(page, "Learn")
                 page.locator('[data-testid="stRadio"]').get_by_text("2 · Voxel responses").click()
@@ -129,7 +115,7 @@ def main(argv=None) -> int:
                 if space == "func1pt8mm":
                     choose(page, "View", "flat")
                 settle(page, 8)
-                shoot(page, args.out / f"nsd_{space}_learn.png", 900)
+                shoot(page, args.out / f"nsd_{space}_learn.png", 1050 if space == "func1pt8mm" else 950)
                 browser.close()
         finally:
             proc.terminate()

@@ -97,7 +97,7 @@ def slices_figure(volume, affine, background=None, *, categorical: bool = False,
     fig = plt.figure(figsize=(width, width * 0.36))
     bg = _image(background, affine) if background is not None else None
     label = f"{value_name} ({unit})" if unit else value_name
-    common = {"bg_img": bg, "figure": fig, "title": title, "black_bg": False, "draw_cross": False,
+    common = {"bg_img": bg, "figure": fig, "black_bg": False, "draw_cross": False,
               "cut_coords": cut, "display_mode": "ortho", "annotate": True}
     if categorical:
         finite = v[np.isfinite(v)]
@@ -112,7 +112,9 @@ def slices_figure(volume, affine, background=None, *, categorical: bool = False,
             _image(data, affine), cmap=cmap or ("RdBu_r" if symmetric else "viridis"), vmin=lo if not symmetric else None,
             vmax=max(abs(lo), abs(hi)) if symmetric else hi, symmetric_cbar=symmetric, colorbar=True,
             threshold=max(float(threshold or 0.0), 1e-6), cbar_tick_format="%.2g", **common)
-        fig.text(0.995, 0.02, label, ha="right", va="bottom", fontsize=8, color="#444")
+        fig.text(0.995, 0.995, label, ha="right", va="top", fontsize=8, color="#444")
+    if title:
+        display.title(title, color="black", bgcolor="white", size=11, alpha=0.0)
     if atlas is not None:
         labels, names = atlas
         present = [k for k in np.unique(labels) if k > 0]

@@ -283,3 +283,15 @@ def _write_volume_subject(root, layout, s, mesh, regions, shape, latent, weights
         with h5py.File(d / f"betas_session{k:02d}.hdf5", "w") as f:
             f.create_dataset("betas", data=np.clip(b * 300, -32000, 32000).astype(np.int16).transpose(0, 3, 2, 1))
     return {"shape": shape, "affine": affine, "n_voxels": int((roi > 0).sum())}
+
+
+def prepare_display_tree(root: Path, space: str, subjects=(1, 2), order: int = 0, trials: int = 12,
+                         volume_shape=(12, 14, 12)):
+    """:func:`make_nsd_display_tree` under ``root/nsd`` prepared into ``root/prepared``: (Dataset, facts)."""
+    from brainit_core.data.nsd import prepare_nsd
+
+    facts = make_nsd_display_tree(root / "nsd", space=space, subjects=subjects, order=order, trials=trials,
+                                  volume_shape=volume_shape)
+    ds, _ = prepare_nsd(root / "nsd", list(subjects), root / "prepared", space=space, trials_per_session=trials,
+                        image_size=32, n_vertices_per_hemi=facts["n_vertices"], val_images=1)
+    return ds, facts

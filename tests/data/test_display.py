@@ -5,9 +5,8 @@ import pytest
 
 from brainit_core.data import display as dsp
 from brainit_core.data.info import DatasetInfo
-from brainit_core.data.nsd import prepare_nsd
 from brainit_core.errors import DataFormatError
-from tests.data.nsd_fixtures import make_nsd_display_tree
+from tests.data.nsd_fixtures import prepare_display_tree
 
 
 @pytest.fixture(scope="module")
@@ -15,10 +14,7 @@ def trees(tmp_path_factory):
     out = {}
     for space in ("fsaverage", "func1pt8mm"):
         root = tmp_path_factory.mktemp(space)
-        facts = make_nsd_display_tree(root / "nsd", space=space, order=0, trials=12, volume_shape=(12, 14, 12))
-        prepare_nsd(root / "nsd", [1, 2], root / "prepared", space=space, trials_per_session=12, image_size=32,
-                    n_vertices_per_hemi=facts["n_vertices"], val_images=1)
-        out[space] = (root, facts)
+        out[space] = (root, prepare_display_tree(root, space)[1])
     return out
 
 

@@ -138,3 +138,40 @@ def test_nothing_loads_all_single_trials(nsd_env):
     ds = loaders.dataset(str(nsd_env.dataset))
     assert all("betas" not in ds.subject(s).__dict__ for s in ds.subjects)
     assert np.isfinite(ds.subject("subj01").average_trials([int(ds.subject("subj01").test_image_ids[0])])[0]).all()
+
+
+def test_fsaverage_without_its_files_is_resampled_and_the_sidebar_finds_them(nsd_env, tmp_path):
+    """No fsaverage files where nsd prepare saw them: a resampled fsaverage5 view, said so; the folder
+    typed in the sidebar brings full resolution back."""
+    if space_of(nsd_env) != "fsaverage":
+        pytest.skip("fsaverage data only")
+    from brainit_core.data.info import DatasetInfo
+
+    recorded = DatasetInfo(nsd_env.dataset).display["fsaverage_dir"]
+    moved = tmp_path / "elsewhere" / "fsaverage"
+    moved.parent.mkdir()
+    import shutil
+
+    shutil.move(recorded, moved)
+    try:
+        at = open_app("pages/6_Learn.py")
+        radio = at.radio(key="ln_step")
+        radio.set_value(radio.options[1]).run()
+        assert not problems(at), problems(at)
+        assert "Resampled view" in notes(at) and "its own value" in notes(at)
+        background = [t for t in figures(at)[0]["data"] if t["type"] == "mesh3d"][0]
+        assert background["hoverinfo"] == "skip"
+        from streamlit.testing.v1 import AppTest
+
+        from tests.ui.helpers import ROOT, TIMEOUT
+
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+        at.session_state["sb_fsaverage_dir"] = str(moved.parent)  # typed in the sidebar: a SUBJECTS_DIR
+        at.run()  # (AppTest runs the frame, and so the sidebar, on the first run only)
+        at.switch_page("pages/6_Learn.py")
+        at.run()
+        at.radio(key="ln_step").set_value(radio.options[1]).run()
+        assert not problems(at), problems(at)
+        assert f"full resolution (40,962 vertices per hemisphere) from `{moved}`" in notes(at)
+    finally:
+        shutil.move(moved, recorded)

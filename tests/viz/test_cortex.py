@@ -11,20 +11,15 @@ import pytest
 
 from brainit_core.data import load_dataset
 from brainit_core.data.info import DatasetInfo
-from brainit_core.data.nsd import prepare_nsd
 from brainit_core.viz.cortex import CortexDisplay
-from tests.data.nsd_fixtures import make_nsd_display_tree
+from tests.data.nsd_fixtures import prepare_display_tree
 
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     out = {}
     for space in ("fsaverage", "func1pt8mm"):
-        root = tmp_path_factory.mktemp(space)
-        facts = make_nsd_display_tree(root / "nsd", space=space, order=1, trials=12, volume_shape=(12, 14, 12))
-        ds, _ = prepare_nsd(root / "nsd", [1], root / "prepared", space=space, trials_per_session=12, image_size=32,
-                            n_vertices_per_hemi=facts["n_vertices"], val_images=1)
-        out[space] = (ds, facts)
+        out[space] = prepare_display_tree(tmp_path_factory.mktemp(space), space, subjects=(1,), order=1)
     return out
 
 
