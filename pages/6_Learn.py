@@ -68,8 +68,8 @@ if k == 1:
     betas, _ = sd.average_trials([image_id])
     cortex.show(display, betas[0], opts, "ln_betas", symmetric=True, value_name="beta", unit="s.d.", height=450,
                 title=f"{ctx.subject}: responses to image {image_id} (z-scored betas, repeats averaged)")
-    explain("Each coloured patch is one vertex of the cortical surface: red responded more than usual to this "
-            "image, blue less; grey is outside the recorded visual region.",
+    explain(f"Each coloured patch is one {display.unit} of the subject's data: red "
+            "responded more than usual to this image, blue less; grey is outside the recorded visual region.",
             "The left hemisphere sees the right half of the image and the lower visual field maps to the upper "
             "bank, so the image's layout is already written, distorted, on the cortex.")
 elif k == 2:

@@ -133,8 +133,12 @@ class CortexDisplay:
         return out + ([m for m in SURFACE_MODES if m != "pial"] if self.projection is not None else [])
 
     @property
+    def unit(self) -> str:
+        """What one of the dataset's columns is: ``"voxel"`` (func1pt8mm) or ``"vertex"``."""
+        return "voxel" if self.space == "func1pt8mm" else "vertex"
+
+    @property
     def units(self) -> str:
-        """What the dataset's columns are: ``"voxels"`` (func1pt8mm) or ``"vertices"``."""
         return "voxels" if self.space == "func1pt8mm" else "vertices"
 
     @staticmethod
