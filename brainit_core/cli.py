@@ -18,6 +18,7 @@ _COMMAND_MODULES = [
     ("brainit_core.data.twin.cli", "register"),
     ("brainit_core.models.cli", "register"),
     ("brainit_core.reconstruction.cli", "register"),
+    ("brainit_core.reconstruction.branches_cli", "register"),
     ("brainit_core.metrics.cli", "register"),
     ("brainit_core.demo_cli", "register"),
     ("brainit_core.benchmark.cli", "register"),

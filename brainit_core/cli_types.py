@@ -168,3 +168,18 @@ def stage_steps(stages: tuple[str, ...]) -> Callable[[str], tuple[str, int]]:
 
     parse.__name__ = "STAGE=N"
     return parse
+
+
+def add_device_args(p) -> None:
+    """``--device`` and ``--threads`` on a command's parser (read back with :func:`setup_device`)."""
+    p.add_argument("--device", type=device, default="auto", help="'auto' (CUDA when available), 'cpu', 'cuda:1', ...")
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="torch CPU threads, >= 1 (on a busy shared CPU, 1 is often fastest)")
+
+
+def setup_device(args):
+    """Apply ``--threads`` and resolve ``--device`` (see :func:`add_device_args`)."""
+    from brainit_core.utils import cpu_threads, resolve_device
+
+    cpu_threads(args.threads)
+    return resolve_device(args.device)

@@ -40,7 +40,7 @@ LAYERS = (
     ("analysis", ("analysis",)),
     ("benchmark", ("benchmark",)),
     ("command line and packaging", ("cli", "cli_types", "__main__", "bundle", "app_sources", "demo_cli", "data.nsd_cli",
-                                    "data.twin.cli", "models.cli", "reconstruction.cli", "metrics.cli",
+                                    "data.twin.cli", "models.cli", "reconstruction.cli", "reconstruction.branches_cli", "metrics.cli",
                                     "benchmark.cli")),
     ("app", ("ui",)),
 )

@@ -122,7 +122,7 @@ def autoencoder_loss(autoencoder, x: torch.Tensor, config: AutoencoderConfig, ge
 
 
 def train_autoencoder(images: np.ndarray, config: AutoencoderConfig, out_path, state_dir=None, device=None,
-                      seed: int = 0, max_seconds: float | None = None):
+                      seed: int = 0, max_seconds: float | None = None, init: dict | None = None):
     """Train (or resume) the autoencoder and write ``out_path.{safetensors,json}``.
 
     Parameters
@@ -137,6 +137,8 @@ def train_autoencoder(images: np.ndarray, config: AutoencoderConfig, out_path, s
     device : torch.device, optional
     max_seconds : float, optional
         Save the state and return early after this long.
+    init : dict, optional
+        Weights to start from when there is no saved state (fine-tuning; see :meth:`StepLoop.resume`).
     """
     device = device or torch.device("cpu")
     out_path = Path(out_path)
@@ -149,7 +151,7 @@ def train_autoencoder(images: np.ndarray, config: AutoencoderConfig, out_path, s
     batches = ImageBatches(images, config.batch_size, crop=config.crop, size=None, seed=seed)
     loop = StepLoop("autoencoder", ae, optimizer, sched, state_dir, "autoencoder", config.steps,
                     config.checkpoint_every, asdict(config))
-    step = loop.resume(device)
+    step = loop.resume(device, init=init)
     if step:
         batches.skip(step)
     gen = torch.Generator(device=device).manual_seed(seed * 104729 + step)

@@ -13,6 +13,7 @@ from brainit_core.cli_types import (
     positive_int, stage_steps,
 )
 from brainit_core.errors import BrainITError
+from brainit_core.stimulus import GENERATOR_SCENE_SEED
 from brainit_core.fileio import write_json
 
 STAGES = ("autoencoder", "inverter", "unet")
@@ -24,7 +25,12 @@ def register(subparsers) -> None:
         description="Train the reconstruction generators on a dataset's training + unlabeled images (never its "
                     "test images) with their true features. Each stage is skipped when its checkpoint exists "
                     "and resumes from GEN_DIR/train/ when interrupted: run the same command again.")
-    p.add_argument("--data", type=existing_dir, required=True, help="canonical dataset directory")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", type=existing_dir, help="canonical dataset directory")
+    src.add_argument("--scenes", type=positive_int, default=None,
+                     help="train on N scenes composed from the twin's stimulus library instead of a dataset")
+    p.add_argument("--scene-seed", type=non_negative_int, default=GENERATOR_SCENE_SEED,
+                   help=f"seed of the library scenes (default {GENERATOR_SCENE_SEED}: no twin build draws its images with it)")
     p.add_argument("--preset", choices=("ci", "demo", "full"), default="demo", help="model sizes and step counts")
     p.add_argument("--out", type=out_dir, required=True,
                    help="generators directory (GEN_DIR) to write or resume (its parent folder must exist)")
@@ -35,6 +41,10 @@ def register(subparsers) -> None:
                    help="override step counts (N >= 1), e.g. autoencoder=600 unet=5000")
     p.add_argument("--max-minutes", type=non_negative_float, default=None,
                    help="time budget per stage in this call (>= 0); the state is saved and a later call continues")
+    p.add_argument("--init-from", type=existing_dir, default=None,
+                   help="start stages from these generators' finished weights (fine-tuning on new images)")
+    p.add_argument("--init-stages", nargs="+", choices=STAGES, default=list(STAGES),
+                   help="the stages that start from --init-from (default all; the others start from scratch)")
     p.add_argument("--no-shared-cache", action="store_true",
                    help="keep semantic tokens in GEN_DIR/train instead of the dataset's feature cache")
     p.add_argument("--seed", type=non_negative_int, default=0)
@@ -118,7 +128,8 @@ def _train(args) -> int:
                            stages=tuple(args.stages), seed=args.seed, max_images=args.max_images,
                            overrides=overrides,
                            max_seconds=None if args.max_minutes is None else args.max_minutes * 60,
-                           shared_cache=not args.no_shared_cache)
+                           shared_cache=not args.no_shared_cache, scenes=args.scenes, scene_seed=args.scene_seed,
+                           init_from=args.init_from, init_stages=tuple(args.init_stages))
     done = [s for s in STAGES if (Path(out) / f"{s}.safetensors").exists()]
     print(f"generators in {out}: finished {done}; loss curves in {Path(out) / 'train'}")
     return 0

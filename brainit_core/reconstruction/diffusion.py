@@ -51,6 +51,16 @@ class DiffusionConfig:
     cond_noise : float
         Std of Gaussian noise added to standardised tokens during training (robustness to
         predicted tokens).
+    cond_shrink : float
+        Half of the training samples have their standardised tokens shrunk toward the mean by a
+        factor drawn from U(cond_shrink, 1), as BIT's regression predictions are (1: never).
+    cond_noise_max : float
+        Those samples also get Gaussian noise of std U(0, cond_noise_max) (0: only ``cond_noise``).
+    spatial_channels : int
+        Width of the spatial token map (:class:`SpatialTokenMap`): the tokens, laid out on their
+        grid, projected to this many channels and concatenated to the latents at the UNet's input,
+        so the layout of the tokens reaches every resolution. 0: cross-attention only (the design
+        of the first demo generators).
     batch_size, steps, lr, ema_decay, checkpoint_every : training settings (AdamW).
     sampler : str
         ``"dpm"`` (DPM-Solver++ 2M) or ``"ddim"``.
@@ -74,6 +84,9 @@ class DiffusionConfig:
     prediction_type: str = "v_prediction"
     cond_dropout: float = 0.1
     cond_noise: float = 0.1
+    cond_shrink: float = 1.0
+    cond_noise_max: float = 0.0
+    spatial_channels: int = 0
     batch_size: int = 32
     steps: int = 3000
     lr: float = 4e-4
@@ -88,12 +101,13 @@ class DiffusionConfig:
         if name == "ci":
             return cls(block_out_channels=(32, 64), layers_per_block=1, attention_head_dim=16, cross_attention_levels=1,
                        latent_size=8, n_tokens=16, batch_size=8, steps=30, checkpoint_every=10, ema_decay=0.9,
-                       sampling_steps=10)
+                       sampling_steps=10, spatial_channels=8, cond_shrink=0.5, cond_noise_max=0.5)
         if name == "demo":
-            return cls()
+            return cls(spatial_channels=64, cond_shrink=0.5, cond_noise_max=0.5)
         if name == "full":
             return cls(block_out_channels=(128, 256, 384, 512), cross_attention_levels=3, latent_size=32,
-                       batch_size=64, steps=100000, lr=1e-4, ema_decay=0.9999)
+                       batch_size=64, steps=100000, lr=1e-4, ema_decay=0.9999, spatial_channels=128,
+                       cond_shrink=0.5, cond_noise_max=0.5)
         raise ValueError(f"unknown preset {name!r} (ci, demo, full)")
 
     def scheduler_config(self) -> dict:
@@ -125,8 +139,43 @@ class TokenConditioner(nn.Module):
         self.std.copy_(flat.std(0).clamp_min(1e-4))
 
 
+def token_grid(n_tokens: int) -> int:
+    """Side of the square grid the tokens lie on (0 if ``n_tokens`` is not a square)."""
+    side = int(round(n_tokens ** 0.5))
+    return side if side * side == n_tokens else 0
+
+
+class SpatialTokenMap(nn.Module):
+    """Context (B, N, D) -> a (B, C, S, S) map at the latent resolution S.
+
+    The tokens of a CNN grid (or of a ViT's patches) keep their layout: token ``i`` is at row
+    ``i // g``, column ``i % g`` of a ``g x g`` grid. A 1 x 1 projection, a 3 x 3 convolution and a
+    bilinear resize give the UNet each latent location's own conditioning, which cross-attention
+    alone must learn to find by position.
+    """
+
+    def __init__(self, dim: int, channels: int, grid: int, size: int):
+        super().__init__()
+        self.grid, self.size = grid, size
+        self.project = nn.Sequential(nn.Conv2d(dim, channels, 1), nn.GroupNorm(min(8, channels), channels), nn.SiLU(),
+                                     nn.Conv2d(channels, channels, 3, padding=1))
+
+    def forward(self, context: torch.Tensor) -> torch.Tensor:
+        B, N, D = context.shape
+        x = context.transpose(1, 2).reshape(B, D, self.grid, self.grid)
+        x = self.project(x)
+        if self.grid != self.size:
+            x = nn.functional.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        return x
+
+
 class ConditionalUNet(nn.Module):
-    """``TokenConditioner`` + diffusers ``UNet2DConditionModel``: the semantic denoiser."""
+    """``TokenConditioner`` + diffusers ``UNet2DConditionModel``: the semantic denoiser.
+
+    With ``config.spatial_channels`` the context also enters as a spatial map concatenated to the
+    latents (:class:`SpatialTokenMap`); the map is computed from the same context, so the
+    unconditional context (position embedding only) is the unconditional map too.
+    """
 
     def __init__(self, config: DiffusionConfig):
         super().__init__()
@@ -138,8 +187,17 @@ class ConditionalUNet(nn.Module):
         down = tuple("DownBlock2D" if i < n - k else "CrossAttnDownBlock2D" for i in range(n))
         up = tuple("CrossAttnUpBlock2D" if i < k else "UpBlock2D" for i in range(n))
         self.conditioner = TokenConditioner(config.n_tokens, config.token_dim)
+        self.spatial = None
+        extra = 0
+        if config.spatial_channels:
+            grid = token_grid(config.n_tokens)
+            if not grid:
+                raise ValueError(f"spatial_channels needs tokens on a square grid; {config.n_tokens} tokens are not")
+            self.spatial = SpatialTokenMap(config.token_dim, config.spatial_channels, grid, config.latent_size)
+            extra = config.spatial_channels
         self.unet = UNet2DConditionModel(
-            sample_size=config.latent_size, in_channels=config.latent_channels, out_channels=config.latent_channels,
+            sample_size=config.latent_size, in_channels=config.latent_channels + extra,
+            out_channels=config.latent_channels,
             block_out_channels=tuple(config.block_out_channels), layers_per_block=config.layers_per_block,
             down_block_types=down, up_block_types=up, cross_attention_dim=config.token_dim,
             attention_head_dim=config.attention_head_dim, norm_num_groups=min(32, config.block_out_channels[0]),
@@ -154,6 +212,8 @@ class ConditionalUNet(nn.Module):
         return self.conditioner(z)
 
     def forward(self, latents: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        if self.spatial is not None:
+            latents = torch.cat([latents, self.spatial(context).to(latents.dtype)], 1)
         return self.unet(latents, t, encoder_hidden_states=context).sample  # (B, c, h, w)
 
 
@@ -246,6 +306,13 @@ def diffusion_loss(model: ConditionalUNet, noise_scheduler, latents: torch.Tenso
     t = torch.randint(0, config.num_train_timesteps, (B,), generator=generator).to(dev)
     noisy = noise_scheduler.add_noise(latents, noise, t)
     z = tokens_std + config.cond_noise * torch.randn(tokens_std.shape, generator=generator).to(dev)
+    if config.cond_shrink < 1.0 or config.cond_noise_max > 0.0:  # half the batch looks like a prediction
+        u = torch.rand(B, 3, generator=generator).to(dev)
+        hit = (u[:, 0] < 0.5)[:, None, None]
+        scale = (config.cond_shrink + (1.0 - config.cond_shrink) * u[:, 1])[:, None, None]
+        sd = (config.cond_noise_max * u[:, 2])[:, None, None]
+        degraded = tokens_std * scale + sd * torch.randn(tokens_std.shape, generator=generator).to(dev)
+        z = torch.where(hit, degraded, z)
     drop = (torch.rand(B, generator=generator) < config.cond_dropout).to(dev)[:, None, None]
     ctx = model.conditioner(torch.where(drop, torch.zeros_like(z), z))
     pred = model(noisy, t, ctx)
@@ -254,7 +321,7 @@ def diffusion_loss(model: ConditionalUNet, noise_scheduler, latents: torch.Tenso
 
 
 def train_diffusion(latents: np.ndarray, tokens: np.ndarray, config: DiffusionConfig, out_path, state_dir=None,
-                    device=None, seed: int = 0, max_seconds: float | None = None) -> ConditionalUNet:
+                    device=None, seed: int = 0, max_seconds: float | None = None, init: dict | None = None) -> ConditionalUNet:
     """Train (or resume) the conditional UNet and write ``out_path.{safetensors,json}`` (EMA weights).
 
     Parameters
@@ -269,6 +336,8 @@ def train_diffusion(latents: np.ndarray, tokens: np.ndarray, config: DiffusionCo
     device : torch.device, optional
     max_seconds : float, optional
         Save the state and return early after this long.
+    init : dict, optional
+        Weights to start from when there is no saved state (fine-tuning; see :meth:`StepLoop.resume`).
     """
     from diffusers import DDPMScheduler
 
@@ -287,7 +356,7 @@ def train_diffusion(latents: np.ndarray, tokens: np.ndarray, config: DiffusionCo
     noise_scheduler = DDPMScheduler(**config.scheduler_config())
     loop = StepLoop("semantic UNet", model, optimizer, sched, state_dir, "unet", config.steps,
                     config.checkpoint_every, asdict(config), ema=ema, ema_decay=config.ema_decay)
-    step = loop.resume(device)
+    step = loop.resume(device, init=init)
     rng = np.random.default_rng([seed, step])
     gen = torch.Generator().manual_seed(seed * 15485863 + step)
     tok_std = model.conditioner.standardize(tok)
@@ -312,6 +381,8 @@ def save_conditional_unet(model: ConditionalUNet, path, meta: dict | None = None
 def load_conditional_unet(path, device="cpu") -> ConditionalUNet:
     tensors, record, _ = load_checkpoint(path, device=str(device))
     cfg = {k: (tuple(v) if isinstance(v, list) else v) for k, v in record["config"].items()}
+    for key, before in (("spatial_channels", 0), ("cond_shrink", 1.0), ("cond_noise_max", 0.0)):
+        cfg.setdefault(key, before)  # saved before these fields existed
     model = ConditionalUNet(DiffusionConfig(**cfg))
     model.load_state_dict(tensors)
     return model.to(device).eval()

@@ -210,7 +210,7 @@ def inverter_loss(inverter: FeatureInverter, space, images: torch.Tensor, config
 
 
 def train_inverter(images: np.ndarray, space, config: InverterConfig, out_path, state_dir=None, device=None,
-                   seed: int = 0, max_seconds: float | None = None) -> FeatureInverter:
+                   seed: int = 0, max_seconds: float | None = None, init: dict | None = None) -> FeatureInverter:
     """Train (or resume training) the inverter and write ``out_path.{safetensors,json}``.
 
     Parameters
@@ -227,6 +227,8 @@ def train_inverter(images: np.ndarray, space, config: InverterConfig, out_path, 
     device : torch.device, optional
     max_seconds : float, optional
         Stop (after saving the state) when this much time has passed; call again to continue.
+    init : dict, optional
+        Weights to start from when there is no saved state (fine-tuning; see :meth:`StepLoop.resume`).
     """
     device = device or next(space.parameters()).device
     out_path = Path(out_path)
@@ -242,7 +244,7 @@ def train_inverter(images: np.ndarray, space, config: InverterConfig, out_path, 
     sched = _cosine(optimizer, config.steps)
     loop = StepLoop("inverter", inverter, optimizer, sched, state_dir, "inverter", config.steps,
                     config.checkpoint_every, asdict(config))
-    step = loop.resume(device)
+    step = loop.resume(device, init=init)
     if step:
         batches.skip(step)
     gen = torch.Generator().manual_seed(seed * 7919 + step)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from brainit_core.checkpoint import TrainingState
-from brainit_core.errors import check_loss
+from brainit_core.errors import CheckpointError, check_loss
 from brainit_core.progress import track
 
 
@@ -130,10 +130,22 @@ class StepLoop:
         self.log = LossLog(Path(state_dir) / f"{stem}_loss.csv")
         self.saved_step = 0  # the step of the state on disk (set by resume and by every save)
 
-    def resume(self, device) -> int:
-        """Restore the last saved state (model, optimizer, EMA, scheduler, loss log); returns its step (0 if none)."""
+    def resume(self, device, init: dict | None = None) -> int:
+        """Restore the last saved state (model, optimizer, EMA, scheduler, loss log); returns its step (0 if none).
+
+        ``init`` (a state dict of the same model, e.g. finished generators') is where a fresh start
+        begins: fine-tuning. A saved state always wins over it, so an interrupted fine-tune resumes.
+        """
         if not self.state.exists():
             self.log.truncate(0)  # a fresh start: drop the curve of an earlier, unfinished run
+            if init is not None:
+                try:
+                    self.model.load_state_dict(init)
+                except RuntimeError as exc:
+                    raise CheckpointError(f"{self.name}: the weights to start from do not fit this model "
+                                          f"(another preset or design?): {str(exc).splitlines()[0]}") from exc
+                if self.ema is not None:
+                    self.ema.load_state_dict(self.model.state_dict())
             return 0
         step, _ = self.state.load(self.model, self.optimizer, ema=self.ema, device=device)
         self.saved_step = step

@@ -101,3 +101,54 @@ def test_reconstruct_refuses_another_split_in_the_same_out(trained, monkeypatch,
     assert manifest["split"] == "train"
     assert sorted(p.name for p in (out / "fused").iterdir()) == sorted(f"{i}.png" for i in manifest["images"])
     assert not set(test_files) & set(f"{i}.png" for i in manifest["images"])
+
+
+def test_train_generators_on_library_scenes(fake_library, tmp_path, monkeypatch, capsys):
+    """--scenes N trains on scenes of the stimulus library, records where they came from, keeps tokens in
+    GEN_DIR/train; without the library it stops with the install command."""
+    import json
+
+    root, data = fake_library
+    monkeypatch.setenv("BRAINIT_LIBRARY_ROOT", str(root))
+    monkeypatch.setenv("BRAINIT_DATA", str(data))
+    argv = ["train-generators", "--scenes", "12", "--scene-seed", "5", "--preset", "ci", "--out",
+            str(tmp_path / "gen"), "--steps", "autoencoder=2", "inverter=2", "unet=2", "--threads", "1"]
+    assert main(argv) == 0
+    record = json.loads((tmp_path / "gen" / "generators.json").read_text())
+    assert record["scenes"]["n"] == 12 and record["scenes"]["seed"] == 5 and "dataset" not in record
+    assert len(record["scenes"]["library_version"]) == 16
+    tokens = list((tmp_path / "gen" / "train").glob("semantic_*scenes12_seed5_*.npy"))
+    assert len(tokens) == 1 and np.load(tokens[0]).shape[0] == 12
+    monkeypatch.setenv("BRAINIT_LIBRARY_ROOT", str(tmp_path / "empty"))
+    (tmp_path / "empty").mkdir()
+    capsys.readouterr()
+    line = refused(capsys, argv[:8] + [str(tmp_path / "gen2"), "--threads", "1"], "apt-get install")
+    assert "openclipart" in line
+
+
+def test_fine_tune_starts_from_finished_generators(trained, tmp_path, capsys):
+    """--init-from: a one-step fine-tune stays close to the start weights (a fresh start of another seed
+    would not);
+    a component of another design is refused with one line."""
+    from brainit_core.checkpoint import load_checkpoint
+
+    gen = trained / "gen"
+
+    def argv(out, *init):
+        return ["train-generators", "--data", str(trained / "data"), "--preset", "ci", "--out", str(out),
+                "--stages", "autoencoder", "--steps", "autoencoder=1", "--threads", "1", "--seed", "1", *init]
+
+    assert main(argv(tmp_path / "tuned", "--init-from", str(gen))) == 0
+    assert main(argv(tmp_path / "fresh")) == 0
+    start, tuned, scratch = (load_checkpoint(p / "autoencoder")[0] for p in (gen, tmp_path / "tuned", tmp_path / "fresh"))
+    w = "encoder.conv_in.weight"
+    assert (tuned[w] - start[w]).abs().max() < 0.05 < (scratch[w] - start[w]).abs().max()
+    assert json.loads((tmp_path / "tuned" / "generators.json").read_text())["init_stages"] == list(
+        ("autoencoder", "inverter", "unet"))
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    (odd / "autoencoder.safetensors").write_bytes((gen / "inverter.safetensors").read_bytes())
+    (odd / "autoencoder.json").write_text((gen / "inverter.json").read_text())
+    capsys.readouterr()
+    line = refused(capsys, argv(tmp_path / "x", "--init-from", str(odd)), "do not fit")
+    assert "autoencoder" in line

@@ -95,3 +95,71 @@ def test_train_diffusion_resume_and_round_trip(tmp_path):
         ctx = model.context(torch.from_numpy(tok[:1]))
         assert torch.equal(model(x, t, ctx), again(x, t, again.context(torch.from_numpy(tok[:1]))))
     save_conditional_unet(again, tmp_path / "copy")
+
+
+def test_spatial_map_keeps_the_token_layout():
+    """Token i lies at row i // g, column i % g: moving the tokens one column to the right moves the map
+    one column to the right (the projection is convolutional; borders aside)."""
+    from brainit_core.reconstruction.diffusion import SpatialTokenMap
+
+    torch.manual_seed(0)
+    g = 6
+    m = SpatialTokenMap(dim=5, channels=3, grid=g, size=g).eval()
+    ctx = torch.randn(2, g * g, 5)
+    moved = ctx.reshape(2, g, g, 5).roll(1, dims=2).reshape(2, g * g, 5)  # column j -> j + 1
+    with torch.no_grad():
+        a, b = m(ctx), m(moved)
+    assert torch.allclose(b[..., 2:-1], a[..., 1:-2], atol=1e-5)
+    wrong = ctx.reshape(2, g, g, 5).roll(1, dims=1).reshape(2, g * g, 5)  # rows moved instead
+    with torch.no_grad():
+        assert not torch.allclose(m(wrong)[..., 2:-1], a[..., 1:-2], atol=1e-3)
+
+
+def test_spatial_conditioning_reaches_the_unet_and_needs_a_square_grid():
+    cfg = _cfg()
+    assert cfg.spatial_channels > 0
+    model = ConditionalUNet(cfg).eval()
+    assert model.unet.config.in_channels == cfg.latent_channels + cfg.spatial_channels
+    x, t = torch.randn(1, 4, 8, 8), torch.tensor([500])
+    tok = torch.randn(1, cfg.n_tokens, cfg.token_dim)
+    with torch.no_grad():
+        for p in model.spatial.parameters():
+            p.normal_()
+        ctx = model.context(tok)
+        ctx2 = ctx.clone()
+        ctx2[:, 0] += 3.0  # one token's value: the prediction changes through the map
+        assert not torch.allclose(model(x, t, ctx), model(x, t, ctx2))
+    with pytest.raises(ValueError, match="square grid"):
+        ConditionalUNet(DiffusionConfig(**{**cfg.__dict__, "n_tokens": 15}))
+
+
+def test_checkpoint_without_the_new_fields_loads_as_cross_attention_only(tmp_path):
+    """Generators saved before spatial conditioning existed (the shipped demo's) still load."""
+    import json
+
+    cfg = DiffusionConfig(**{**_cfg().__dict__, "spatial_channels": 0})
+    save_conditional_unet(ConditionalUNet(cfg), tmp_path / "old")
+    record = json.loads((tmp_path / "old.json").read_text())
+    for key in ("spatial_channels", "cond_shrink", "cond_noise_max"):
+        record["config"]["config"].pop(key)
+    (tmp_path / "old.json").write_text(json.dumps(record))
+    model = load_conditional_unet(tmp_path / "old")
+    assert model.spatial is None and model.config.spatial_channels == 0
+
+
+def test_prediction_like_conditioning_changes_the_loss():
+    """With shrink/noise augmentation on, the same batch, noise and t give a different loss than without."""
+    from diffusers import DDPMScheduler
+
+    torch.manual_seed(0)
+    cfg = _cfg()
+    model = ConditionalUNet(cfg).eval()
+    lat, tok = torch.randn(8, 4, 8, 8), torch.randn(8, cfg.n_tokens, cfg.token_dim) * 3
+    sched = DDPMScheduler(**cfg.scheduler_config())
+    plain = DiffusionConfig(**{**cfg.__dict__, "cond_shrink": 1.0, "cond_noise_max": 0.0, "cond_dropout": 0.0})
+    aug = DiffusionConfig(**{**cfg.__dict__, "cond_shrink": 0.1, "cond_noise_max": 2.0, "cond_dropout": 0.0})
+    with torch.no_grad():
+        a = diffusion_loss(model, sched, lat, tok, plain, torch.Generator().manual_seed(1))
+        b = diffusion_loss(model, sched, lat, tok, plain, torch.Generator().manual_seed(1))
+        c = diffusion_loss(model, sched, lat, tok, aug, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and not torch.equal(a, c)
