@@ -10,12 +10,10 @@ import streamlit as st
 
 from brainit_core.analysis import attention as att
 from brainit_core.analysis.maps import grid_cell, token_area_shares, vertex_map
-from brainit_core.ui import loaders
-from brainit_core.ui.attention import (attention_maps, contralaterality_panel, export_panel, ground_truth,
-                                       ground_truth_panel)
+from brainit_core.ui import cortex, loaders
+from brainit_core.ui.attention import attention_maps, contralaterality_panel, ground_truth, ground_truth_map
 from brainit_core.ui.context import current, require_ready
 from brainit_core.viz import images as vimg
-from brainit_core.viz.surface import VIEWS, surface_figure
 
 HEAD_LABELS = {"semantic": "semantic head", "lowlevel": "low-level head"}
 SURFACE_H = 430
@@ -31,29 +29,27 @@ if not require_ready(ctx):
 ds, run, sd, test_ids = loaders.run_and_subject(ctx)
 
 # 1. choices
-c = st.columns([2, 2, 2, 1.4, 1.4])
+c = st.columns([2, 3, 1.4])
 image_id = c[0].selectbox("Test image", test_ids, key="bt_image", format_func=lambda i: f"image {i}")
 head = c[1].radio("Head", list(HEAD_LABELS), key="bt_head", format_func=HEAD_LABELS.get, horizontal=True,
                   help="The semantic and the low-level head are separate networks with their own tokenizer.")
-view = c[2].selectbox("Camera", list(VIEWS), index=list(VIEWS).index("posterior"), key="bt_view",
-                      help="The same view of both hemispheres (each has its own camera).")
-mesh = c[3].selectbox("Surface", ["inflated", "pial"], key="bt_mesh")
 gt = ground_truth(ctx.dataset, ctx.subject) if ctx.is_twin else None
-show_gt = c[4].toggle("Ground truth", value=False, key="bt_gt", disabled=gt is None,
+show_gt = c[2].toggle("Ground truth", value=False, key="bt_gt", disabled=gt is None,
                       help="The twin knows each vertex's area, pRF and category selectivity.")
 show_gt = show_gt and gt is not None
+display = cortex.cortex_display(ctx, sd, gt["area_names"] if gt is not None else None)
+opts = cortex.controls(display, "bt")
 
 maps = attention_maps(ctx.run, ctx.device, run.checkpoint_sha256, ctx.dataset, ctx.subject, image_id)
 n_tokens = maps.n_tokens
 image = ds.images([image_id])[0]
-verts, hemis = sd.vertices, sd.hemispheres
-hover = {"area": gt["area_names"]} if gt is not None else None
+hover = {"area": gt["area_names"]} if gt is not None and opts.atlas is None else None
 names = [f"token {k}" for k in range(n_tokens)]
 sizes = np.bincount(maps.clusters, minlength=n_tokens)
 
 
-def surface(values, **kw):
-    return surface_figure(values, verts, hemis, mesh=mesh, view=view, hover=hover, height=SURFACE_H, **kw)
+def brain(values, key, **kw):
+    cortex.show(display, values, opts, key, hover=hover, height=SURFACE_H, **kw)
 
 
 def chart(fig, key):
@@ -62,15 +58,16 @@ def chart(fig, key):
 
 # 2. the V2C map
 st.subheader("Brain tokens on the cortex")
-st.caption(f"Each colour is one V2C cluster (= one brain token) of {ctx.subject}'s {sd.n_vertices} vertices; "
+st.caption(f"Each colour is one V2C cluster (= one brain token) of {ctx.subject}'s {sd.n_vertices} {display.units}; "
            "grey = outside the subject's visual region. Drag to rotate; hover for vertex, area and token.")
 cols = st.columns(2) if show_gt else [st.container()]
 with cols[0]:
-    chart(surface(maps.clusters, categorical=True, category_names=names, n_categories=n_tokens,
-                  title="learned: V2C clusters", value_name="token"), "bt_clusters")
+    brain(maps.clusters, "bt_clusters", categorical=True, category_names=names, n_categories=n_tokens,
+          title="learned: V2C clusters", value_name="token")
 if show_gt:
     with cols[1]:
-        chart(ground_truth_panel(surface, gt, "bt_gt_map_clusters"), "bt_gt_clusters")
+        values, kw = ground_truth_map(gt, "bt_gt_map_clusters")
+        brain(values, "bt_gt_clusters", **kw)
 
 # 3. one token
 st.divider()
@@ -93,9 +90,9 @@ markers = vimg.centroid_markers(att.attention_centroid(grid), rf)
 u = st.columns([3, 2])
 with u[0]:
     if sizes[token]:
-        chart(surface(maps.token_vertices(head, token), cmap="YlOrRd", vmin=0,
-                      title=f"token {token}: tokenizer attention ({HEAD_LABELS[head]})", value_name="attention"),
-              "bt_token_surface")
+        brain(maps.token_vertices(head, token), "bt_token_surface", cmap="YlOrRd", vmin=0,
+              title=f"token {token}: tokenizer attention ({HEAD_LABELS[head]})", value_name="attention",
+              unit="share of the token")
     else:
         st.info(f"Token {token} has no voxels in {ctx.subject}: it is a constant learned token.")
 with u[1]:
@@ -125,18 +122,19 @@ with v[0]:
         height=260), "bt_loc_image")
     chart(vimg.token_weights_figure(weights, names), "bt_loc_bar")
 with v[1]:
-    chart(surface(loc_map, cmap="YlOrRd", vmin=0, title="learned: vertices feeding the location",
-                  value_name="weight"), "bt_loc_surface")
+    brain(loc_map, "bt_loc_surface", cmap="YlOrRd", vmin=0, title="learned: vertices feeding the location",
+          value_name="weight", unit="a.u.")
 if show_gt:
     with v[2]:
-        chart(ground_truth_panel(surface, gt, "bt_gt_map_loc", "pRF drive at the location", (x, y)), "bt_gt_loc")
+        values, kw = ground_truth_map(gt, "bt_gt_map_loc", "pRF drive at the location", (x, y))
+        brain(values, "bt_gt_loc", **kw)
 
 # 5. contralaterality
 st.divider()
 st.subheader("Contralaterality")
 st.caption(f"Where the brain tokens of each hemisphere look in this image ({HEAD_LABELS[head]}). The benchmark "
            "reports the same index for the low-level head over all test images.")
-contralaterality_panel(maps, head, hemis)
+contralaterality_panel(maps, head, sd.hemispheres)
 
 # 6. export
 st.divider()
@@ -144,4 +142,4 @@ st.subheader("Export a map")
 choices = {"V2C clusters": maps.clusters.astype(np.float64),
            f"token {token} tokenizer attention ({head})": np.nan_to_num(maps.token_vertices(head, token)),
            f"location ({x:.2f}, {y:.2f}) map ({head})": loc_map}
-export_panel(choices, f"{ctx.subject}_img{image_id}_", verts, hemis)
+cortex.export_panel(display, choices, f"{ctx.subject}_img{image_id}_")

@@ -11,7 +11,7 @@ from brainit_core.data.info import DatasetInfo
 from brainit_core.data.summary import dataset_line, dataset_summary
 from brainit_core.errors import BrainITError
 from brainit_core.fileio import safe_folder_name
-from brainit_core.ui import loaders, views
+from brainit_core.ui import cortex, loaders, views
 from brainit_core.ui.context import current, require_ready, select_dataset
 from brainit_core.utils import default_data_dir
 
@@ -35,6 +35,9 @@ else:
         ds = None
     if ds is not None and ctx.is_twin:
         views.twin_validation(ctx.dataset)
+    if ds is not None:
+        st.subheader("On the cortex")
+        cortex.dataset_section(ctx)
 
 build, open_, upload, silico = st.tabs(["Build a twin", "Open data", "Upload betas", "In-silico experiment"])
 

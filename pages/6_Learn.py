@@ -9,11 +9,10 @@ import streamlit as st
 
 from brainit_core.errors import BrainITError
 from brainit_core.reconstruction import grids
-from brainit_core.ui import loaders
+from brainit_core.ui import cortex, loaders
 from brainit_core.ui.attention import attention_maps, predicted_features
 from brainit_core.ui.context import current, require_ready
 from brainit_core.viz import images as vimg
-from brainit_core.viz.surface import surface_figure
 
 STEPS = ("1 · Stimulus", "2 · Voxel responses", "3 · Brain tokens", "4 · Predicted features",
          "5 · Low-level image", "6 · Fused image")
@@ -36,10 +35,6 @@ st.progress((k + 1) / len(STEPS))
 
 def explain(first: str, second: str) -> None:
     st.markdown(f"{first} {second}")
-
-
-def chart(fig, key):
-    st.plotly_chart(fig, key=key, config={"displaylogo": False}, width="stretch")
 
 
 def reconstruction():
@@ -66,21 +61,23 @@ if k == 0:
                 "activity of every vertex of the visual cortex.",
                 "Brain-IT never saw this image during training: the goal is to rebuild it from the brain "
                 "activity alone.")
-elif k == 1:
+elif k in (1, 2):
+    display = cortex.cortex_display(ctx, sd)
+    opts = cortex.controls(display, "ln", threshold=False)
+if k == 1:
     betas, _ = sd.average_trials([image_id])
-    chart(surface_figure(betas[0], sd.vertices, sd.hemispheres, view="posterior", symmetric=True,
-                         title=f"{ctx.subject}: responses to image {image_id} (z-scored betas, repeats averaged)",
-                         value_name="beta", height=450), "ln_betas")
-    explain("Each coloured patch is one vertex of the cortical surface: red responded more than usual to this "
-            "image, blue less; grey is outside the recorded visual region.",
+    cortex.show(display, betas[0], opts, "ln_betas", symmetric=True, value_name="beta", unit="s.d.", height=450,
+                title=f"{ctx.subject}: responses to image {image_id} (z-scored betas, repeats averaged)")
+    explain(f"Each coloured patch is one {display.unit} of the subject's data: red "
+            "responded more than usual to this image, blue less; grey is outside the recorded visual region.",
             "The left hemisphere sees the right half of the image and the lower visual field maps to the upper "
             "bank, so the image's layout is already written, distorted, on the cortex.")
 elif k == 2:
     maps = attention_maps(ctx.run, ctx.device, run.checkpoint_sha256, ctx.dataset, ctx.subject, image_id)
     n = maps.n_tokens
-    chart(surface_figure(maps.clusters, sd.vertices, sd.hemispheres, view="posterior", categorical=True,
-                         n_categories=n, category_names=[f"token {t}" for t in range(n)], value_name="token",
-                         title=f"V2C map: {n} functional clusters = {n} brain tokens", height=450), "ln_tokens")
+    cortex.show(display, maps.clusters, opts, "ln_tokens", categorical=True, n_categories=n, value_name="token",
+                category_names=[f"token {t}" for t in range(n)], height=450,
+                title=f"V2C map: {n} functional clusters = {n} brain tokens")
     explain("Voxels with similar function (found by clustering an image-to-fMRI encoder's voxel embeddings, "
             "shared across subjects) are grouped into clusters; each cluster is summarised into one brain token "
             "by attention over its voxels.",

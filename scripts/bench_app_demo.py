@@ -34,11 +34,17 @@ def wait_loaded(pg, timeout_s=600.0, quiet_s=QUIET_S):
     raise TimeoutError("the page kept running")
 
 
-def launch(port: int, log: str = "/tmp/demo_st.log") -> subprocess.Popen:
-    """Start ``streamlit run app.py`` on ``port`` and return once its health check answers."""
-    proc = subprocess.Popen([".venv/bin/python", "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                             "--server.port", str(port), "--server.fileWatcherType", "none"],
-                            stdout=open(log, "w"), stderr=subprocess.STDOUT)
+def launch(port: int, log: str = "/tmp/demo_st.log", python: str = ".venv/bin/python", env: dict | None = None,
+           cwd=None) -> subprocess.Popen:
+    """Start ``streamlit run app.py`` on ``port`` (in ``cwd``, with ``env`` added to the environment) and
+    return once its health check answers."""
+    import os
+
+    proc = subprocess.Popen([python, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+                             "--server.port", str(port), "--server.fileWatcherType", "none",
+                             "--browser.gatherUsageStats", "false"],
+                            stdout=open(log, "w"), stderr=subprocess.STDOUT, cwd=cwd,
+                            env={**os.environ, **env} if env else None)
     while True:
         try:
             urllib.request.urlopen(f"http://localhost:{port}/_stcore/health", timeout=1)

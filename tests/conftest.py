@@ -8,7 +8,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")  # before torch is imported
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from tests.factories import AppData, build_app_data, make_fake_library, make_tiny_dataset  # noqa: E402
+from tests.factories import (AppData, build_app_data, build_nsd_app_data, make_fake_library,  # noqa: E402
+                             make_tiny_dataset)
 
 
 @pytest.fixture
@@ -48,3 +49,10 @@ def ci_twin(tmp_path_factory):
     path = tmp_path_factory.mktemp("twin") / "ci"
     build_twin(path, TwinConfig.preset("ci", seed=3))
     return path
+
+
+@pytest.fixture(scope="session", params=["fsaverage", "func1pt8mm"])
+def nsd_app_data(request, tmp_path_factory) -> AppData:
+    """A prepared NSD-format dataset (fake fsaverage with 40,962 vertices per hemisphere, atlases,
+    func1pt8mm volumes and transforms), a ci run and ci generators; once per space per session."""
+    return build_nsd_app_data(tmp_path_factory.mktemp(f"nsd-{request.param}"), request.param)

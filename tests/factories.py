@@ -263,6 +263,29 @@ def build_app_data(root, seed: int = 0) -> AppData:
     return AppData(root, root / "twin-tiny", root / "runs" / "tiny", root / "generators" / "tiny")
 
 
+def build_nsd_app_data(root, space: str = "fsaverage", order: int = 1, seed: int = 0, **tree) -> AppData:
+    """An NSD-format tree in ``space`` (fake fsaverage surfaces, ROI atlases, volumes: see
+    ``tests/data/nsd_fixtures.make_nsd_display_tree``), prepared by ``nsd prepare``, a ci run and ci
+    generators on it: subj01 and subj02 with 60 trials each (about 15 s on 2 cores)."""
+    import torch
+
+    from brainit_core.data.nsd import prepare_nsd
+    from brainit_core.models.run import BrainITRun
+    from brainit_core.models.training import train_run
+    from tests.data.nsd_fixtures import make_nsd_display_tree
+
+    torch.set_num_threads(1)
+    root = Path(root)
+    facts = make_nsd_display_tree(root / "nsd", space=space, order=order, seed=seed, **tree)
+    out = root / f"nsd-{space}"
+    prepare_nsd(root / "nsd", [1, 2], out, space=space, trials_per_session=tree.get("trials", 30), image_size=32,
+                n_vertices_per_hemi=facts["n_vertices"], val_images=2, seed=seed)
+    train_run(out, preset="ci", out=root / "runs" / space, device="cpu")
+    run = BrainITRun.load(root / "runs" / space, device="cpu")
+    build_tiny_generators(run.space, seed=seed).save(root / "generators" / space)
+    return AppData(root, out, root / "runs" / space, root / "generators" / space)
+
+
 # -- the command line ---------------------------------------------------------------------------
 
 def refused(capsys, argv: list[str], name: str) -> str:

@@ -94,6 +94,22 @@ class DatasetInfo:
         return str(self.metadata.get("mesh", "unknown"))
 
     @property
+    def display(self) -> dict:
+        """What its maps are drawn on, as ``nsd prepare`` recorded it (:mod:`brainit_core.data.display`).
+
+        Keys: ``space`` (``"fsaverage5"``, ``"fsaverage"`` or ``"func1pt8mm"``), ``n_vertices``
+        (per hemisphere of fsaverage betas, None when not recorded), ``fsaverage_dir``
+        (FreeSurfer fsaverage folder or None), ``atlases`` ({name: {"lh", "rh", "ctab"}}, fsaverage
+        ROI atlases) and ``subjects`` ({name: {"shape", "affine", "background", "atlases",
+        "transforms"}}, func1pt8mm volumes). A dataset without a record gets empty ones.
+        """
+        raw = self.metadata.get("display")
+        raw = raw if isinstance(raw, dict) else {}
+        return {"space": str(raw.get("space") or self.mesh), "n_vertices": raw.get("n_vertices"),
+                "fsaverage_dir": raw.get("fsaverage_dir"),
+                "atlases": dict(raw.get("atlases") or {}), "subjects": dict(raw.get("subjects") or {})}
+
+    @property
     def image_size(self) -> int | None:
         size = self.metadata.get("image_size")
         return None if size is None else int(size)

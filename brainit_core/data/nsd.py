@@ -25,8 +25,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from brainit_core.data.display import find_display_sources
 from brainit_core.data.nsd_files import (
-    load_fsaverage_mask, read_expdesign, read_mgh_betas, read_volume_session, volume_mask,
+    load_fsaverage_mask, read_expdesign, read_mgh_betas, read_volume_session, volume_mask, volume_roi_path,
 )
 from brainit_core.data.writer import DatasetWriter, standardize_session
 from brainit_core.errors import DataFormatError
@@ -183,8 +184,11 @@ def prepare_nsd(nsd_root, subjects, out, space: str = "fsaverage", mask: str = "
             load_fsaverage_mask(layout, s, mask, n_vertices_per_hemi)
     needed = np.unique(np.concatenate([p[1] for p in plans.values()]))
     mesh = "fsaverage" if space == "fsaverage" else "func1pt8mm"
+    rois = {s: volume_roi_path(layout, s, mask) for s in subjects} if space == "func1pt8mm" else None
+    display = find_display_sources(layout.root, subjects, space, rois,  # the app's meshes, atlases, volumes
+                                   n_vertices_per_hemi if space == "fsaverage" else None)
     writer = DatasetWriter(out, source="nsd", mesh=mesh, image_size=image_size, overwrite=overwrite,
-                           space=space, mask=str(mask))
+                           space=space, mask=str(mask), display=display)
     _write_images(layout.stimuli, needed, writer, image_size)
 
     report = PrepareReport()

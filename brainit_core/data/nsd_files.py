@@ -142,6 +142,11 @@ def read_volume_session(path: Path, flat_idx: np.ndarray, shape_xyz: tuple, n_tr
     return data.reshape(-1, n_trials)[flat_idx].T.astype(np.float32) / 300.0
 
 
+def volume_roi_path(layout: NSDLayout, subject: int, mask: str) -> Path:
+    """The func1pt8mm ROI file ``mask`` names for ``subject`` (NSD's nsdgeneral, or a path)."""
+    return layout.volume_roi(subject) if mask in ("nsdgeneral", "algonauts") else Path(str(mask))
+
+
 def volume_mask(layout: NSDLayout, subject: int, mask: str):
     """Flat C-order indices of ROI voxels (> 0), the volume shape, and a hemisphere per voxel.
 
@@ -151,7 +156,7 @@ def volume_mask(layout: NSDLayout, subject: int, mask: str):
     """
     import nibabel as nib
 
-    path = layout.volume_roi(subject) if mask in ("nsdgeneral", "algonauts") else Path(str(mask))
+    path = volume_roi_path(layout, subject, mask)
     if not path.exists():
         raise DataFormatError(f"{path} not found (func1pt8mm ROI)")
     roi = np.asarray(nib.load(str(path)).get_fdata())

@@ -215,7 +215,10 @@ def example_betas(dataset, subject: str) -> tuple[int, str, bytes]:
     data : bytes
         ``.npy`` of float32 (V,).
     """
-    betas, ids = dataset.subject(subject).averaged("test")
+    sd = dataset.subject(subject)
+    test = np.unique(sd.test_image_ids)
+    shown = [int(i) for i, g in zip(test, sd.trials_of(test)) if len(g)][:1]  # read one image's trials only
+    betas, ids = sd.average_trials(shown)
     if len(ids) == 0:
         raise DataFormatError(f"{subject} has no test images in {dataset.path}")
     buf = io.BytesIO()

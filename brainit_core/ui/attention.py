@@ -1,9 +1,9 @@
 """Cached attention maps and twin ground truth for the Brain tokens and Learn pages, and their panels.
 
 Each cached function is defined once here (Streamlit keys its caches by module and function), so
-both pages share one cache entry per (run, subject, image). The panels draw the Brain tokens page's
-ground-truth maps, contralaterality numbers and export; the numbers come from
-:mod:`brainit_core.analysis`.
+both pages share one cache entry per (run, subject, image). The panels choose the Brain tokens
+page's ground-truth maps and show its contralaterality numbers; the numbers come from
+:mod:`brainit_core.analysis`, the maps are drawn by :mod:`brainit_core.ui.cortex`.
 """
 from __future__ import annotations
 
@@ -74,13 +74,11 @@ def predicted_features(run_path: str, device: str, run_sha: str, dataset_path: s
 GT_MAPS = ("areas", "pRF x (deg)", "eccentricity (deg)", "preferred category")
 
 
-def ground_truth_panel(surface, gt: dict, key: str, default_map: str = "areas", location=None):
-    """A choice of the twin's ground-truth maps on the cortex; returns the chosen surface figure.
+def ground_truth_map(gt: dict, key: str, default_map: str = "areas", location=None) -> tuple:
+    """A choice of the twin's ground-truth maps; returns what to draw: ``(values (V,), options)``.
 
     Parameters
     ----------
-    surface : callable
-        ``surface(values (V,), **surface_figure kwargs) -> Figure`` with the page's mesh and view.
     gt : dict
         From :func:`ground_truth`.
     key : str
@@ -88,6 +86,12 @@ def ground_truth_panel(surface, gt: dict, key: str, default_map: str = "areas", 
     default_map : str
     location : (float, float), optional
         Normalised image location (x, y); adds the pRF drive by it as a choice.
+
+    Returns
+    -------
+    values : ndarray, (V,)
+    options : dict
+        Keyword arguments of :func:`brainit_core.ui.cortex.show` (categorical, title, unit, ...).
     """
     from brainit_core.analysis.attention import prf_response
     from brainit_core.analysis.maps import area_codes
@@ -96,20 +100,22 @@ def ground_truth_panel(surface, gt: dict, key: str, default_map: str = "areas", 
     pick = st.selectbox("Ground-truth map", options, index=options.index(default_map), key=key)
     if pick == "areas":
         codes, areas = area_codes(gt["area_names"])
-        return surface(codes, categorical=True, category_names=areas, n_categories=len(areas),
-                       title="truth: visual areas and category patches", value_name="area")
+        return codes, {"categorical": True, "category_names": areas, "n_categories": len(areas),
+                       "title": "truth: visual areas and category patches", "value_name": "area"}
     if pick == "pRF x (deg)":
-        return surface(gt["x"], symmetric=True, title="truth: pRF x (deg, + right field)", value_name="pRF x")
+        return gt["x"], {"symmetric": True, "title": "truth: pRF x (+ right field)", "value_name": "pRF x",
+                         "unit": "deg"}
     if pick == "eccentricity (deg)":
-        return surface(np.hypot(gt["x"], gt["y"]), cmap="viridis", title="truth: pRF eccentricity (deg)",
-                       value_name="eccentricity")
+        return np.hypot(gt["x"], gt["y"]), {"cmap": "viridis", "title": "truth: pRF eccentricity",
+                                            "value_name": "eccentricity", "unit": "deg"}
     if pick == "preferred category":
         cats = gt["categories"]
-        return surface(np.argmax(gt["tuning_category"], axis=1), categorical=True, category_names=cats,
-                       n_categories=len(cats), title="truth: preferred category", value_name="category")
+        return np.argmax(gt["tuning_category"], axis=1), {
+            "categorical": True, "category_names": cats, "n_categories": len(cats), "title": "truth: preferred category",
+            "value_name": "category"}
     drive = prf_response(gt["x"], gt["y"], gt["sigma"], *location)
-    return surface(drive, cmap="magma", vmin=0, vmax=1, title="truth: pRF drive by the location",
-                   value_name="pRF drive")
+    return drive, {"cmap": "magma", "vmin": 0, "vmax": 1, "title": "truth: pRF drive by the location",
+                   "value_name": "pRF drive", "unit": "0-1"}
 
 
 def _number(v, fmt: str) -> str:
@@ -157,20 +163,3 @@ def contralaterality_panel(maps, head: str, hemispheres) -> dict:
         st.dataframe(pd.DataFrame(con["per_token"]).rename(columns=names), column_config=three, hide_index=True,
                      width="stretch")
     return con
-
-
-def export_panel(choices: dict, stem: str, vertices, hemispheres) -> None:
-    """Pick one of ``choices`` ({label: (V,) values}) and download it as lh + rh fsaverage5 files.
-
-    ``stem`` prefixes the file names; ``vertices`` / ``hemispheres`` (V,) place the values.
-    """
-    from brainit_core.viz import export
-
-    e = st.columns([3, 1, 2])
-    which = e[0].selectbox("Map", list(choices), key="bt_export_map")
-    fmt = e[1].radio("Format", list(export.FORMATS), key="bt_export_fmt", format_func=lambda f: f.upper())
-    name = stem + "".join(ch if ch.isalnum() else "_" for ch in which).strip("_")
-    e[2].download_button(f"Download {fmt.upper()} (lh + rh, fsaverage5)",
-                         export.surface_map_zip(name, choices[which], vertices, hemispheres, fmt=fmt),
-                         file_name=f"{name}_{fmt}.zip", mime="application/zip", key="bt_export")
-    e[2].caption("Full fsaverage5 hemispheres (10,242 vertices each); vertices outside the subject's set are NaN.")

@@ -35,6 +35,10 @@ class AppContext:
     is_twin : bool
         The dataset is a digital twin (ground truth available for validation views).
     problems : tuple of str
+    fsaverage_dir : str or None
+        The FreeSurfer fsaverage folder (or ``SUBJECTS_DIR``) typed in the sidebar: full-resolution
+        surfaces for fsaverage data (``BRAINIT_FSAVERAGE_DIR`` and what ``nsd prepare`` recorded
+        are used when it is empty).
     """
 
     dataset: str | None
@@ -45,6 +49,7 @@ class AppContext:
     device: str
     is_twin: bool
     problems: tuple
+    fsaverage_dir: str | None = None
 
     @property
     def ready(self) -> bool:
@@ -86,13 +91,20 @@ def sidebar() -> AppContext:
         badge = "GPU" if device == "cuda" else "CPU"
         st.caption(f"Device: **{badge}** · features: {_space_label(rn)} · source: "
                    f"{info.source if info is not None else '?'} ({checked.origin})")
+        fsaverage_dir = None
+        if info is not None and info.mesh != "fsaverage5":
+            fsaverage_dir = st.text_input(
+                "fsaverage folder (FreeSurfer)", key="sb_fsaverage_dir", placeholder="recorded or $SUBJECTS_DIR",
+                help="Draw fsaverage maps at full resolution from FreeSurfer's files: NSD's "
+                     "nsddata/freesurfer/fsaverage, or a SUBJECTS_DIR. Empty: $BRAINIT_FSAVERAGE_DIR, the folder "
+                     "`nsd prepare` recorded, then $SUBJECTS_DIR/fsaverage; else a resampled fsaverage5 view.").strip() or None
         for p in checked.problems:
             st.warning(p)
         if not checked.problems and not subjects:
             st.warning(f"the run decodes {run_subjects or 'no subjects'}, none of them is in this dataset")
     ctx = AppContext(str(checked.dataset) if checked.dataset else None, str(checked.run) if checked.run else None,
                      str(checked.generators) if checked.generators else None, subject, subjects, device,
-                     info is not None and info.is_twin, checked.problems)
+                     info is not None and info.is_twin, checked.problems, fsaverage_dir)
     st.session_state[KEY] = ctx
     return ctx
 

@@ -1,31 +1,36 @@
-"""Per-vertex maps on nilearn's bundled fsaverage5 surface as interactive plotly figures.
+"""Per-vertex maps on cortical meshes as interactive plotly figures.
 
-The mesh geometry (both hemispheres, inflated or pial, with sulcal depth for the grey background)
-is loaded once per process (:func:`load_surface`, offline: nilearn ships fsaverage5 in its package
-data). Each hemisphere is drawn as two traces: the cached grey mesh (numeric arrays only) and a
-compact mesh of the faces that touch a vertex with a value, coloured per face through a numeric
-``intensity`` and a colorscale. Plotly validates only small arrays on a redraw, so a new map costs
-about 0.2 s of CPU (``scripts/bench_surface.py``).
+A figure has one row of two scenes (left, right hemisphere) per mesh: the inflated or pial surface,
+the flat map, or both (:func:`surface_map_figure`). The geometry comes from
+:mod:`brainit_core.viz.meshes` (nilearn's bundled fsaverage5, or FreeSurfer's fsaverage from files)
+and is cached per process. Each hemisphere is drawn as the cached grey mesh (numeric arrays only)
+and a compact mesh of the faces that touch a vertex with a value, coloured per face through a numeric
+``intensity`` and a colorscale; ROI borders are lines over the surface. Plotly validates only small
+arrays on a redraw (``scripts/bench_surface.py`` measures a redraw at fsaverage5 and at the full
+163,842-vertex fsaverage).
 
-Values are given on a subject's vertices (``SubjectData.vertices``: fsaverage5 vertex numbers,
-``SubjectData.hemispheres``: 0 = left, 1 = right) and filled to the full mesh with NaN; faces with
-no value are drawn grey, shaded by sulcal depth.
+:func:`surface_figure` is the short form for values on a subject's fsaverage5 vertices
+(``SubjectData.vertices`` / ``.hemispheres``).
 
 Examples
 --------
 >>> fig = surface_figure(values, sd.vertices, sd.hemispheres, view="medial", title="betas")
->>> fig = surface_figure(labels, sd.vertices, sd.hemispheres, categorical=True)
+>>> fig = surface_map_figure([MeshMap(load_surface("flat"), full)], symmetric=True, unit="s.d.")
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
 
+from brainit_core.viz.colors import (category_colors, discrete_colorscale, plotly_colorscale,  # noqa: F401
+                                     value_range)
+from brainit_core.viz.meshes import SurfaceGeometry, border_segments, load_surface
+
 N_VERTICES = 10242  # per hemisphere on fsaverage5
 HEMIS = ("left", "right")
-MESHES = ("inflated", "pial")
+MESHES = ("inflated", "pial", "flat")
 # eye position of each hemisphere's camera (left, right), in scene units; up = +z except ventral
 VIEWS = {
     "lateral": ((-1.3, 0.0, 0.05), (1.3, 0.0, 0.05)),
@@ -34,51 +39,10 @@ VIEWS = {
     "posterior": ((-0.3, -1.05, 0.1), (0.3, -1.05, 0.1)),
 }
 NAN_GREYS = ("#d9d9d9", "#a6a6a6")  # gyri, sulci
-CATEGORICAL = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf",
-               "#bcbd22", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#e6550d",
-               "#31a354", "#756bb1", "#636363", "#9c9ede", "#cedb9c", "#e7ba52", "#e7969c", "#de9ed6")
-
-
-@dataclass(frozen=True)
-class SurfaceGeometry:
-    """Both hemispheres of one fsaverage5 mesh, ready for plotly.
-
-    Attributes
-    ----------
-    mesh : str
-        ``"inflated"`` or ``"pial"``.
-    coords : tuple of ndarray, float32, (N_VERTICES, 3)
-        Left and right vertex coordinates (mm).
-    faces : tuple of ndarray, int32, (20480, 3)
-    sulcal : ndarray, bool, (2, N_VERTICES)
-        True where the vertex lies in a sulcus (drawn in the darker grey).
-    """
-
-    mesh: str
-    coords: tuple
-    faces: tuple
-    sulcal: np.ndarray
-
-
-@lru_cache(maxsize=len(MESHES))
-def load_surface(mesh: str = "inflated") -> SurfaceGeometry:
-    """The fsaverage5 ``mesh`` of both hemispheres (cached; nothing is downloaded).
-
-    Parameters
-    ----------
-    mesh : str
-        ``"inflated"`` or ``"pial"``.
-    """
-    from nilearn.datasets import load_fsaverage, load_fsaverage_data
-
-    if mesh not in MESHES:
-        raise ValueError(f"mesh must be one of {MESHES}, got {mesh!r}")
-    poly = load_fsaverage("fsaverage5")[mesh]
-    sulc = load_fsaverage_data(mesh="fsaverage5", data_type="sulcal")
-    coords = tuple(np.asarray(poly.parts[h].coordinates, dtype=np.float32) for h in HEMIS)
-    faces = tuple(np.asarray(poly.parts[h].faces, dtype=np.int32) for h in HEMIS)
-    sulcal = np.stack([np.asarray(sulc.data.parts[h]).ravel() > 0 for h in HEMIS])
-    return SurfaceGeometry(mesh, coords, faces, sulcal)
+BORDER_COLOR = "#111111"
+LIFT_MM = 0.5  # a full-resolution map above the fsaverage5-faced grey cortex behind it
+LIGHTING = {"ambient": 0.8, "diffuse": 0.35, "specular": 0.02, "roughness": 0.9, "fresnel": 0.05}
+FLAT_LIGHTING = {"ambient": 1.0, "diffuse": 0.0, "specular": 0.0, "roughness": 1.0, "fresnel": 0.0}
 
 
 def fill_hemispheres(values, vertices, hemispheres, fill=np.nan, n_vertices: int = N_VERTICES) -> np.ndarray:
@@ -89,13 +53,13 @@ def fill_hemispheres(values, vertices, hemispheres, fill=np.nan, n_vertices: int
     values : array-like, (V,)
         One value per subject vertex (dataset order).
     vertices : array-like of int, (V,)
-        fsaverage5 vertex number of each value.
+        Mesh vertex number of each value.
     hemispheres : array-like of int, (V,)
         0 = left, 1 = right.
     fill : float
         Value of the vertices the subject does not have.
     n_vertices : int
-        Vertices per hemisphere.
+        Vertices per hemisphere (10,242 on fsaverage5, 163,842 on fsaverage).
 
     Returns
     -------
@@ -116,65 +80,14 @@ def fill_hemispheres(values, vertices, hemispheres, fill=np.nan, n_vertices: int
     return out
 
 
-# ------------------------------------------------------------------------------------------------
-# colours
-
-def _hex(rgb: np.ndarray) -> np.ndarray:
-    rgb = np.clip(np.round(np.asarray(rgb, dtype=np.float64) * 255), 0, 255).astype(np.int64)
-    return np.array([f"#{r:02x}{g:02x}{b:02x}" for r, g, b in rgb])
-
-
-@lru_cache(maxsize=32)
-def colormap_lut(cmap: str, n: int = 256) -> np.ndarray:
-    """``n`` hex colours sampled from a matplotlib colormap (cached)."""
-    from matplotlib import colormaps
-
-    return _hex(colormaps[cmap](np.linspace(0.0, 1.0, n))[:, :3])
-
-
-def plotly_colorscale(cmap: str, n: int = 11) -> list:
-    """A plotly colorscale sampled from a matplotlib colormap (for the colorbar)."""
-    lut = colormap_lut(cmap)
-    return [[k / (n - 1), str(lut[round(k / (n - 1) * (len(lut) - 1))])] for k in range(n)]
-
-
-def category_colors(n: int) -> np.ndarray:
-    """``n`` distinct hex colours (a fixed palette, then evenly spaced hues)."""
-    if n <= len(CATEGORICAL):
-        return np.array(CATEGORICAL[:n])
-    import colorsys
-
-    hues = (np.arange(n) * 0.618033988749895) % 1.0
-    return _hex([colorsys.hsv_to_rgb(h, 0.65 + 0.3 * (k % 2), 0.85 - 0.25 * (k % 3 == 2)) for k, h in enumerate(hues)])
-
-
-def value_range(values, vmin=None, vmax=None, symmetric: bool = False) -> tuple[float, float]:
-    """Colour limits: given ones, else the 2nd-98th percentile of the finite values."""
-    finite = np.asarray(values, dtype=np.float64)
-    finite = finite[np.isfinite(finite)]
-    if finite.size == 0:
-        return (0.0 if vmin is None else float(vmin), 1.0 if vmax is None else float(vmax))
-    if symmetric and vmin is None and vmax is None:
-        m = float(np.percentile(np.abs(finite), 98)) or 1.0
-        return -m, m
-    lo = float(np.percentile(finite, 2)) if vmin is None else float(vmin)
-    hi = float(np.percentile(finite, 98)) if vmax is None else float(vmax)
-    if hi <= lo:
-        hi = lo + 1e-6 if vmax is None else hi
-        lo = hi - 1e-6 if hi <= lo else lo
-    return lo, hi
-
-
-def discrete_colorscale(n: int) -> list:
-    """A stepped plotly colorscale giving id ``k`` of ``0..n-1`` the colour ``category_colors(n)[k]``.
-
-    Use with ``cmin=-0.5, cmax=n-0.5``.
-    """
-    colors = category_colors(max(n, 1))
-    scale = []
-    for k, c in enumerate(colors):
-        scale += [[k / len(colors), str(c)], [(k + 1) / len(colors), str(c)]]
-    return scale
+def fill_any(values, vertices, hemispheres, n_vertices: int = N_VERTICES) -> np.ndarray:
+    """:func:`fill_hemispheres` for numbers (NaN fill) or strings (``""`` fill)."""
+    values = np.asarray(values)
+    if values.dtype.kind in "fiub":
+        return fill_hemispheres(values.astype(np.float64), vertices, hemispheres, n_vertices=n_vertices)
+    out = np.full((2, n_vertices), "", dtype=values.dtype if values.dtype.kind == "U" else object)
+    out[np.asarray(hemispheres, np.int64), np.asarray(vertices, np.int64)] = values
+    return out
 
 
 def face_values(full_hemi: np.ndarray, faces: np.ndarray, categorical: bool = False) -> np.ndarray:
@@ -191,20 +104,17 @@ def face_values(full_hemi: np.ndarray, faces: np.ndarray, categorical: bool = Fa
     -------
     ndarray, float64, (F,)
     """
-    v = full_hemi[faces]  # (F, 3)
+    out = np.full(len(faces), np.nan)
+    touch = np.isfinite(full_hemi)[faces].any(1)  # only these faces get a value (a small part at full resolution)
+    v = full_hemi[faces[touch]]  # (F', 3)
     ok = np.isfinite(v)
     n = ok.sum(1)
     if categorical:
-        first = np.argmax(ok, axis=1)
-        out = v[np.arange(len(v)), first]
-        out[n == 0] = np.nan
-        return out
-    with np.errstate(invalid="ignore"):
-        return np.where(n > 0, np.where(ok, v, 0.0).sum(1) / np.maximum(n, 1), np.nan)
+        out[touch] = v[np.arange(len(v)), np.argmax(ok, axis=1)]
+    else:
+        out[touch] = np.where(ok, v, 0.0).sum(1) / n
+    return out
 
-
-# ------------------------------------------------------------------------------------------------
-# figures
 
 def hover_text(full_hemi: np.ndarray, index: np.ndarray, hemi: str = "lh", *, value_name: str = "value",
                category_names=None, extra: dict | None = None, categorical: bool = False) -> list:
@@ -229,69 +139,131 @@ def hover_text(full_hemi: np.ndarray, index: np.ndarray, hemi: str = "lh", *, va
     -------
     list of str, (n,)
     """
-    fields = [(k, np.asarray(v)) for k, v in (extra or {}).items()]
-    rows = []
-    for i in np.asarray(index, dtype=np.int64).tolist():
-        parts = [f"{hemi} vertex {i}"]
-        for name, arr in fields:
-            a = arr[i]
-            if isinstance(a, (float, np.floating)):
-                if np.isfinite(a):
-                    parts.append(f"{name}: {a:.3g}")
-            elif str(a):
-                parts.append(f"{name}: {a}")
-        v = full_hemi[i]
-        if not np.isfinite(v):
-            parts.append(f"{value_name}: none")
-        elif categorical:
-            k = int(v)
-            parts.append(f"{value_name}: {category_names[k] if category_names is not None and k < len(category_names) else k}")
+    index = np.asarray(index, dtype=np.int64)
+    rows = [f"{hemi} vertex {i}" for i in index.tolist()]
+    for name, arr in (extra or {}).items():
+        col = np.asarray(arr)[index]
+        if col.dtype.kind == "f":
+            part = [f"<br>{name}: {a:.3g}" if np.isfinite(a) else "" for a in col.tolist()]
         else:
-            parts.append(f"{value_name}: {v:.4g}")
-        rows.append("<br>".join(parts))
-    return rows
+            part = [f"<br>{name}: {a}" if str(a) else "" for a in col.tolist()]
+        rows = [r + p for r, p in zip(rows, part)]
+    vals = full_hemi[index].tolist()
+    if categorical:
+        names = list(category_names) if category_names is not None else []
+        shown = [("none" if not np.isfinite(v) else (names[int(v)] if int(v) < len(names) else int(v))) for v in vals]
+    else:
+        shown = ["none" if not np.isfinite(v) else f"{v:.4g}" for v in vals]
+    return [f"{r}<br>{value_name}: {s}" for r, s in zip(rows, shown)]
 
 
-@lru_cache(maxsize=2 * len(MESHES))
-def _background(mesh: str, hemi: int) -> dict:
+@dataclass
+class MeshMap:
+    """One row of a figure: a mesh and what is drawn on it.
+
+    Attributes
+    ----------
+    geometry : SurfaceGeometry
+    values : ndarray, (2, n_vertices)
+        The map on every vertex of both hemispheres; NaN = not shown (grey).
+    hover : dict of str -> ndarray (2, n_vertices)
+        More fields of the hover text (e.g. ``{"area": names}``).
+    borders : ndarray of int, (2, n_vertices), optional
+        Region labels whose borders are drawn as lines (0 = no region).
+    """
+
+    geometry: SurfaceGeometry
+    values: np.ndarray
+    hover: dict = field(default_factory=dict)
+    borders: np.ndarray | None = None
+
+
+@lru_cache(maxsize=16)
+def _background(geom: SurfaceGeometry, hemi: int) -> dict:
     """The static grey trace of one hemisphere (sulcal shading), as a plotly trace dict."""
-    geom = load_surface(mesh)
-    xyz, tri = geom.coords[hemi], geom.faces[hemi]
+    xyz, tri, sulcal = geom.background[hemi]
     return {"type": "mesh3d", "x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2],
-            "i": tri[:, 0], "j": tri[:, 1], "k": tri[:, 2], "intensity": geom.sulcal[hemi].astype(np.float32),
+            "i": tri[:, 0], "j": tri[:, 1], "k": tri[:, 2], "intensity": sulcal.astype(np.float32),
             "intensitymode": "vertex", "cmin": 0.0, "cmax": 1.0, "showscale": False, "hoverinfo": "skip",
-            "colorscale": [[0.0, NAN_GREYS[0]], [1.0, NAN_GREYS[1]]], "name": ("left", "right")[hemi],
-            "showlegend": False, "lighting": LIGHTING, "lightposition": {"x": 0, "y": 0, "z": 1e5}}
+            "colorscale": [[0.0, NAN_GREYS[0]], [1.0, NAN_GREYS[1]]], "name": HEMIS[hemi],
+            "showlegend": False, "lighting": FLAT_LIGHTING if geom.is_flat else LIGHTING,
+            "lightposition": {"x": 0, "y": 0, "z": 1e5}}
 
 
-LIGHTING = {"ambient": 0.8, "diffuse": 0.35, "specular": 0.02, "roughness": 0.9, "fresnel": 0.05}
+_BORDERS: dict = {}
 
 
-def _camera(view: str, hemi: int) -> dict:
-    eye = VIEWS[view][hemi]
+def _borders(geom: SurfaceGeometry, hemi: int, labels: np.ndarray) -> np.ndarray:
+    """:func:`border_segments` of one hemisphere, cached per mesh and labels (an atlas does not change
+    between redraws)."""
+    import hashlib
+
+    labels = np.ascontiguousarray(labels, dtype=np.int64)
+    key = (id(geom), hemi, hashlib.sha1(labels.tobytes()).hexdigest())
+    if key not in _BORDERS:
+        if len(_BORDERS) > 32:
+            _BORDERS.clear()
+        pts = border_segments(labels, geom, hemi, lift=0.0 if geom.is_flat else LIFT_MM + 0.4)
+        if geom.is_flat:
+            pts[:, 2] = 0.5
+        _BORDERS[key] = (geom, pts)  # the geometry is kept alive, so its id is not reused
+    return _BORDERS[key][1]
+
+
+VISIBLE = {"lateral": (1, 2), "medial": (1, 2), "posterior": (0, 2), "ventral": (0, 1)}  # axes facing the camera
+
+
+@lru_cache(maxsize=64)
+def _aspect(geom: SurfaceGeometry, hemi: int, view: str) -> dict:
+    """The scene's box in proportion to the mesh, sized so what faces the camera fills the scene
+    (plotly's "data" aspect keeps a unit volume, which shrinks a brain and blows a flat map up)."""
+    xyz = geom.coords[hemi][np.unique(geom.faces[hemi])]
+    span = np.ptp(xyz, axis=0).astype(float)
+    if geom.is_flat:
+        return {"x": 2.2, "y": 2.2 * span[1] / span[0], "z": 0.05}
+    span = 1.9 * span / span[list(VISIBLE[view])].max()
+    return dict(zip("xyz", span.tolist()))
+
+
+def _camera(view: str, hemi: int, flat: bool = False, reach: float = 1.3) -> dict:
+    """Orthographic camera; ``reach`` (scene units) keeps the eye outside the scene's box (the zoom of an
+    orthographic view does not depend on it, but what lies behind the eye is clipped)."""
+    if flat:
+        return {"eye": {"x": 0, "y": 0, "z": 0.9}, "up": {"x": 0, "y": 1, "z": 0}, "center": {"x": 0, "y": 0, "z": 0},
+                "projection": {"type": "orthographic"}}
+    eye = np.asarray(VIEWS[view][hemi], dtype=float)
+    eye = (eye / np.linalg.norm(eye) * max(reach, 1.3)).round(3).tolist()
     up = {"x": 0, "y": 1, "z": 0} if view == "ventral" else {"x": 0, "y": 0, "z": 1}
-    return {"eye": dict(zip("xyz", eye)), "up": up, "center": {"x": 0, "y": 0, "z": 0}, "projection": {"type": "orthographic"}}
+    return {"eye": dict(zip("xyz", eye)), "up": up, "center": {"x": 0, "y": 0, "z": 0},
+            "projection": {"type": "orthographic"}}
 
 
-def surface_figure(values, vertices, hemispheres, *, mesh: str = "inflated", view: str = "lateral",
-                   categorical: bool = False, category_names=None, n_categories: int | None = None,
-                   cmap: str | None = None, vmin: float | None = None, vmax: float | None = None,
-                   symmetric: bool = False, title: str | None = None, value_name: str = "value",
-                   hover: dict | None = None, height: int = 450, legend: bool = True):
-    """Both hemispheres of fsaverage5 coloured by a per-vertex map, side by side.
+def _colors(values, categorical, n_categories, cmap, vmin, vmax, symmetric, title) -> tuple[dict, int]:
+    if categorical:
+        finite = values[np.isfinite(values)]
+        n_categories = int(n_categories or (finite.max() + 1 if finite.size else 1))
+        return ({"colorscale": discrete_colorscale(n_categories), "cmin": -0.5, "cmax": n_categories - 0.5,
+                 "showscale": False}, n_categories)
+    lo, hi = value_range(values, vmin, vmax, symmetric)
+    return ({"colorscale": plotly_colorscale(cmap), "cmin": lo, "cmax": hi, "showscale": True,
+             "colorbar": {"title": {"text": title, "side": "right"}, "thickness": 14, "len": 0.75, "x": 1.0}},
+            n_categories)
+
+
+def surface_map_figure(rows, *, view: str = "lateral", categorical: bool = False, category_names=None,
+                       n_categories: int | None = None, cmap: str | None = None, vmin: float | None = None,
+                       vmax: float | None = None, symmetric: bool = False, threshold: float | None = None,
+                       title: str | None = None, value_name: str = "value", unit: str | None = None,
+                       height: int = 450, legend: bool = True):
+    """Both hemispheres of one or more meshes (one row each) coloured by a map.
 
     Parameters
     ----------
-    values : array-like, (V,)
-        One value per subject vertex; NaN = not shown (grey). Integer ids when ``categorical``.
-    vertices : array-like of int, (V,)
-        fsaverage5 vertex numbers (``SubjectData.vertices``).
-    hemispheres : array-like of int, (V,)
-        0 = left, 1 = right (``SubjectData.hemispheres``).
-    mesh : str
-        ``"inflated"`` or ``"pial"``.
+    rows : list of MeshMap
+        Top to bottom (e.g. the inflated mesh, then the flat map).
     view : str
-        ``"lateral"``, ``"medial"``, ``"ventral"`` or ``"posterior"`` (per hemisphere).
+        ``"lateral"``, ``"medial"``, ``"ventral"`` or ``"posterior"`` (per hemisphere; a flat mesh
+        is always seen from above).
     categorical : bool
         Colour integer ids with a qualitative palette and a legend instead of a colorbar.
     category_names : sequence of str, optional
@@ -302,12 +274,14 @@ def surface_figure(values, vertices, hemispheres, *, mesh: str = "inflated", vie
         Matplotlib colormap (default ``"viridis"``, ``"RdBu_r"`` when ``symmetric``).
     vmin, vmax : float, optional
         Colour limits (default: 2nd-98th percentile, symmetric around 0 when ``symmetric``).
-    title, value_name : str
-        Figure title; name of the value in the hover text and on the colorbar.
-    hover : dict of str -> array-like (V,), optional
-        Extra per-vertex fields for the hover text (e.g. ``{"area": area_names}``).
+    symmetric : bool
+        Limits symmetric around 0 (signed values).
+    threshold : float, optional
+        Leave vertices with ``|value| < threshold`` grey (continuous maps).
+    title, value_name, unit : str
+        Figure title; name of the value (hover, colorbar) and its unit (colorbar).
     height : int
-        Pixels.
+        Pixels per row.
     legend : bool
         Show the legend of categorical maps (at most 24 entries).
 
@@ -319,68 +293,107 @@ def surface_figure(values, vertices, hemispheres, *, mesh: str = "inflated", vie
 
     if view not in VIEWS:
         raise ValueError(f"view must be one of {tuple(VIEWS)}, got {view!r}")
-    geom = load_surface(mesh)
-    full = fill_hemispheres(values, vertices, hemispheres)
     cmap = cmap or ("RdBu_r" if symmetric else "viridis")
-    if categorical:
-        finite = full[np.isfinite(full)]
-        n_categories = int(n_categories or (finite.max() + 1 if finite.size else 1))
-        color = {"colorscale": discrete_colorscale(n_categories), "cmin": -0.5, "cmax": n_categories - 0.5,
-                 "showscale": False}
-    else:
-        lo, hi = value_range(full, vmin, vmax, symmetric)
-        color = {"colorscale": plotly_colorscale(cmap), "cmin": lo, "cmax": hi, "showscale": True,
-                 "colorbar": {"title": {"text": value_name, "side": "right"}, "thickness": 14, "len": 0.75, "x": 1.0}}
-    extra = {k: _fill_any(v, vertices, hemispheres) for k, v in (hover or {}).items()}
-    traces = []
-    for h, hemi in enumerate(("lh", "rh")):
-        scene = "scene" if h == 0 else "scene2"
-        traces.append(go.Mesh3d(_background(mesh, h), scene=scene))
-        # the coloured faces: those touching a vertex with a value, as a compact re-indexed mesh
-        fv = face_values(full[h], geom.faces[h], categorical)
-        keep = np.isfinite(fv)
-        if not keep.any():
-            continue
-        tri = geom.faces[h][keep]
-        used, local = np.unique(tri, return_inverse=True)
-        local = local.reshape(tri.shape).astype(np.int32)
-        xyz = geom.coords[h][used]
-        texts = hover_text(full[h], used, hemi, value_name=value_name, category_names=category_names,
-                           extra={k: v[h] for k, v in extra.items()}, categorical=categorical)
-        traces.append(go.Mesh3d(
-            x=xyz[:, 0], y=xyz[:, 1], z=xyz[:, 2], i=local[:, 0], j=local[:, 1], k=local[:, 2],
-            intensity=fv[keep].astype(np.float32), intensitymode="cell", text=texts, hoverinfo="text",
-            name=("left", "right")[h], showlegend=False, scene=scene, lighting=LIGHTING,
-            lightposition={"x": 0, "y": 0, "z": 1e5}, **{**color, "showscale": color["showscale"] and h == 1}))
+    shown = []
+    for row in rows:
+        v = np.asarray(row.values, dtype=np.float64)
+        if v.shape != (2, row.geometry.n_vertices):
+            raise ValueError(f"values {v.shape} do not fit the {row.geometry.name} mesh (2, {row.geometry.n_vertices})")
+        if threshold and not categorical:
+            v = np.where(np.abs(v) >= threshold, v, np.nan)
+        shown.append(v)
+    colorbar_title = f"{value_name} ({unit})" if unit else value_name
+    color, n_categories = _colors(shown[0], categorical, n_categories, cmap, vmin, vmax, symmetric, colorbar_title)
+    # plain dicts, validated once by go.Figure; hover texts as object arrays (plotly copies them without
+    # checking every string): a full-resolution redraw stays within the budget (scripts/bench_surface.py)
+    traces, scene_names, n = [], [], len(rows)
+    for r, (row, full) in enumerate(zip(rows, shown)):
+        geom = row.geometry
+        light = {"lighting": FLAT_LIGHTING if geom.is_flat else LIGHTING, "lightposition": {"x": 0, "y": 0, "z": 1e5}}
+        for h, hemi in enumerate(("lh", "rh")):
+            scene = "scene" if r == 0 and h == 0 else f"scene{2 * r + h + 1}"
+            scene_names.append(scene)
+            traces.append({**_background(geom, h), "scene": scene})
+            fv = face_values(full[h], geom.faces[h], categorical)
+            keep = np.isfinite(fv)
+            if keep.any():
+                tri = geom.faces[h][keep]
+                used, local = np.unique(tri, return_inverse=True)
+                local = local.reshape(tri.shape).astype(np.int32)
+                xyz = geom.coords[h][used]
+                if geom.background[h][0] is not geom.coords[h]:  # over a coarser grey mesh: lift it clear
+                    xyz = xyz + (0.0 if geom.is_flat else LIFT_MM) * geom.normals[h][used]
+                    if geom.is_flat:
+                        xyz[:, 2] = 0.25
+                texts = hover_text(full[h], used, hemi, value_name=value_name, category_names=category_names,
+                                   extra={k: a[h] for k, a in row.hover.items()}, categorical=categorical)
+                traces.append({
+                    "type": "mesh3d", "x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2], "i": local[:, 0],
+                    "j": local[:, 1], "k": local[:, 2], "intensity": fv[keep].astype(np.float32),
+                    "intensitymode": "cell", "text": np.asarray(texts, dtype=str), "hoverinfo": "text",
+                    "name": HEMIS[h], "showlegend": False, "scene": scene, **light,
+                    **{**color, "showscale": color["showscale"] and h == 1 and r == 0}})
+            if row.borders is not None:
+                pts = _borders(geom, h, row.borders[h])
+                traces.append({"type": "scatter3d", "x": pts[:, 0], "y": pts[:, 1], "z": pts[:, 2], "mode": "lines",
+                               "hoverinfo": "skip", "line": {"color": BORDER_COLOR, "width": 2}, "showlegend": False,
+                               "scene": scene, "connectgaps": False, "name": "borders"})
     if categorical and legend:
-        present = np.unique(full[np.isfinite(full)]).astype(np.int64)
+        present = np.unique(shown[0][np.isfinite(shown[0])]).astype(np.int64)
         if 0 < len(present) <= 24:
             palette = category_colors(n_categories)
             for c in present:
                 name = str(category_names[c]) if category_names is not None and c < len(category_names) else str(c)
-                traces.append(go.Scatter3d(x=[None], y=[None], z=[None], mode="markers", name=name, showlegend=True,
-                                           marker={"size": 8, "color": palette[c], "symbol": "square"},
-                                           scene="scene", hoverinfo="skip"))
-    fig = go.Figure(traces)
+                traces.append({"type": "scatter3d", "x": [None], "y": [None], "z": [None], "mode": "markers",
+                               "name": name, "showlegend": True, "scene": "scene", "hoverinfo": "skip",
+                               "marker": {"size": 8, "color": palette[c], "symbol": "square"}})
     axis = {"visible": False, "showbackground": False}
-    scene = {"xaxis": axis, "yaxis": axis, "zaxis": axis, "aspectmode": "data", "dragmode": "orbit"}
-    fig.update_layout(
-        height=height, margin={"l": 0, "r": 0, "t": 36 if title else 8, "b": 0},
-        title={"text": title, "x": 0.02, "y": 0.98, "font": {"size": 14}} if title else None,
-        scene={**scene, "domain": {"x": [0.0, 0.48], "y": [0, 1]}, "camera": _camera(view, 0)},
-        scene2={**scene, "domain": {"x": [0.48, 0.96], "y": [0, 1]}, "camera": _camera(view, 1)},
-        legend={"orientation": "h", "yanchor": "bottom", "y": 0.0, "x": 0.02, "font": {"size": 10},
-                "itemclick": False, "itemdoubleclick": False},
-        paper_bgcolor="rgba(0,0,0,0)", uirevision=f"{mesh}-{view}",
-        annotations=[{"text": t, "x": x, "y": 1.0, "xref": "paper", "yref": "paper", "showarrow": False,
-                      "font": {"size": 11, "color": "#666"}} for t, x in (("left", 0.24), ("right", 0.72))])
-    return fig
+    layout = {
+        "height": height * n, "margin": {"l": 0, "r": 0, "t": 36 if title else 8, "b": 0},
+        "title": {"text": title, "x": 0.02, "y": 0.98, "font": {"size": 14}} if title else None,
+        "legend": {"orientation": "h", "yanchor": "bottom", "y": 0.0, "x": 0.02, "font": {"size": 10},
+                   "itemclick": False, "itemdoubleclick": False},
+        "paper_bgcolor": "rgba(0,0,0,0)", "uirevision": f"{'-'.join(r.geometry.mesh for r in rows)}-{view}",
+        "annotations": [{"text": f"{t} ({row.geometry.mesh})" if n > 1 else t, "x": x, "y": 1 - r / n,
+                         "xref": "paper", "yref": "paper", "showarrow": False, "font": {"size": 11, "color": "#666"}}
+                        for r, row in enumerate(rows) for t, x in (("left", 0.24), ("right", 0.72))]}
+    for r, row in enumerate(rows):
+        flat = row.geometry.is_flat
+        y0, y1 = 1 - (r + 1) / n, 1 - r / n
+        for h in range(2):
+            aspect = {"aspectmode": "manual", "aspectratio": _aspect(row.geometry, h, view)}
+            layout[scene_names[2 * r + h]] = {
+                "xaxis": axis, "yaxis": axis, "zaxis": axis, **aspect,
+                "dragmode": "pan" if flat else "orbit", "domain": {"x": [0.48 * h, 0.48 * (h + 1)], "y": [y0, y1]},
+                "camera": _camera(view, h, flat, reach=max(aspect["aspectratio"].values()) + 0.5)}
+    return go.Figure({"data": traces, "layout": {k: v for k, v in layout.items() if v is not None}})
 
 
-def _fill_any(values, vertices, hemispheres) -> np.ndarray:
-    values = np.asarray(values)
-    if values.dtype.kind in "fiub":
-        return fill_hemispheres(values.astype(np.float64), vertices, hemispheres)
-    out = np.full((2, N_VERTICES), "", dtype=values.dtype if values.dtype.kind == "U" else object)
-    out[np.asarray(hemispheres, np.int64), np.asarray(vertices, np.int64)] = values
-    return out
+def surface_figure(values, vertices, hemispheres, *, mesh: str = "inflated", hover: dict | None = None,
+                   borders=None, **kw):
+    """Both hemispheres of the bundled fsaverage5 coloured by a map given on a subject's vertices.
+
+    Parameters
+    ----------
+    values : array-like, (V,)
+        One value per subject vertex; NaN = not shown (grey). Integer ids when ``categorical``.
+    vertices : array-like of int, (V,)
+        fsaverage5 vertex numbers (``SubjectData.vertices``).
+    hemispheres : array-like of int, (V,)
+        0 = left, 1 = right (``SubjectData.hemispheres``).
+    mesh : str
+        ``"inflated"``, ``"pial"`` or ``"flat"``.
+    hover : dict of str -> array-like (V,), optional
+        Extra per-vertex fields for the hover text (e.g. ``{"area": area_names}``).
+    borders : array-like of int, (V,), optional
+        Region label per subject vertex, drawn as borders.
+    **kw
+        The options of :func:`surface_map_figure` (``view``, ``categorical``, ``cmap``, ...).
+    """
+    geom = load_surface(mesh)
+    full = fill_hemispheres(values, vertices, hemispheres)
+    extra = {k: fill_any(v, vertices, hemispheres) for k, v in (hover or {}).items()}
+    labels = None
+    if borders is not None:
+        labels = np.nan_to_num(fill_hemispheres(borders, vertices, hemispheres, fill=0)).astype(np.int64)
+    return surface_map_figure([MeshMap(geom, full, extra, labels)], **kw)

@@ -125,3 +125,25 @@ def test_writer_refuses_nonfinite_session(tmp_path):
     betas[1, 2] = np.inf
     with pytest.raises(DataFormatError, match="session 3 of s: 1 of 8 betas are NaN or inf"):
         w.append_session("s", betas, np.array([1, 2]), session=3)
+
+
+def test_averages_read_only_their_trials(tiny_dataset, monkeypatch):
+    """A page that shows one image's average must not load the subject's single trials (4.8 GB at NSD scale)."""
+    from brainit_core.data import load_dataset
+
+    sd = load_dataset(tiny_dataset.path).subject("sub01")
+    ids = [int(i) for i in sd.test_image_ids[:2]]
+    read = []
+    real = type(sd).betas_for_trials
+
+    def spy(self, trials):
+        read.append(len(trials))
+        return real(self, trials)
+
+    monkeypatch.setattr(type(sd), "betas_for_trials", spy)
+    avg, got = sd.average_trials(ids)
+    assert "betas" not in sd.__dict__ and sum(read) == sum(len(g) for g in sd.trials_of(ids))
+    full = sd.betas  # the whole subject, for the expected values
+    for row, i in enumerate(got):
+        np.testing.assert_allclose(avg[row], full[sd.trials_of([i])[0]].mean(0), rtol=1e-6)
+    np.testing.assert_allclose(sd.average_trials(ids)[0], avg)  # same values once betas are in memory

@@ -54,7 +54,7 @@ def test_brain_tokens_other_image_and_mesh(app_env):
     at = open_page("pages/2_Brain_tokens.py")
     last = int(at.selectbox(key="bt_image").options[-1].split()[-1])  # options read "image <id>"
     at.selectbox(key="bt_image").set_value(last).run()
-    at.selectbox(key="bt_mesh").set_value("pial").run()
+    at.selectbox(key="bt_mode").set_value("pial").run()
     assert not problems(at)
 
 

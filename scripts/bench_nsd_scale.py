@@ -1,0 +1,205 @@
+"""The app and training at NSD scale: page loads, server memory and training memory on NSD-shaped data.
+
+Writes canonical datasets of NSD's shape with ``DatasetWriter`` (random z-scored betas; what is
+measured does not depend on their values):
+
+- ``fsaverage``: ``--subjects`` subjects x ``--vertices`` vertices (NSD's nsdgeneral: ~40,000 of
+  fsaverage's 2 x 163,842; the most posterior ones of a 163,842-vertex icosahedral fsaverage written
+  as FreeSurfer files, so the app draws at full resolution) x 30,000 trials (10,000 images x 3);
+- ``func1pt8mm``: the same trials over ``--voxels`` voxels (NSD: 12,682-15,724) of an 81x104x83 grid;
+
+``--scale`` multiplies the trials and images (1.0 = NSD's 30,000 trials per subject: 4.8 GB of
+betas per subject in fsaverage space). Then, each in a fresh process:
+
+1. ``train``: ``train_run`` with the ``ci`` preset, and the ``demo`` preset with one epoch per stage
+   (its peak memory is reached in the first epoch), on the fsaverage dataset: wall time and peak RSS;
+2. ``pages``: the Brain tokens, Data and Learn pages under ``streamlit.testing.v1.AppTest`` (the
+   scripts run in the measuring process, as in the server): first load, a rerun with another test
+   image, and the process's peak and final RSS (``VmHWM`` / ``VmRSS``), per space.
+
+Run: python scripts/bench_nsd_scale.py [--scale 0.1] [--out /tmp/brainit-nsd-scale] [--train ci demo]
+Prints one JSON line per measurement.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+TRIALS_PER_SESSION = 750
+SHAPE = (81, 104, 83)
+
+
+RSS = """
+from pathlib import Path
+def _rss():
+    status = Path("/proc/self/status").read_text().splitlines()
+    get = {line.split(":")[0]: line.split()[1] for line in status if line.startswith(("VmRSS", "VmHWM"))}
+    return {"rss_mb": round(int(get["VmRSS"]) / 1024), "peak_rss_mb": round(int(get["VmHWM"]) / 1024)}
+"""
+
+
+def write_dataset(out: Path, space: str, scale: float, n_subjects: int, n_vertices: int, n_voxels: int,
+                  image_size: int, fsaverage_dir: Path | None, seed: int = 0) -> dict:
+    """An NSD-shaped canonical dataset; returns its size figures."""
+    from brainit_core.data import DatasetWriter
+    from brainit_core.viz.meshes import load_surface
+
+    rng = np.random.default_rng(seed)
+    n_shared, n_own = max(8, round(1000 * scale)), max(24, round(9000 * scale))
+    ids_shared = np.arange(n_shared)
+    own = {s: n_shared + s * n_own + np.arange(n_own) for s in range(n_subjects)}
+    all_ids = np.arange(n_shared + n_subjects * n_own)
+    display = {"space": space, "atlases": {}, "subjects": {}}
+    if space == "fsaverage":
+        display.update(n_vertices=163842, fsaverage_dir=str(fsaverage_dir) if fsaverage_dir else None)
+        y = [load_surface("inflated", str(fsaverage_dir)).coords[h][:, 1] for h in range(2)] if fsaverage_dir else None
+    affine = np.diag([1.8, 1.8, 1.8, 1.0])
+    affine[:3, 3] = -(np.asarray(SHAPE) - 1) / 2 * 1.8
+    w = DatasetWriter(out, source="nsd", mesh=space, image_size=image_size, overwrite=True, space=space,
+                      mask="nsdgeneral", display=display)
+    t0 = time.time()
+    for start in range(0, len(all_ids), 512):
+        block = all_ids[start:start + 512]
+        w.add_images(block, rng.integers(0, 256, (len(block), image_size, image_size, 3), dtype=np.uint8))
+    for s in range(n_subjects):
+        name = f"subj{s + 1:02d}"
+        if space == "fsaverage":
+            half = n_vertices // 2
+            verts = [np.sort(np.argsort(y[h])[:n]) if y else np.sort(rng.choice(163842, n, replace=False))
+                     for h, n in enumerate((half, n_vertices - half))]
+            vertices = np.concatenate(verts)
+            hemis = np.repeat([0, 1], [len(verts[0]), len(verts[1])]).astype(np.uint8)
+        else:
+            grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, d) for d in SHAPE], indexing="ij"), -1).reshape(-1, 3)
+            dist = ((grid - [0, -0.55, 0]) ** 2 / [0.5, 0.25, 0.35]).sum(1)  # a posterior blob
+            vertices = np.sort(np.argsort(dist)[:n_voxels])
+            hemis = (np.unravel_index(vertices, SHAPE)[0] < SHAPE[0] / 2).astype(np.uint8)
+            display["subjects"][name] = {"shape": list(SHAPE), "affine": affine.tolist(), "background": None,
+                                         "atlases": {}, "transforms": None}
+        w.begin_subject(name, vertices, hemis)
+        shown = np.repeat(np.r_[ids_shared, own[s]], 3)
+        rng.shuffle(shown)
+        for k, start in enumerate(range(0, len(shown), TRIALS_PER_SESSION), start=1):
+            ids = shown[start:start + TRIALS_PER_SESSION]
+            w.append_session(name, rng.standard_normal((len(ids), len(vertices)), dtype=np.float32), ids, k)
+        val = own[s][:max(2, n_own // 40)]
+        w.finalize_subject(name, np.setdiff1d(own[s], val), val, ids_shared)
+    w.finalize(display=display)
+    return {"space": space, "subjects": n_subjects, "vertices": int(len(vertices)), "trials": int(len(shown)),
+            "images": int(len(all_ids)), "write_s": round(time.time() - t0, 1),
+            "betas_gb_per_subject": round(len(shown) * len(vertices) * 4 / 1e9, 2)}
+
+
+TRAIN = r"""
+import json, resource, sys, time, dataclasses
+sys.path.insert(0, {root!r})
+import torch
+torch.set_num_threads(2)
+from brainit_core.models.bit import BITConfig
+from brainit_core.models.encoder import EncoderConfig
+from brainit_core.models.training import train_run
+preset, one_epoch = {preset!r}, {one_epoch!r}
+bit, enc = BITConfig.preset(preset), EncoderConfig.preset(preset)
+if one_epoch:
+    bit = dataclasses.replace(bit, semantic_epochs=1, lowlevel_epochs=1, warmup_epochs=0)
+    enc = dataclasses.replace(enc, epochs=1)
+t = time.time()
+train_run({data!r}, preset=preset, out={out!r}, device="cpu", bit_config=bit, encoder_config=enc)
+print(json.dumps({{"train": preset, "one_epoch_per_stage": one_epoch, "seconds": round(time.time() - t),
+                   "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}}))
+"""
+
+PAGES = r"""
+import json, os, sys, time
+sys.path.insert(0, {root!r})
+from pathlib import Path
+from streamlit.testing.v1 import AppTest
+{rss}
+out = {{"space": {space!r}, **_rss()}}
+at = AppTest.from_file({app!r}, default_timeout=1200)
+t = time.time(); at.run(); out["home_s"] = round(time.time() - t, 2)
+for page, key in (("pages/2_Brain_tokens.py", "bt_image"), ("pages/5_Data.py", "dc_image"), ("pages/6_Learn.py", None)):
+    t = time.time(); at.switch_page(page); at.run()
+    name = Path(page).stem.split("_", 1)[1]
+    out[name + "_first_s"] = round(time.time() - t, 2)
+    assert not at.exception and not at.error, [e.value for e in at.exception] + [e.value for e in at.error]
+    if page.endswith("Learn.py"):
+        radio = at.radio(key="ln_step"); radio.set_value(radio.options[1])
+    elif key == "dc_image":
+        at.radio(key="dc_map").set_value("responses to a test image").run()
+        box = at.selectbox(key=key); box.set_value(int(box.options[-1].split()[-1]))
+    else:
+        box = at.selectbox(key=key); box.set_value(int(box.options[-1].split()[-1]))  # options read "image <id>"
+    t = time.time(); at.run()
+    assert not at.exception and not at.error, [e.value for e in at.exception] + [e.value for e in at.error]
+    out[name + "_rerun_s"] = round(time.time() - t, 2)
+out.update({{"after_" + k: v for k, v in _rss().items()}})
+print(json.dumps(out))
+"""
+
+
+def child(code: str, env: dict | None = None) -> dict:
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, **(env or {})})
+    if proc.returncode:
+        raise RuntimeError(proc.stderr[-4000:])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scale", type=float, default=0.1, help="fraction of NSD's 30,000 trials and 10,000 images")
+    ap.add_argument("--out", type=Path, default=Path("/tmp/brainit-nsd-scale"))
+    ap.add_argument("--subjects", type=int, default=4)
+    ap.add_argument("--vertices", type=int, default=40000)
+    ap.add_argument("--voxels", type=int, default=15000)
+    ap.add_argument("--image-size", type=int, default=64)
+    ap.add_argument("--spaces", nargs="+", default=["fsaverage", "func1pt8mm"])
+    ap.add_argument("--train", nargs="*", default=["ci", "demo"], help="presets whose training memory is measured")
+    ap.add_argument("--no-surfaces", action="store_true", help="no fsaverage files: the app's resampled view")
+    args = ap.parse_args(argv)
+
+    from tests.data.nsd_fixtures import fake_fsaverage, write_fsaverage_dir
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    fsdir = None
+    if not args.no_surfaces:
+        fsdir = args.out / "freesurfer" / "fsaverage"
+        if not (fsdir / "surf" / "rh.sulc").exists():
+            write_fsaverage_dir(fsdir, fake_fsaverage(2))
+    for space in args.spaces:
+        facts = write_dataset(args.out / f"nsd-{space}", space, args.scale, args.subjects, args.vertices, args.voxels,
+                              args.image_size, fsdir)
+        print(json.dumps(facts), flush=True)
+    for preset in args.train if "fsaverage" in args.spaces else []:
+        r = child(TRAIN.format(root=str(ROOT), preset=preset, one_epoch=preset != "ci",
+                               data=str(args.out / "nsd-fsaverage"), out=str(args.out / "runs" / f"{preset}-fsaverage")))
+        print(json.dumps(r), flush=True)
+    from brainit_core.models.run import BrainITRun
+    from tests.factories import build_tiny_generators
+
+    for space in args.spaces:
+        run = args.out / "runs" / f"ci-{space}"
+        if not (run / "run.json").exists():
+            child(TRAIN.format(root=str(ROOT), preset="ci", one_epoch=False, data=str(args.out / f"nsd-{space}"), out=str(run)))
+        gens = args.out / "generators"
+        if not gens.exists():
+            build_tiny_generators(BrainITRun.load(run, device="cpu").space).save(gens)
+        env = {"BRAINIT_APP_DATA": str(args.out / f"nsd-{space}"), "BRAINIT_APP_RUN": str(run),
+               "BRAINIT_APP_GENERATORS": str(gens), "BRAINIT_DATA": str(args.out), "OMP_NUM_THREADS": "1"}
+        r = child(PAGES.format(root=str(ROOT), rss=RSS, space=space, app=str(ROOT / "app.py")), env)
+        print(json.dumps(r), flush=True)
+    print(f"\nload average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; scale {args.scale}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
