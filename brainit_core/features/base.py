@@ -55,6 +55,10 @@ class FeatureSpace(nn.Module):
         """(B, 3, H, W) in [0, 1] -> [(B, C_l, h_l, w_l) for each low-level layer]; differentiable."""
         raise NotImplementedError
 
+    def extract(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Semantic tokens and low-level maps of one batch (a space that gets both from one pass overrides it)."""
+        return self.semantic_tokens(images), self.lowlevel_maps(images)
+
     def describe(self) -> dict:
         """JSON-able description (for checkpoints, caches and the app's badge)."""
         return {
