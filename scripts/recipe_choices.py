@@ -10,8 +10,9 @@ n_ood=10, vertex_fraction=0.35))``. Models are small on purpose (2 shared CPU co
 
 Parts (``--parts``; each writes ``OUT/<part>.json`` and is skipped when that file exists):
 
-- ``trials``: the encoder alone on the Lite1 backbone, trained on averaged / single / both betas,
-  equal epochs; held-out median r and r / noise ceiling on the training subjects' test images.
+- ``trials``: the encoder alone (twin01, Lite1 backbone) trained on averaged / single / both betas
+  for the same number of steps (12 / 4 / 3 epochs: single trials are 3 x as many samples, both 4 x);
+  median r and r / noise ceiling on the test images.
 - ``backbone``: two whole runs, the encoder on the decoder's Lite0 (before) and on Lite1 (after);
   BIT's test scores (token r, 2-way) per head, the encoder's test r, and how well a ridge decodes
   the decoder's features of held-out unlabeled images from the synthetic fMRI (the circularity).
@@ -75,10 +76,11 @@ def part_trials(ds, out: Path) -> dict:
     enc_cfg, _ = small_configs()
     backbone = encoder_backbone(enc_cfg, PRESET)
     res = {}
-    for mode in ("averaged", "single", "both"):
+    subject = ds.training_subjects[0]
+    for mode, epochs in (("averaged", 12), ("single", 4), ("both", 3)):
         t0 = time.process_time()
-        enc = train_encoder(ds, backbone, replace(enc_cfg, trials=mode), out / f"encoder-{mode}",
-                            subjects=ds.training_subjects, device="cpu")
+        enc = train_encoder(ds, backbone, replace(enc_cfg, trials=mode, epochs=epochs), out / f"encoder-{mode}",
+                            subjects=[subject], device="cpu")
         ev = evaluate_encoder(enc, ds, backbone)
         curves = json.loads((out / f"encoder-{mode}" / "curves.json").read_text())
         res[mode] = {"median_r": float(np.mean([v["median_r"] for v in ev.values()])),
