@@ -11,11 +11,13 @@ n_ood=10, vertex_fraction=0.35))``. Models are small on purpose (2 shared CPU co
 Parts (``--parts``; each writes ``OUT/<part>.json`` and is skipped when that file exists):
 
 - ``trials``: the encoder alone (twin01, Lite1 backbone) trained on averaged / single / both betas
-  for the same number of steps (12 / 4 / 3 epochs: single trials are 3 x as many samples, both 4 x);
-  median r and r / noise ceiling on the test images.
+  for the same number of steps: "short" 12 / 4 / 3 epochs (single trials are 3 x as many samples,
+  both 4 x), "long" 60 / 20 / 15 epochs with early stopping (patience 3); median r and r / noise
+  ceiling on the test images.
 - ``backbone``: two whole runs, the encoder on the decoder's Lite0 (before) and on Lite1 (after);
   BIT's test scores (token r, 2-way) per head, the encoder's test r, and how well a ridge decodes
-  the decoder's features of held-out unlabeled images from the synthetic fMRI (the circularity).
+  the decoder's semantic tokens from the synthetic fMRI (held-out unlabeled images; the
+  circularity) and from real betas (test images).
 - ``v2c``: seed stability (mean adjusted Rand index over seeds 0/1/2) of diagonal and full
   covariance on the after-run's encoder embeddings; BIT retrained on full-covariance clusters.
 - ``transfer``: twin03 at 15 / 60 min / all from the after-run: epoch chosen on the val split
@@ -50,12 +52,12 @@ PARTS = ("trials", "backbone", "v2c", "transfer")
 
 
 def small_configs() -> tuple[EncoderConfig, BITConfig]:
-    enc = EncoderConfig(token_dim=32, voxel_dim=32, max_grid=4, voxels_per_sample=500, epochs=8, batch_size=32,
+    enc = EncoderConfig(token_dim=32, voxel_dim=32, max_grid=4, voxels_per_sample=500, epochs=20, batch_size=32,
                         patience=3, backbone="lite1")
-    bit = BITConfig(n_clusters=16, dim=64, heads=4, n_self_blocks=1, voxels_per_sample=1000, semantic_epochs=4,
-                    lowlevel_epochs=4, warmup_epochs=1, plateau_patience=2, semantic_batch=32, lowlevel_batch=32,
+    bit = BITConfig(n_clusters=16, dim=64, heads=4, n_self_blocks=1, voxels_per_sample=1000, semantic_epochs=10,
+                    lowlevel_epochs=10, warmup_epochs=2, plateau_patience=2, semantic_batch=32, lowlevel_batch=32,
                     eval_batch=64, lowlevel_samples=(32, 32, 16, 4), lowlevel_mse_weight=5.0, synthetic_per_real=0.5,
-                    max_unlabeled=None, transfer_epochs=4, v2c_covariance="diag")
+                    max_unlabeled=None, transfer_epochs=6, v2c_covariance="diag")
     return enc, bit
 
 
@@ -77,32 +79,45 @@ def part_trials(ds, out: Path) -> dict:
     backbone = encoder_backbone(enc_cfg, PRESET)
     res = {}
     subject = ds.training_subjects[0]
-    for mode, epochs in (("averaged", 12), ("single", 4), ("both", 3)):
-        t0 = time.process_time()
-        enc = train_encoder(ds, backbone, replace(enc_cfg, trials=mode, epochs=epochs), out / f"encoder-{mode}",
-                            subjects=[subject], device="cpu")
-        ev = evaluate_encoder(enc, ds, backbone)
-        curves = json.loads((out / f"encoder-{mode}" / "curves.json").read_text())
-        res[mode] = {"median_r": float(np.mean([v["median_r"] for v in ev.values()])),
-                     "r_over_ceiling": float(np.mean([v["median_r_over_ceiling"] for v in ev.values()])),
-                     "epochs": len(curves), "best_epoch": int(np.argmax([c["val_median_r"] for c in curves])) + 1,
-                     "cpu_seconds": time.process_time() - t0}
+    for length, scale in (("short", 1), ("long", 5)):
+        res[length] = {}
+        for mode, epochs in (("averaged", 12), ("single", 4), ("both", 3)):
+            t0 = time.process_time()
+            cfg = replace(enc_cfg, trials=mode, epochs=epochs * scale)
+            enc = train_encoder(ds, backbone, cfg, out / f"encoder-{length}-{mode}", subjects=[subject], device="cpu")
+            ev = evaluate_encoder(enc, ds, backbone)
+            curves = json.loads((out / f"encoder-{length}-{mode}" / "curves.json").read_text())
+            res[length][mode] = {
+                "median_r": float(np.mean([v["median_r"] for v in ev.values()])),
+                "r_over_ceiling": float(np.mean([v["median_r_over_ceiling"] for v in ev.values()])),
+                "epochs": len(curves), "best_epoch": int(np.argmax([c["val_median_r"] for c in curves])) + 1,
+                "cpu_seconds": time.process_time() - t0}
     return res
 
 
-def synthetic_decodability(ds, run_dir: Path, subject: str) -> dict:
-    """Ridge from a run's synthetic fMRI to the decoder's features of unlabeled images (480 fit, 120 test)."""
+def ridge_scores(fit_betas, fit_target, test_betas, test_target) -> dict:
     from brainit_core.baselines.ridge import RidgeFeatureDecoder
+
+    pred = RidgeFeatureDecoder().fit(fit_betas, {"t": fit_target}).predict(test_betas)["t"]
+    pred = np.asarray(pred).reshape(test_target.shape)
+    return {"token_r": token_correlation(pred, test_target), "two_way": two_way_identification(pred, test_target)}
+
+
+def decodability(ds, run_dir: Path, subject: str) -> dict:
+    """Ridge to the decoder's semantic tokens: from a run's synthetic fMRI of unlabeled images (480 fit,
+    120 test), and, for comparison, from real betas (training images -> test images)."""
     from brainit_core.features import extract_features, get_feature_space
 
+    space = get_feature_space("lite0", preset=PRESET)
     syn = np.load(run_dir / "synthetic" / f"{subject}.npy").astype(np.float32)
     ids = np.load(run_dir / "synthetic" / "ids.npy")
-    fs = extract_features(ds, ids, get_feature_space("lite0", preset=PRESET))
-    target = fs.semantic.astype(np.float32)
+    target = extract_features(ds, ids, space).semantic.astype(np.float32)
     n = int(0.8 * len(ids))
-    pred = RidgeFeatureDecoder().fit(syn[:n], {"semantic": target[:n]}).predict(syn[n:])["semantic"]
-    pred = np.asarray(pred).reshape(target[n:].shape)
-    return {"token_r": token_correlation(pred, target[n:]), "two_way": two_way_identification(pred, target[n:])}
+    sd = ds.subject(subject)
+    (tr_b, tr_ids), (te_b, te_ids) = sd.averaged("train"), sd.averaged("test")
+    real = ridge_scores(tr_b, extract_features(ds, tr_ids, space).semantic.astype(np.float32), te_b,
+                        extract_features(ds, te_ids, space).semantic.astype(np.float32))
+    return {"synthetic": ridge_scores(syn[:n], target[:n], syn[n:], target[n:]), "real": real}
 
 
 def part_backbone(ds, out: Path) -> dict:
@@ -114,7 +129,7 @@ def part_backbone(ds, out: Path) -> dict:
         train_run(ds, preset=PRESET, out=run_dir, device="cpu", space_name="lite0", bit_config=bit_cfg,
                   encoder_config=replace(enc_cfg, backbone=name))
         res[name] = {"cpu_seconds_train": time.process_time() - t0, **scores(run_dir, ds),
-                     "synthetic_to_lite0": synthetic_decodability(ds, run_dir, ds.training_subjects[0])}
+                     "ridge_to_lite0_semantic": decodability(ds, run_dir, ds.training_subjects[0])}
     return res
 
 

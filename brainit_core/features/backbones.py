@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-from brainit_core.features.base import FeatureSpace, TokenSpec, resize
+from brainit_core.features.base import FeatureSpace, OnePassSpace, TokenSpec, resize
 
 # names of the encoder's own backbones (the decoder's spaces, features.FEATURE_SPACES, are accepted too)
 ENCODER_BACKBONES = ("lite1", "lite2", "dinov2-vitl14-reg")
@@ -58,7 +58,7 @@ class LiteBackboneConfig:
     pretrained: bool = True
 
 
-class LiteBackbone(FeatureSpace):
+class LiteBackbone(OnePassSpace):
     """Depths of a frozen EfficientNet-Lite1 or Lite2 (never Lite0, the decoder's network).
 
     Parameters
@@ -110,12 +110,6 @@ class LiteBackbone(FeatureSpace):
             m = out[b]
             maps.append(F.adaptive_avg_pool2d(m, spec.grid) if m.shape[-1] > spec.grid[0] else m)
         return out[c.blocks[-1]].flatten(2).transpose(1, 2), maps  # (B, g*g, C), [(B, C, h, w)]
-
-    def semantic_tokens(self, images: torch.Tensor) -> torch.Tensor:
-        return self.extract(images)[0]
-
-    def lowlevel_maps(self, images: torch.Tensor) -> list[torch.Tensor]:
-        return self.extract(images)[1]
 
     def cache_key(self) -> str:
         key = f"encoder-{super().cache_key()}_b{'-'.join(map(str, self.config.blocks))}"

@@ -76,6 +76,20 @@ class FeatureSpace(nn.Module):
         return super().train(False)
 
 
+class OnePassSpace(FeatureSpace):
+    """A space that gets its tokens and maps from one pass of its network: subclasses implement
+    :meth:`extract` only (the encoder's backbones, ``features/backbones.py``)."""
+
+    def extract(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        raise NotImplementedError
+
+    def semantic_tokens(self, images: torch.Tensor) -> torch.Tensor:
+        return self.extract(images)[0]
+
+    def lowlevel_maps(self, images: torch.Tensor) -> list[torch.Tensor]:
+        return self.extract(images)[1]
+
+
 def images_to_tensor(images, device=None) -> torch.Tensor:
     """uint8 (B, H, W, 3) array/tensor or float (B, 3, H, W) in [0, 1] -> float (B, 3, H, W) in [0, 1]."""
     if isinstance(images, np.ndarray):

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from brainit_core.features.base import FeatureSpace, TokenSpec, resize, tokens_to_maps
+from brainit_core.features.base import OnePassSpace, TokenSpec, resize, tokens_to_maps
 from brainit_core.features.weights import find_dinov2_weights, load_strict, read_state_dict
 
 NAME = "dinov2-vitl14-reg"
@@ -207,7 +207,7 @@ class DinoV2BackboneConfig:
         raise ValueError(f"unknown preset {name!r} (ci, tiny, demo, full)")
 
 
-class DinoV2Backbone(FeatureSpace):
+class DinoV2Backbone(OnePassSpace):
     """Tokens of several depths of a frozen DINOv2 ViT with registers, as a cacheable feature space.
 
     Parameters
@@ -240,12 +240,6 @@ class DinoV2Backbone(FeatureSpace):
         x = (resize(images, self.config.image_size) - self._mean) / self._std
         tokens = self.vit.forward_depths(x, self.config.depths)  # [(B, g*g, D)]
         return tokens[-1], [tokens_to_maps(t, s.grid) for t, s in zip(tokens[:-1], self.lowlevel_specs)]
-
-    def semantic_tokens(self, images: torch.Tensor) -> torch.Tensor:
-        return self.extract(images)[0]
-
-    def lowlevel_maps(self, images: torch.Tensor) -> list[torch.Tensor]:
-        return self.extract(images)[1]
 
     def cache_key(self) -> str:
         key = f"{super().cache_key()}_d{'-'.join(map(str, self.config.depths))}"
