@@ -14,10 +14,13 @@ Parts (``--parts``; each writes ``OUT/<part>.json`` and is skipped when that fil
   for the same number of steps: "short" 12 / 4 / 3 epochs (single trials are 3 x as many samples,
   both 4 x), "long" 60 / 20 / 15 epochs with early stopping (patience 3); median r and r / noise
   ceiling on the test images.
+- ``trials_epochs``: single and both again for the averaged run's 60 epochs (equal epochs, 3 x / 4 x
+  the steps), early stopping with patience 3.
 - ``backbone``: two whole runs, the encoder on the decoder's Lite0 (before) and on Lite1 (after);
   BIT's test scores (token r, 2-way) per head, the encoder's test r, and how well a ridge decodes
   the decoder's semantic tokens from the synthetic fMRI (held-out unlabeled images; the
   circularity) and from real betas (test images).
+- ``backbone_seed1``: the same two runs with seed 1 (encoder and BIT), to see seed-to-seed spread.
 - ``v2c``: seed stability (mean adjusted Rand index over seeds 0/1/2) of diagonal and full
   covariance on the after-run's encoder embeddings; BIT retrained on full-covariance clusters.
 - ``transfer``: twin03 at 15 / 60 min / all from the after-run: epoch chosen on the val split
@@ -48,7 +51,7 @@ from brainit_core.runs import RunDirectory
 from brainit_core.utils import cpu_threads
 
 PRESET = "ci"  # feature sizes: Lite0 at 128 / 64 px, Lite1 backbone at 128 px, maps pooled to 4 x 4
-PARTS = ("trials", "backbone", "v2c", "transfer")
+PARTS = ("trials", "trials_epochs", "backbone", "backbone_seed1", "v2c", "transfer")
 
 
 def small_configs() -> tuple[EncoderConfig, BITConfig]:
@@ -74,25 +77,33 @@ def scores(run_dir: Path, data, subjects=None) -> dict:
     return out
 
 
+def encoder_trial(ds, backbone, config: EncoderConfig, run_dir: Path) -> dict:
+    """Train the encoder on twin01 alone; its test median r, r / ceiling, epochs and CPU seconds."""
+    t0 = time.process_time()
+    enc = train_encoder(ds, backbone, config, run_dir, subjects=[ds.training_subjects[0]], device="cpu")
+    ev = evaluate_encoder(enc, ds, backbone)
+    curves = json.loads((run_dir / "curves.json").read_text())
+    return {"median_r": float(np.mean([v["median_r"] for v in ev.values()])),
+            "r_over_ceiling": float(np.mean([v["median_r_over_ceiling"] for v in ev.values()])),
+            "epochs": len(curves), "best_epoch": int(np.argmax([c["val_median_r"] for c in curves])) + 1,
+            "cpu_seconds": time.process_time() - t0}
+
+
 def part_trials(ds, out: Path) -> dict:
     enc_cfg, _ = small_configs()
     backbone = encoder_backbone(enc_cfg, PRESET)
-    res = {}
-    subject = ds.training_subjects[0]
-    for length, scale in (("short", 1), ("long", 5)):
-        res[length] = {}
-        for mode, epochs in (("averaged", 12), ("single", 4), ("both", 3)):
-            t0 = time.process_time()
-            cfg = replace(enc_cfg, trials=mode, epochs=epochs * scale)
-            enc = train_encoder(ds, backbone, cfg, out / f"encoder-{length}-{mode}", subjects=[subject], device="cpu")
-            ev = evaluate_encoder(enc, ds, backbone)
-            curves = json.loads((out / f"encoder-{length}-{mode}" / "curves.json").read_text())
-            res[length][mode] = {
-                "median_r": float(np.mean([v["median_r"] for v in ev.values()])),
-                "r_over_ceiling": float(np.mean([v["median_r_over_ceiling"] for v in ev.values()])),
-                "epochs": len(curves), "best_epoch": int(np.argmax([c["val_median_r"] for c in curves])) + 1,
-                "cpu_seconds": time.process_time() - t0}
-    return res
+    return {length: {mode: encoder_trial(ds, backbone, replace(enc_cfg, trials=mode, epochs=epochs * scale),
+                                         out / f"encoder-{length}-{mode}")
+                     for mode, epochs in (("averaged", 12), ("single", 4), ("both", 3))}
+            for length, scale in (("short", 1), ("long", 5))}
+
+
+def part_trials_epochs(ds, out: Path) -> dict:
+    """``trials`` "long" for single and both at the averaged run's 60 epochs (3 x and 4 x its steps)."""
+    enc_cfg, _ = small_configs()
+    backbone = encoder_backbone(enc_cfg, PRESET)
+    return {mode: encoder_trial(ds, backbone, replace(enc_cfg, trials=mode, epochs=60), out / f"encoder-epochs-{mode}")
+            for mode in ("single", "both")}
 
 
 def ridge_scores(fit_betas, fit_target, test_betas, test_target) -> dict:
@@ -120,17 +131,22 @@ def decodability(ds, run_dir: Path, subject: str) -> dict:
     return {"synthetic": ridge_scores(syn[:n], target[:n], syn[n:], target[n:]), "real": real}
 
 
-def part_backbone(ds, out: Path) -> dict:
+def part_backbone(ds, out: Path, seed: int = 0) -> dict:
     enc_cfg, bit_cfg = small_configs()
     res = {}
     for name in ("lite0", "lite1"):
-        run_dir = out / f"run-{name}"
+        run_dir = out / f"run-{name}{f'-seed{seed}' if seed else ''}"
         t0 = time.process_time()
-        train_run(ds, preset=PRESET, out=run_dir, device="cpu", space_name="lite0", bit_config=bit_cfg,
-                  encoder_config=replace(enc_cfg, backbone=name))
+        train_run(ds, preset=PRESET, out=run_dir, device="cpu", space_name="lite0", bit_config=replace(bit_cfg, seed=seed),
+                  encoder_config=replace(enc_cfg, backbone=name, seed=seed))
         res[name] = {"cpu_seconds_train": time.process_time() - t0, **scores(run_dir, ds),
                      "ridge_to_lite0_semantic": decodability(ds, run_dir, ds.training_subjects[0])}
     return res
+
+
+def part_backbone_seed1(ds, out: Path) -> dict:
+    """``backbone`` again with seed 1 (encoder and BIT): how far two seeds of the same choice differ."""
+    return part_backbone(ds, out, seed=1)
 
 
 def part_v2c(ds, out: Path) -> dict:

@@ -112,7 +112,7 @@ class BITConfig:
     transfer_synthetic_per_real: float = 3.0
     transfer_selection: str = "holdout"
     transfer_holdout: float = 0.2
-    v2c_covariance: str = "diag"
+    v2c_covariance: str = "full"
     seed: int = 0
 
     @classmethod

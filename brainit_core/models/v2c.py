@@ -67,7 +67,7 @@ class V2C:
     ----------
     n_clusters : int, default=128
         Number of clusters C (= brain tokens).
-    covariance_type : {"diag", "full"}, default="diag"
+    covariance_type : {"full", "diag"}, default="full"
         Passed to ``sklearn.mixture.GaussianMixture`` (official: full; the run's choice is
         ``BITConfig.v2c_covariance``, docs/models.md "Recipe choices").
     seed : int, default=0
@@ -81,7 +81,7 @@ class V2C:
         The fitted mixture.
     """
 
-    def __init__(self, n_clusters: int = 128, covariance_type: str = "diag", seed: int = 0, max_iter: int = 100):
+    def __init__(self, n_clusters: int = 128, covariance_type: str = "full", seed: int = 0, max_iter: int = 100):
         self.n_clusters = n_clusters
         self.covariance_type = covariance_type
         self.seed = seed
