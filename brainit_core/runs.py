@@ -139,8 +139,17 @@ class RunDirectory:
         return self.record.get("encoder_config")
 
     @property
+    def encoder_backbone(self) -> str:
+        """The network the image-to-fMRI encoder reads (``encoder_config.backbone``: ``"lite1"``,
+        ``"dinov2-vitl14-reg"``, ...). A run recorded before the encoder had its own backbone read the
+        decoder's feature space: its name (``"lite0"``)."""
+        backbone = (self.encoder_config or {}).get("backbone")
+        return str(backbone) if backbone else str(self.space.get("name", "lite0"))
+
+    @property
     def transfer(self) -> dict | None:
-        """``{"from", "subject", "minutes", "n_trials", "bit_config"}`` of a transferred run, else None."""
+        """``{"from", "subject", "minutes", "n_trials", "bit_config", "selection"}`` of a transferred run, else
+        None; ``selection`` (``{"mode", "n_fit_trials", "n_holdout_trials"}``) is absent in older runs."""
         return self.record.get("transfer")
 
     @property

@@ -50,6 +50,8 @@ PROBES = {
     "train-threads-negative": (lambda out: _train("--threads", "-3", out=out), "--threads"),
     "train-device-foo": (lambda out: _train("--device", "foo", out=out), "--device"),
     "train-space-nosuch": (lambda out: _train("--space", "nosuch", out=out), "--space"),
+    "train-encoder-backbone-nosuch": (lambda out: _train("--encoder-backbone", "resnet", out=out), "--encoder-backbone"),
+    "train-v2c-covariance-nosuch": (lambda out: _train("--v2c-covariance", "tied", out=out), "--v2c-covariance"),
     "train-out-a-file": (lambda out: _train(out=_a_file(out)), "--out"),
     "train-out-missing-parent": (lambda out: _train(out=f"{out}/no/such"), "--out"),
     "twin-build-subjects-negative": (lambda out: ["twin", "build", "--out", f"{out}/t", "--preset", "ci",

@@ -32,6 +32,21 @@ def test_a_finished_run(tmp_path):
     assert len(run.sha256) == 64 and run.identities == {run.sha256, "abc123"}
 
 
+def test_the_encoder_backbone_is_named_in_the_record_and_old_runs_read_the_decoder_space(tmp_path):
+    (tmp_path / "new").mkdir()
+    new = RunDirectory(tmp_path / "new")
+    new.save_record(new_run_record("demo", "d", {"name": "lite0", "preset": "demo"}, ["a"], {},
+                                   {"epochs": 1, "backbone": "lite1"}))
+    assert RunDirectory(new.path).encoder_backbone == "lite1"
+    old = _fake_run(tmp_path / "old")  # recorded before the encoder had its own backbone
+    assert "backbone" not in old.encoder_config and old.encoder_backbone == "lite0"
+    full = _fake_run(tmp_path / "full", space={"name": "bigg-vgg16bn", "preset": "full"})
+    assert full.encoder_backbone == "bigg-vgg16bn"  # what such a run's encoder read
+    (tmp_path / "bare").mkdir()
+    write_json(tmp_path / "bare" / "run.json", {"preset": "demo"})
+    assert RunDirectory(tmp_path / "bare").encoder_backbone == "lite0"
+
+
 def test_an_unfinished_or_missing_run(tmp_path):
     missing = RunDirectory(tmp_path / "nothing")
     assert not missing.is_complete and missing.subjects == [] and missing.is_empty()

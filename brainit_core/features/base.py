@@ -55,6 +55,10 @@ class FeatureSpace(nn.Module):
         """(B, 3, H, W) in [0, 1] -> [(B, C_l, h_l, w_l) for each low-level layer]; differentiable."""
         raise NotImplementedError
 
+    def extract(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Semantic tokens and low-level maps of one batch (a space that gets both from one pass overrides it)."""
+        return self.semantic_tokens(images), self.lowlevel_maps(images)
+
     def describe(self) -> dict:
         """JSON-able description (for checkpoints, caches and the app's badge)."""
         return {
@@ -70,6 +74,20 @@ class FeatureSpace(nn.Module):
     def train(self, mode: bool = True):
         # feature networks are frozen: batch-norm statistics must never move
         return super().train(False)
+
+
+class OnePassSpace(FeatureSpace):
+    """A space that gets its tokens and maps from one pass of its network: subclasses implement
+    :meth:`extract` only (the encoder's backbones, ``features/backbones.py``)."""
+
+    def extract(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        raise NotImplementedError
+
+    def semantic_tokens(self, images: torch.Tensor) -> torch.Tensor:
+        return self.extract(images)[0]
+
+    def lowlevel_maps(self, images: torch.Tensor) -> list[torch.Tensor]:
+        return self.extract(images)[1]
 
 
 def images_to_tensor(images, device=None) -> torch.Tensor:

@@ -89,8 +89,9 @@ def compute_features(space: FeatureSpace, images, batch_size: int = 32, device=N
     sem, low = [], None
     for start in track(range(0, n, batch_size), desc=desc):
         x = images_to_tensor(images[start:start + batch_size], device)
-        sem.append(space.semantic_tokens(x).half().cpu().numpy())
-        maps = [m.half().cpu().numpy() for m in space.lowlevel_maps(x)]
+        tokens, maps = space.extract(x)
+        sem.append(tokens.half().cpu().numpy())
+        maps = [m.half().cpu().numpy() for m in maps]
         low = [[m] for m in maps] if low is None else [acc + [m] for acc, m in zip(low, maps)]
     if n == 0:
         s = space.semantic_spec

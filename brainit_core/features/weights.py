@@ -24,6 +24,11 @@ BIGG_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 VGG_FILE = "vgg16_bn-6c64b313.pth"
 VGG_URL = f"https://download.pytorch.org/models/{VGG_FILE}"
 
+# --- DINOv2 ViT-L/14 with registers (the encoder's full-size backbone) ---------------------------
+DINOV2_FILE = "dinov2_vitl14_reg4_pretrain.pth"
+DINOV2_URL = f"https://dl.fbaipublicfiles.com/dinov2/dinov2_vitl14/{DINOV2_FILE}"
+DINOV2_ENV = "BRAINIT_DINOV2_WEIGHTS"
+
 
 def _hf_hub_dirs() -> list[Path]:
     dirs = []
@@ -84,6 +89,22 @@ def find_vgg_weights(path: str | None = None) -> Path:
         f"torchvision VGG16-BN ImageNet weights not found: expected {VGG_FILE} (528 MB)",
         f"Get it on a machine with internet access ({VGG_URL}), put it in {Path(torch.hub.get_dir()) / 'checkpoints'} "
         f"or pass its path (vgg_weights=...) or set BRAINIT_VGG_WEIGHTS.")
+
+
+def dinov2_weight_candidates() -> list[Path]:
+    """Where the DINOv2 ViT-L/14-reg weights are looked for (after an explicit path)."""
+    out = [Path(os.environ[DINOV2_ENV])] if os.environ.get(DINOV2_ENV) else []
+    return out + [Path(torch.hub.get_dir()) / "checkpoints" / DINOV2_FILE]
+
+
+def find_dinov2_weights(path: str | None = None) -> Path:
+    """The local DINOv2 ViT-L/14-reg weight file, or :class:`MissingWeightsError` saying what and where."""
+    return _first_file(
+        [Path(path)] if path else dinov2_weight_candidates(),
+        f"DINOv2 ViT-L/14 with registers weights not found: expected {DINOV2_FILE} (the official "
+        "facebookresearch/dinov2 state dict, 1.2 GB; a .safetensors with the same keys also works)",
+        f"Get it on a machine with internet access ({DINOV2_URL}), put it in "
+        f"{Path(torch.hub.get_dir()) / 'checkpoints'}, or pass its path (weights=...) or set {DINOV2_ENV}.")
 
 
 def check_full_weights(clip_path: str | None, vgg_path: str | None) -> None:

@@ -135,15 +135,21 @@ def load_run_features(dataset, space, ids, device) -> object:
 
 
 def build_bit_data(dataset, features, subjects: Sequence[str], mode: str, synthetic: dict | None = None,
-                   synthetic_ids: np.ndarray | None = None, trials: dict | None = None) -> BITData:
-    """Collect real (train), validation and synthetic samples of ``subjects``."""
+                   synthetic_ids: np.ndarray | None = None, trials: dict | None = None,
+                   val_trials: dict | None = None) -> BITData:
+    """Collect real (train), validation and synthetic samples of ``subjects``.
+
+    ``trials`` restricts a subject's training samples to those trial rows; ``val_trials`` validates a
+    subject on those trials (averaged over repeats) instead of its val split (a transfer's held-out
+    part of its budget)."""
     row_of = {int(i): r for r, i in enumerate(features.ids)}
     real, val, syn = {}, {}, {}
     for name in subjects:
         sd = dataset.subject(name)
         b, ids = subject_training_betas(sd, mode, trials=None if trials is None else trials.get(name))
         real[name] = SamplePool(b, np.array([row_of[int(i)] for i in ids], np.int64))
-        vb, vids = sd.averaged("val")
+        held = None if val_trials is None else val_trials.get(name)
+        vb, vids = sd.averaged("val") if held is None else subject_training_betas(sd, "averaged", trials=held)
         val[name] = SamplePool(vb, np.array([row_of[int(i)] for i in vids], np.int64))
         if synthetic is not None and name in synthetic:
             syn[name] = SamplePool(synthetic[name], np.array([row_of[int(i)] for i in synthetic_ids], np.int64))

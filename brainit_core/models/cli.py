@@ -41,6 +41,13 @@ def register(subparsers) -> None:
                    help="with --resume: train the low-level head further, up to this many epochs in total")
     p.add_argument("--threads", type=positive_int, default=None,
                    help="CPU threads for torch, >= 1 (default: torch's choice; use 1 on a machine shared with other jobs)")
+    p.add_argument("--encoder-backbone", choices=("lite1", "lite2", "dinov2-vitl14-reg", "lite0"), default=None,
+                   help="network the image-to-fMRI encoder reads (default: the preset's, lite1 offline, "
+                        "dinov2-vitl14-reg for full; lite0 is the decoder's own space, as runs before it)")
+    p.add_argument("--encoder-trials", choices=("averaged", "single", "both"), default=None,
+                   help="encoder training samples: repeat-averaged betas, single trials, or both (default: the preset's)")
+    p.add_argument("--v2c-covariance", choices=("full", "diag"), default=None,
+                   help="covariance of the V2C Gaussian mixture (default: the preset's)")
     p.set_defaults(func=_train)
 
     p = subparsers.add_parser(
@@ -57,6 +64,9 @@ def register(subparsers) -> None:
     p.add_argument("--epochs", type=positive_int, default=None, help="override the preset's transfer epochs (>= 1)")
     p.add_argument("--resume", action="store_true", help="continue an existing --out")
     p.add_argument("--threads", type=positive_int, default=None, help="CPU threads for torch (>= 1)")
+    p.add_argument("--selection", choices=("holdout", "last"), default=None,
+                   help="epoch choice within the budget: best on a held-out 20%% of its images, or the last epoch "
+                        "of a fixed schedule (default: the run's config)")
     p.set_defaults(func=_transfer)
 
     p = subparsers.add_parser(
@@ -76,10 +86,18 @@ def register(subparsers) -> None:
 def _train(args) -> int:
     from brainit_core.models.training import train_run
 
+    from brainit_core.models.bit import BITConfig
+    from brainit_core.models.encoder import EncoderConfig
+
     cpu_threads(args.threads)
     more = {h: n for h, n in (("semantic", args.semantic_epochs), ("lowlevel", args.lowlevel_epochs)) if n}
+    enc_config, bit_config = EncoderConfig.preset(args.preset), BITConfig.preset(args.preset)
+    enc_config.backbone = args.encoder_backbone or enc_config.backbone
+    enc_config.trials = args.encoder_trials or enc_config.trials
+    bit_config.v2c_covariance = args.v2c_covariance or bit_config.v2c_covariance
     out = train_run(args.data, preset=args.preset, out=Path(args.out).expanduser(), device=args.device,
-                    space_name=args.space, resume=args.resume, head_epochs=more)
+                    space_name=args.space, resume=args.resume, head_epochs=more, bit_config=bit_config,
+                    encoder_config=enc_config)
     if is_main():
         print(f"run written to {out}")
     return 0
@@ -92,9 +110,10 @@ def _transfer(args) -> int:
 
     cpu_threads(args.threads)
     config = None
-    if args.epochs is not None:
+    if args.epochs is not None or args.selection is not None:
         config = BITConfig.from_dict(RunDirectory(args.from_run).bit_config)
-        config.transfer_epochs = args.epochs
+        config.transfer_epochs = args.epochs or config.transfer_epochs
+        config.transfer_selection = args.selection or config.transfer_selection
     out = transfer_subject(args.data, args.subject, args.minutes, args.from_run, args.out, device=args.device,
                            bit_config=config, resume=args.resume)
     if is_main():

@@ -6,8 +6,11 @@ one d-vector per depth; the vectors are concatenated and read out by per-voxel w
 from the same embedding. The encoder gives (a) voxel embeddings for the V2C clustering and
 (b) synthetic fMRI for unlabeled images.
 
-Training is :mod:`brainit_core.models.encoder_training`. Offline, the frozen backbone is the decoder's EfficientNet-Lite0: its cached low-level maps
-(pooled to at most ``max_grid`` x ``max_grid``) and semantic tokens are the depths.
+Training is :mod:`brainit_core.models.encoder_training`. The frozen backbone is the encoder's own
+network, never the decoder's feature space (:mod:`brainit_core.features.backbones`): offline
+EfficientNet-Lite1, full size DINOv2 ViT-L/14 with registers (blocks 1/6/12/18/24, as the official
+code). Its cached maps (pooled to at most ``max_grid`` x ``max_grid``) and deepest tokens are the
+depths. Runs made before the backbone was configurable read the decoder's Lite0 (``backbone="lite0"``).
 """
 from __future__ import annotations
 
@@ -42,6 +45,13 @@ class EncoderConfig:
     cosine_weight : float
         Loss = MSE - cosine_weight * cosine similarity across voxels (official 0.1).
     lr, epochs, batch_size, patience, seed : training schedule.
+    backbone : str
+        The frozen network whose tokens the encoder reads (:func:`brainit_core.features.backbones.build_backbone`):
+        ``"lite1"`` offline, ``"dinov2-vitl14-reg"`` full size; ``"lite0"`` (the decoder's own space) is what
+        runs recorded without this field used.
+    trials : {"averaged", "single", "both"}
+        Training samples: repeat-averaged betas (one per image), single trials (official), or both
+        (every image's average and each of its trials). Validation always uses averages.
     """
 
     token_dim: int = 64
@@ -54,17 +64,39 @@ class EncoderConfig:
     batch_size: int = 32
     patience: int = 4
     seed: int = 0
+    backbone: str = "lite0"
+    trials: str = "averaged"
+
+    def __post_init__(self):
+        if self.trials not in TRIAL_MODES:
+            raise ValueError(f"encoder trials must be one of {TRIAL_MODES}, got {self.trials!r}")
 
     @classmethod
     def preset(cls, name: str) -> "EncoderConfig":
         if name == "ci":
-            return cls(token_dim=16, voxel_dim=16, max_grid=4, voxels_per_sample=200, epochs=4, batch_size=16)
+            return cls(token_dim=16, voxel_dim=16, max_grid=4, voxels_per_sample=200, epochs=4, batch_size=16,
+                       backbone="lite1")
         if name == "demo":
-            return cls()
+            return cls(backbone="lite1")
         if name == "full":
             return cls(token_dim=128, voxel_dim=256, max_grid=16, voxels_per_sample=5000, epochs=30, batch_size=64,
-                       patience=5)
+                       patience=5, backbone="dinov2-vitl14-reg")
         raise ValueError(f"unknown preset {name!r} (ci, demo, full)")
+
+
+TRIAL_MODES = ("averaged", "single", "both")
+
+
+def encoder_backbone(config: EncoderConfig, preset: str, device=None, decoder_space=None, **kwargs):
+    """The frozen backbone ``config.backbone`` at the run's preset (maps pooled to ``config.max_grid``).
+
+    ``decoder_space`` is returned itself when the backbone is the decoder's space (old runs);
+    ``kwargs`` go to the backbone's config (e.g. ``weights=`` for DINOv2).
+    """
+    from brainit_core.features.backbones import build_backbone
+
+    return build_backbone(config.backbone, preset, device=device, grid=config.max_grid,
+                          decoder_space=decoder_space, **kwargs)
 
 
 def token_shapes(features) -> list[tuple[int, int]]:

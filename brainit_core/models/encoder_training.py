@@ -16,6 +16,7 @@ from brainit_core import distributed
 from brainit_core.checkpoint import checkpoint_exists, load_checkpoint, optimizer_state, restore_optimizer, save_checkpoint
 from brainit_core.errors import check_loss
 from brainit_core.fileio import write_json
+from brainit_core.models.bit_data import subject_training_betas
 from brainit_core.models.encoder import (
     EncoderConfig, ImageToFMRIEncoder, encoder_inputs, encoder_loss, load_encoder, pearson_per_voxel, predict_rows,
     save_encoder, token_shapes,
@@ -40,27 +41,41 @@ def _load_state(path: Path, encoder, optimizer) -> tuple[int, float, int, list]:
     return cfg["epoch"], cfg["best"], cfg["bad_epochs"], cfg["history"]
 
 
-def _subject_arrays(dataset, subject: str, trials=None):
-    """(train_ids, train_betas, val_ids, val_betas): repeat-averaged, or the given trials as they are."""
+def _subject_arrays(dataset, subject: str, trials=None, mode: str = "averaged", val_trials=None):
+    """(train_ids, train_betas, val_ids, val_betas): training samples by ``mode`` (``trials``, when given, as
+    they are), validation betas averaged over repeats (of ``val_trials`` when given, else the val split)."""
     sd = dataset.subject(subject)
     if trials is not None:
         rows = np.sort(np.asarray(trials, dtype=np.int64))
         tr_ids, tr_b = sd.image_ids[rows], sd.betas_for_trials(rows)
     else:
-        tr_b, tr_ids = sd.averaged("train")
-    va_b, va_ids = sd.averaged("val")
+        tr_b, tr_ids = training_samples(sd, mode)
+    va_b, va_ids = sd.averaged("val") if val_trials is None else subject_training_betas(sd, "averaged", trials=val_trials)
     return tr_ids, tr_b, va_ids, va_b
 
 
+def training_samples(subject_data, mode: str) -> tuple[np.ndarray, np.ndarray]:
+    """(betas (n, V), image ids (n,)) of a subject's training images: ``EncoderConfig.trials`` modes."""
+    if mode == "averaged":
+        return subject_data.averaged("train")
+    if mode == "single":
+        return subject_training_betas(subject_data, "single")
+    if mode == "both":
+        parts = [subject_data.averaged("train"), subject_training_betas(subject_data, "single")]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    raise ValueError(f"encoder trials must be 'averaged', 'single' or 'both', got {mode!r}")
+
+
 def train_encoder(dataset, space, config: EncoderConfig, out_dir, subjects=None, device=None,
-                  train_only_subjects=None, trials=None, init: ImageToFMRIEncoder | None = None) -> ImageToFMRIEncoder:
-    """Train the encoder on repeat-averaged training images (all subjects in one model).
+                  train_only_subjects=None, trials=None, init: ImageToFMRIEncoder | None = None,
+                  val_trials=None, keep: str = "best") -> ImageToFMRIEncoder:
+    """Train the encoder on the subjects' training images (all subjects in one model).
 
     Parameters
     ----------
     dataset : Dataset
     space : FeatureSpace
-        Its cached features are the encoder's image tokens.
+        The encoder's backbone (``config.backbone``); its cached features are the image tokens.
     config : EncoderConfig
     out_dir : path
         Writes ``encoder.{safetensors,json}`` (best on validation) and ``state.*`` (resume).
@@ -72,6 +87,12 @@ def train_encoder(dataset, space, config: EncoderConfig, out_dir, subjects=None,
         Use only these single trials of a subject (e.g. the first 750 for "60 minutes").
     init : ImageToFMRIEncoder, optional
         Start from this model (transfer).
+    val_trials : dict of str -> array of int, optional
+        Validate a subject on these trials (averaged over repeats) instead of its val split (transfer
+        within a budget).
+    keep : {"best", "last"}
+        Keep the best epoch on validation (early stopping after ``patience``), or train every epoch
+        and keep the last (a fixed schedule).
 
     Returns
     -------
@@ -89,8 +110,9 @@ def train_encoder(dataset, space, config: EncoderConfig, out_dir, subjects=None,
     rng = np.random.default_rng(config.seed)
     torch.manual_seed(config.seed)
 
-    # 1. data: repeat-averaged betas and the features of every image used
-    data = {s: _subject_arrays(dataset, s, trials.get(s)) for s in fit_subjects}
+    # 1. data: training samples (config.trials), validation averages, the backbone features of every image used
+    val_trials = val_trials or {}
+    data = {s: _subject_arrays(dataset, s, trials.get(s), config.trials, val_trials.get(s)) for s in fit_subjects}
     all_ids = np.unique(np.concatenate([np.r_[d[0], d[2]] for d in data.values()]))
     fs = extract_features(dataset, all_ids, space)
     row_of = {int(i): r for r, i in enumerate(all_ids)}
@@ -119,7 +141,7 @@ def train_encoder(dataset, space, config: EncoderConfig, out_dir, subjects=None,
 
     # 3. epochs: each batch = one subject, a batch of its images, a random voxel subset
     for epoch in range(start, config.epochs):
-        if bad >= config.patience:
+        if bad >= config.patience and keep == "best":
             break
         encoder.train()
         batches = [(s, b) for s in fit_subjects
@@ -151,8 +173,8 @@ def train_encoder(dataset, space, config: EncoderConfig, out_dir, subjects=None,
         val = _median_r(encoder, fs, row_of, {s: (data[s][2], data[s][3]) for s in fit_subjects}, config, dev)
         check_loss(val, f"encoder, epoch {epoch + 1}, validation (median r)", kept)
         history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_median_r": val})
-        if val > best:
-            best, bad = val, 0
+        if val > best or keep == "last":
+            best, bad = max(val, best), 0
             save_encoder(encoder, out / "encoder", {"epoch": epoch + 1, "val_median_r": val})
         else:
             bad += 1

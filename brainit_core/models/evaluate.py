@@ -158,7 +158,7 @@ def evaluate_run(run_path, data, subjects: Sequence[str] | None = None, ridge: b
         try:
             from brainit_core.models.encoder import evaluate_encoder
 
-            res["encoder"] = evaluate_encoder(run.encoder, dataset, run.space, subjects=list(subjects))
+            res["encoder"] = evaluate_encoder(run.encoder, dataset, run.encoder_backbone, subjects=list(subjects))
         except (ImportError, AttributeError, FileNotFoundError) as exc:
             res["encoder"] = f"unavailable: {exc}"
     return res

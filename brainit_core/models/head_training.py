@@ -131,7 +131,8 @@ def warmup_factor(epoch: int, warmup_epochs: int, start: float = 1e-3) -> float:
 def train_head(model: BrainITModel, head: str, data: BITData, config: BITConfig, out_dir: Path, device,
                epochs: int | None = None, params: Sequence[torch.nn.Parameter] | None = None,
                subjects: Sequence[str] | None = None, synthetic_per_real: float | None = None,
-               tag: str | None = None, schedule: bool = True, batch_size: int | None = None) -> list[dict]:
+               tag: str | None = None, schedule: bool = True, batch_size: int | None = None,
+               keep: str = "best") -> list[dict]:
     """Train one head with AdamW, warm-up and reduce-on-plateau; keep the best epoch.
 
     Parameters
@@ -157,6 +158,9 @@ def train_head(model: BrainITModel, head: str, data: BITData, config: BITConfig,
     schedule : bool
         Warm-up and plateau schedule (transfer uses a constant rate, as the official code).
     batch_size : int, optional
+    keep : {"best", "last"}
+        Weights kept in ``bit_<tag>_best``: the epoch with the lowest validation loss, or the last one
+        (a fixed schedule; validation is then only reported).
 
     Returns
     -------
@@ -241,7 +245,7 @@ def train_head(model: BrainITModel, head: str, data: BITData, config: BITConfig,
         log.info("%s epoch %d: train %.4f val %.4f corr %.3f (%.0f s)", tag, epoch, rec["train_loss"],
                  val["val_loss"], val["val_corr"], rec["seconds"])
         head_state = {k: v for k, v in model.state_dict().items() if k.startswith(head_prefix)}
-        if val["val_loss"] < best or not checkpoint_exists(best_path):
+        if val["val_loss"] < best or keep == "last" or not checkpoint_exists(best_path):
             best = min(best, val["val_loss"])
             save_checkpoint(best_path, head_state, {"bit": config_dict(config)}, {"epoch": epoch, "val": val})
         opt_t, opt_meta = optimizer_state(opt)

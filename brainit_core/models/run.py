@@ -90,6 +90,18 @@ class BrainITRun:
 
         return load_encoder(RunDirectory(self.path).encoder_path, device=self.device)
 
+    @cached_property
+    def encoder_backbone(self):
+        """The frozen network the encoder reads (``run.json``'s ``encoder_config.backbone``; the decoder's
+        space, :attr:`space`, for runs recorded without it)."""
+        from dataclasses import replace
+
+        from brainit_core.models.encoder import encoder_backbone
+
+        run = RunDirectory(self.path)
+        config = replace(self.encoder.config, backbone=run.encoder_backbone)
+        return encoder_backbone(config, run.preset, self.device, decoder_space=self.space)
+
     def predict(self, betas, subject: str, return_attention: bool = False, batch_size: int = 32) -> BITPrediction:
         """Decode features from betas.
 

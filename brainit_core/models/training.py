@@ -89,7 +89,7 @@ def config_as_dict(cfg) -> dict:
 
 def train_run(data, preset: str = "demo", out=None, device: str = "auto", space_name: str = "lite0",
               bit_config: BITConfig | None = None, encoder_config=None, resume: bool = True,
-              head_epochs: dict | None = None) -> Path:
+              head_epochs: dict | None = None, backbone_options: dict | None = None) -> Path:
     """Train a complete Brain-IT run (resumable; see the module docstring for the layout).
 
     Parameters
@@ -105,7 +105,9 @@ def train_run(data, preset: str = "demo", out=None, device: str = "auto", space_
     space_name : str
         Feature space (``"lite0"`` offline default).
     bit_config, encoder_config : optional
-        Override the presets' configs.
+        Override the presets' configs (``encoder_config.backbone`` names the encoder's backbone).
+    backbone_options : dict, optional
+        Options of the encoder's backbone (e.g. ``{"weights": path}`` for DINOv2's local file).
     resume : bool
         Continue an existing run directory (otherwise it must be empty or absent).
 
@@ -138,6 +140,7 @@ def train_run(data, preset: str = "demo", out=None, device: str = "auto", space_
     config = BITConfig.from_dict(record["bit_config"])
     enc_config = enc.EncoderConfig(**record["encoder_config"]) if record.get("encoder_config") else enc_config
     run.save_record(record)
+    enc_config.backbone = run.encoder_backbone  # a run recorded without it read the decoder's space
     stages = RunStages(run, record)
     space = get_feature_space(space_name, preset=preset, device=dev)
 
@@ -149,12 +152,15 @@ def train_run(data, preset: str = "demo", out=None, device: str = "auto", space_
         stages.finish("features", time.time() - t0, n_images=len(features), n_unlabeled=len(unl))
     report(0.1, "features ready")
 
-    # 2. image-to-fMRI encoder
+    # 2. image-to-fMRI encoder, on its own backbone (not the decoder's space; features/backbones.py)
     t0 = time.time()
     encoder = None
+    backbone = None
+    if not (stages.done("encoder") and stages.done("synthetic")):
+        backbone = enc.encoder_backbone(enc_config, preset, dev, decoder_space=space, **(backbone_options or {}))
     if not stages.done("encoder"):
-        encoder = train_encoder(dataset, space, enc_config, run_dir / "encoder", subjects=subjects, device=dev)
-        stages.finish("encoder", time.time() - t0)
+        encoder = train_encoder(dataset, backbone, enc_config, run_dir / "encoder", subjects=subjects, device=dev)
+        stages.finish("encoder", time.time() - t0, backbone=backbone.name)
     report(0.3, "encoder ready")
 
     # 3. V2C: GMM over all subjects' normalised encoder voxel embeddings (fitted by rank 0)
@@ -163,7 +169,8 @@ def train_run(data, preset: str = "demo", out=None, device: str = "auto", space_
         if distributed.is_main():
             encoder = encoder if encoder is not None else enc.load_encoder(run.encoder_path, device=dev)
             embeddings = {s: encoder.voxel_embeddings(s).detach().cpu().numpy() for s in subjects}
-            V2C(n_clusters=config.n_clusters, seed=config.seed).fit(embeddings).save(run.v2c_path)
+            V2C(n_clusters=config.n_clusters, covariance_type=config.v2c_covariance,
+                seed=config.seed).fit(embeddings).save(run.v2c_path)
         distributed.barrier()
         v2c = V2C.load(run.v2c_path)
         sizes = np.bincount(np.concatenate(list(v2c.labels_.values())), minlength=config.n_clusters)
@@ -177,7 +184,7 @@ def train_run(data, preset: str = "demo", out=None, device: str = "auto", space_
     if not stages.done("synthetic"):
         encoder = encoder if encoder is not None else enc.load_encoder(run.encoder_path, device=dev)
         if len(unl):
-            fs_unl = features.subset(np.arange(len(ids), len(ids) + len(unl)))
+            fs_unl = load_run_features(dataset, backbone, unl, dev)
             for s in track(subjects, desc="synthetic fMRI"):
                 if not (syn_dir / f"{s}.npy").exists():
                     enc.write_synthetic(syn_dir / f"{s}.npy", encoder, fs_unl, s)

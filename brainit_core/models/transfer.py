@@ -8,7 +8,12 @@ Everything trained before stays frozen; only the new subject's voxel embeddings 
 3. each new decoder voxel embedding (both heads) starts as that nearest voxel's one;
 4. only those embeddings are trained, mixing 1 real : 3 synthetic samples (synthetic = encoder
    predictions for unlabeled images, for the new subject), constant learning rate as in the
-   official transfer script; the epoch with the lowest validation loss of the new subject is kept.
+   official transfer script.
+
+The epochs kept (encoder and each head) are chosen within the budget, never on the subject's val
+split (:func:`budget_split`, ``BITConfig.transfer_selection``): by default 20% of the budget's
+images are held out and the epoch best on them is kept; ``"last"`` trains on the whole budget and
+keeps the last epoch, as the official code.
 
 Amounts of data follow NSD's sessions: 750 trials = one 60-minute session, so ``minutes=15`` is
 the first 187 training trials in session order, ``60`` the first 750, ``"all"`` every training
@@ -74,6 +79,43 @@ def transfer_trials(subject_data, minutes) -> np.ndarray:
     return rows[:n]
 
 
+def budget_split(subject_data, trials: np.ndarray, selection: str = "holdout", holdout: float = 0.2,
+                 seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Split a transfer budget's trials into the ones trained on and the ones that choose the epoch.
+
+    Parameters
+    ----------
+    subject_data : SubjectData
+    trials : ndarray of int
+        The budget (:func:`transfer_trials`).
+    selection : {"holdout", "last"}
+        ``"holdout"``: ``holdout`` of the budget's images (at least 3), all their trials, are held out
+        (split by image, so no repeat of a held-out image is trained on); ``"last"``: nothing is.
+    holdout : float
+    seed : int
+
+    Returns
+    -------
+    fit, held : ndarray of int
+        Trial rows, each in the budget's order.
+    """
+    trials = np.asarray(trials, dtype=np.int64)
+    if selection == "last":
+        return trials, np.zeros(0, np.int64)
+    if selection != "holdout":
+        raise ValueError(f"transfer_selection must be 'holdout' or 'last', got {selection!r}")
+    if not 0 < holdout < 1:
+        raise ValueError(f"transfer_holdout must be between 0 and 1, got {holdout!r}")
+    images = np.unique(subject_data.image_ids[trials])
+    n_held = max(3, int(round(holdout * len(images))))
+    if n_held >= len(images):
+        raise BrainITError(f"{subject_data.name}: a budget of {len(images)} images is too small to hold out "
+                           f"{n_held} for choosing the epoch; use transfer_selection='last'")
+    held_images = np.random.default_rng(seed).choice(images, n_held, replace=False)
+    held = np.isin(subject_data.image_ids[trials], held_images)
+    return trials[~held], trials[held]
+
+
 def transfer_subject(data, subject: str, minutes, from_run, out, device: str = "auto",
                      bit_config: BITConfig | None = None, resume: bool = True) -> Path:
     """Add ``subject`` to a trained run by learning only its voxel embeddings.
@@ -128,8 +170,19 @@ def transfer_subject(data, subject: str, minutes, from_run, out, device: str = "
     new_run.save_record(record)
     stages = RunStages(new_run, record)
     config = BITConfig.from_dict(record["transfer"]["bit_config"] or src_record["bit_config"])
-    enc_config = enc.EncoderConfig(**src_record["encoder_config"]) if src_record.get("encoder_config") else None
+    fit, held = budget_split(sd, trials, config.transfer_selection, config.transfer_holdout, config.seed)
+    if "selection" not in record["transfer"]:
+        record["transfer"]["selection"] = {"mode": config.transfer_selection, "n_fit_trials": int(len(fit)),
+                                           "n_holdout_trials": int(len(held))}
+        new_run.save_record(record)
+    keep, val_trials = ("best", {subject: held}) if len(held) else ("last", None)
+    enc_config = (enc.EncoderConfig(**src_run.encoder_config) if src_run.encoder_config
+                  else enc.load_encoder(src_run.encoder_path).config)
+    enc_config.backbone = src_run.encoder_backbone
     space = get_feature_space(src_record["space"]["name"], preset=src_record["space"]["preset"], device=dev)
+    backbone = None
+    if not (stages.done("encoder") and stages.done("synthetic")):
+        backbone = enc.encoder_backbone(enc_config, src_run.preset, dev, decoder_space=space)
 
     # 1. features of the new subject's images and of the unlabeled pool
     t0 = time.time()
@@ -144,9 +197,9 @@ def transfer_subject(data, subject: str, minutes, from_run, out, device: str = "
     if not stages.done("encoder"):
         encoder = enc.load_encoder(src_run.encoder_path, device=dev)
         encoder.add_subject(subject, sd.n_vertices)
-        encoder = train_encoder(dataset, space, enc_config or encoder.config, out / "encoder",
-                                    subjects=ref_subjects + [subject], device=dev, train_only_subjects=[subject],
-                                    trials={subject: trials}, init=encoder)
+        encoder = train_encoder(dataset, backbone, enc_config, out / "encoder",
+                                subjects=ref_subjects + [subject], device=dev, train_only_subjects=[subject],
+                                trials={subject: fit}, init=encoder, val_trials=val_trials, keep=keep)
         stages.finish("encoder", time.time() - t0)
     else:
         encoder = enc.load_encoder(new_run.encoder_path, device=dev)
@@ -171,7 +224,7 @@ def transfer_subject(data, subject: str, minutes, from_run, out, device: str = "
     t0 = time.time()
     syn_dir = out / "synthetic"
     if not stages.done("synthetic"):
-        fs_unl = features.subset(np.arange(len(ids), len(ids) + len(unl)))
+        fs_unl = load_run_features(dataset, backbone, unl, dev)
         if len(unl):
             enc.write_synthetic(syn_dir / f"{subject}.npy", encoder, fs_unl, subject)
         else:
@@ -197,7 +250,7 @@ def transfer_subject(data, subject: str, minutes, from_run, out, device: str = "
         inits.append(init)
     model.add_subject(subject, sd.n_vertices, labels, init_semantic=inits[0], init_lowlevel=inits[1])
     bit_data = build_bit_data(dataset, features, [subject], config.betas, synthetic, np.load(syn_dir / "ids.npy"),
-                              trials={subject: trials})
+                              trials={subject: fit}, val_trials=val_trials)
     pool = bit_data.real[subject]
     model.set_input_stats(subject, pool.betas.mean(0), pool.betas.std(0))
     model.to(dev)
@@ -206,7 +259,8 @@ def transfer_subject(data, subject: str, minutes, from_run, out, device: str = "
         model, stages, out,
         lambda head: train_head(model, head, bit_data, config, out, dev, epochs=config.transfer_epochs,
                                 params=[model.heads[head].voxel_embeddings(subject)], subjects=[subject],
-                                synthetic_per_real=config.transfer_synthetic_per_real, tag=tags[head], schedule=False),
+                                synthetic_per_real=config.transfer_synthetic_per_real, tag=tags[head], schedule=False,
+                                keep=keep),
         seeds={h: config.seed + 10 + k for k, h in enumerate(HEADS)}, tags=tags, label="embeddings ")
 
     # 6. a complete run directory for the old subjects and the new one

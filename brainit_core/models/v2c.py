@@ -15,6 +15,46 @@ from brainit_core.errors import CheckpointError
 from brainit_core.fileio import save_npz, write_json
 
 
+COVARIANCE_TYPES = ("diag", "full")
+
+
+def precision_cholesky(covariances: np.ndarray, covariance_type: str) -> np.ndarray:
+    """Cholesky factors of the precisions, as ``GaussianMixture.precisions_cholesky_`` holds them.
+
+    ``diag``: (K, E) -> 1 / sqrt(cov); ``full``: (K, E, E) -> for each component the upper factor
+    ``inv(L).T`` of ``cov = L L^T``.
+    """
+    if covariance_type == "diag":
+        return 1.0 / np.sqrt(covariances)
+    if covariance_type != "full":
+        raise ValueError(f"V2C covariance_type must be one of {COVARIANCE_TYPES}, got {covariance_type!r}")
+    from scipy.linalg import solve_triangular
+
+    eye = np.eye(covariances.shape[-1])
+    return np.stack([solve_triangular(np.linalg.cholesky(c), eye, lower=True).T for c in covariances])
+
+
+def seed_stability(embeddings: dict[str, np.ndarray], n_clusters: int, covariance_type: str,
+                   seeds=(0, 1, 2)) -> float:
+    """Mean adjusted Rand index between the V2C labels of fits with different seeds (1 = identical clusters).
+
+    Parameters
+    ----------
+    embeddings : dict of str -> ndarray (V_s, E)
+        Encoder voxel embeddings of every subject.
+    n_clusters : int
+    covariance_type : {"diag", "full"}
+    seeds : sequence of int
+    """
+    from itertools import combinations
+
+    from sklearn.metrics import adjusted_rand_score
+
+    fits = [np.concatenate(list(V2C(n_clusters, covariance_type, seed=s).fit(embeddings).labels_.values()))
+            for s in seeds]
+    return float(np.mean([adjusted_rand_score(a, b) for a, b in combinations(fits, 2)]))
+
+
 def _normalise(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
@@ -27,8 +67,9 @@ class V2C:
     ----------
     n_clusters : int, default=128
         Number of clusters C (= brain tokens).
-    covariance_type : str, default="diag"
-        Passed to ``sklearn.mixture.GaussianMixture``.
+    covariance_type : {"full", "diag"}, default="full"
+        Passed to ``sklearn.mixture.GaussianMixture`` (official: full; the run's choice is
+        ``BITConfig.v2c_covariance``, docs/models.md "Recipe choices").
     seed : int, default=0
     max_iter : int, default=100
 
@@ -40,7 +81,7 @@ class V2C:
         The fitted mixture.
     """
 
-    def __init__(self, n_clusters: int = 128, covariance_type: str = "diag", seed: int = 0, max_iter: int = 100):
+    def __init__(self, n_clusters: int = 128, covariance_type: str = "full", seed: int = 0, max_iter: int = 100):
         self.n_clusters = n_clusters
         self.covariance_type = covariance_type
         self.seed = seed
@@ -52,6 +93,8 @@ class V2C:
 
         if not embeddings:
             raise ValueError("V2C.fit needs at least one subject's embeddings")
+        if self.covariance_type not in COVARIANCE_TYPES:
+            raise ValueError(f"V2C covariance_type must be one of {COVARIANCE_TYPES}, got {self.covariance_type!r}")
         x = np.concatenate([_normalise(v) for v in embeddings.values()])
         if len(x) < self.n_clusters:
             raise ValueError(f"{len(x)} voxels cannot form {self.n_clusters} clusters")
@@ -67,11 +110,9 @@ class V2C:
         if getattr(self, "_gmm", None) is None:
             from sklearn.mixture import GaussianMixture
 
-            if self.covariance_type != "diag":
-                raise ValueError("a loaded V2C can predict only with diagonal covariances")
-            g = GaussianMixture(self.n_clusters, covariance_type="diag")
+            g = GaussianMixture(self.n_clusters, covariance_type=self.covariance_type)
             g.means_, g.covariances_, g.weights_ = self.means_, self.covariances_, self.weights_
-            g.precisions_cholesky_ = 1.0 / np.sqrt(self.covariances_)
+            g.precisions_cholesky_ = precision_cholesky(self.covariances_, self.covariance_type)
             self._gmm = g
         return self._gmm
 

@@ -112,3 +112,77 @@ def test_encoder_stops_on_a_nonfinite_loss_and_resumes_after(tmp_path, monkeypat
     train_encoder(ds, space, cfg, out, subjects=["sub01"])
     import json
     assert [h["epoch"] for h in json.loads((out / "curves.json").read_text())] == [1, 2]
+
+
+def test_v2c_full_covariance_fits_saves_and_predicts_after_loading(tmp_path):
+    """Probe: a loaded V2C could predict only with diagonal covariances; the official GMM is full."""
+    from sklearn.mixture import GaussianMixture
+
+    from brainit_core.models.v2c import precision_cholesky
+
+    rng = np.random.default_rng(1)
+    mix = rng.standard_normal((3, 5, 5))  # correlated clusters: full covariance is what fits them
+    emb = {s: np.concatenate([rng.standard_normal((40, 5)) @ mix[k] + 4 * k for k in range(3)]) for s in ("a", "b")}
+    v = V2C(n_clusters=3, covariance_type="full", seed=0).fit(emb)
+    assert v.covariances_.shape == (3, 5, 5)
+    np.testing.assert_allclose(precision_cholesky(v.covariances_, "full"), v._gmm.precisions_cholesky_, rtol=1e-6,
+                               atol=1e-8)
+    v.save(tmp_path / "v2c")
+    w = V2C.load(tmp_path / "v2c")
+    assert w.covariance_type == "full"
+    np.testing.assert_array_equal(w.predict(emb["b"]), v.labels_["b"])
+    probe = rng.standard_normal((50, 5)) * 3
+    np.testing.assert_array_equal(w.predict(probe), v.predict(probe))
+    d = GaussianMixture(3, covariance_type="diag").fit(probe)
+    np.testing.assert_allclose(precision_cholesky(d.covariances_, "diag"), d.precisions_cholesky_)
+    import pytest
+
+    with pytest.raises(ValueError, match="covariance_type"):
+        V2C(n_clusters=3, covariance_type="tied").fit(emb)
+
+
+def test_v2c_seed_stability_tells_clear_clusters_from_noise():
+    from brainit_core.models.v2c import seed_stability
+
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((4, 6)) * 5
+    clear = {"a": centres[rng.integers(0, 4, 120)] + 0.05 * rng.standard_normal((120, 6))}
+    noise = {"a": rng.standard_normal((120, 6))}
+    assert seed_stability(clear, 4, "diag") == 1.0
+    assert seed_stability(clear, 4, "full") == 1.0
+    assert seed_stability(noise, 4, "full") < 0.9
+
+
+def test_encoder_training_samples_modes_and_fixed_schedule(tmp_path):
+    import json
+
+    import pytest
+
+    from brainit_core.models.encoder_training import training_samples
+
+    ds = make_tiny_dataset(tmp_path / "d", n_train=10)
+    sd = ds.subject("sub01")
+    avg_b, avg_ids = training_samples(sd, "averaged")
+    one_b, one_ids = training_samples(sd, "single")
+    both_b, both_ids = training_samples(sd, "both")
+    assert len(avg_ids) == len(np.unique(avg_ids)) == len(sd.train_image_ids)
+    assert len(one_ids) == sum(len(g) for g in sd.trials_of(sd.train_image_ids)) > len(avg_ids)
+    assert len(both_ids) == len(avg_ids) + len(one_ids)
+    row = np.flatnonzero(one_ids == avg_ids[0])
+    np.testing.assert_allclose(one_b[row].mean(0), avg_b[0], rtol=1e-5, atol=1e-6)  # the average of its trials
+    with pytest.raises(ValueError, match="trials"):
+        EncoderConfig(trials="pairs")
+
+    from brainit_core.features import get_feature_space
+
+    space = get_feature_space("lite0", preset="ci", pretrained=False)
+    cfg = EncoderConfig.preset("ci")
+    cfg.epochs, cfg.patience, cfg.trials = 3, 0, "single"
+    # patience 0 stops a best-on-validation run before its first epoch; a fixed schedule runs them all
+    train_encoder(ds, space, cfg, tmp_path / "best", subjects=["sub01"])
+    assert json.loads((tmp_path / "best" / "encoder.json").read_text())["meta"]["epoch"] == 0
+    train_encoder(ds, space, cfg, tmp_path / "last", subjects=["sub01"], keep="last",
+                  val_trials={"sub01": np.flatnonzero(np.isin(sd.image_ids, sd.train_image_ids[:4]))})
+    meta = json.loads((tmp_path / "last" / "encoder.json").read_text())["meta"]
+    assert meta["epoch"] == 3
+    assert len(json.loads((tmp_path / "last" / "curves.json").read_text())) == 3

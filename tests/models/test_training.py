@@ -118,6 +118,10 @@ def test_train_run_end_to_end_and_resume(run_dataset, tmp_path, caplog):
 
     run = BrainITRun.load(out, device="cpu")
     assert run.subjects == ["sub01", "sub02"]
+    # the encoder reads its own backbone (Lite1, cached beside the decoder's Lite0), named in run.json
+    assert rec["encoder_config"]["backbone"] == "lite1" and rec["stages"]["encoder"]["backbone"] == "lite1"
+    assert run.encoder_backbone.name == "lite1" and run.encoder.token_specs[-1] == (16, 320)
+    assert len(list((run_dataset.path / "features").glob("encoder-lite1*.h5"))) == 1
     betas, _ = run_dataset.subject("sub01").averaged("test")
     pred = run.predict(betas, "sub01", return_attention=True)
     sem = run.space.semantic_spec

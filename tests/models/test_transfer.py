@@ -22,6 +22,27 @@ def test_transfer_trials_follow_session_order(tmp_path):
     assert len(transfer_trials(sd, 1)) == 12 and np.array_equal(transfer_trials(sd, 1), rows[:12])
 
 
+def test_budget_split_holds_out_whole_images_of_the_budget(tmp_path):
+    from brainit_core.errors import BrainITError
+    from brainit_core.models.transfer import budget_split, transfer_trials
+
+    ds = make_run_dataset(tmp_path / "d")
+    sd = ds.subject("sub03")
+    budget = transfer_trials(sd, "all")
+    fit, held = budget_split(sd, budget, "holdout", 0.2, seed=0)
+    assert np.array_equal(np.sort(np.r_[fit, held]), np.sort(budget)) and not np.intersect1d(fit, held).size
+    held_images = np.unique(sd.image_ids[held])
+    assert len(held_images) == 3 and not np.isin(sd.image_ids[fit], held_images).any()  # no repeat trained on
+    assert not np.isin(held_images, sd.val_image_ids).any()  # within the budget, never the val split
+    assert np.array_equal(budget_split(sd, budget, "holdout", 0.2, seed=0)[1], held)
+    fit, held = budget_split(sd, budget, "last")
+    assert np.array_equal(fit, budget) and len(held) == 0
+    with pytest.raises(BrainITError, match="too small to hold out"):
+        budget_split(sd, budget[:3], "holdout")
+    with pytest.raises(ValueError, match="transfer_selection"):
+        budget_split(sd, budget, "val")
+
+
 def test_training_only_voxel_embeddings_leaves_everything_else_bit_identical(tmp_path):
     from brainit_core.models.head_training import train_head
 
@@ -48,18 +69,44 @@ def trained_run(tmp_path_factory):
     return ds, base
 
 
-def test_transfer_end_to_end(trained_run):
+def test_transfer_end_to_end(trained_run, monkeypatch):
     from brainit_core.models.run import BrainITRun
     from brainit_core.fileio import read_json
     from brainit_core.models.transfer import transfer_subject
 
+    from brainit_core.models import transfer as transfer_module
+
     ds, base = trained_run
     src = BrainITRun.load(base / "run", device="cpu")
+    seen = {}
+    real_encoder, real_data = transfer_module.train_encoder, transfer_module.build_bit_data
+
+    def spy_encoder(*a, **k):
+        seen["encoder"] = k
+        return real_encoder(*a, **k)
+
+    def spy_data(*a, **k):
+        seen["bit_data"] = data = real_data(*a, **k)
+        return data
+
+    monkeypatch.setattr(transfer_module, "train_encoder", spy_encoder)
+    monkeypatch.setattr(transfer_module, "build_bit_data", spy_data)
     out = transfer_subject(ds, "sub03", "all", base / "run", base / "run2", device="cpu")
     run2 = BrainITRun.load(out, device="cpu")
     assert run2.subjects == ["sub01", "sub02", "sub03"]
     rec = read_json(out / "run.json")
     assert rec["transfer"]["subject"] == "sub03" and rec["transfer"]["n_trials"] == 18
+    # the epochs are chosen on 3 of the budget's 9 images, never on the subject's val split
+    assert rec["transfer"]["selection"] == {"mode": "holdout", "n_fit_trials": 12, "n_holdout_trials": 6}
+    sd = ds.subject("sub03")
+    held = seen["encoder"]["val_trials"]["sub03"]
+    assert seen["encoder"]["keep"] == "best" and not np.isin(seen["encoder"]["trials"]["sub03"], held).any()
+    data = seen["bit_data"]
+    val_ids = data.features.ids[data.val["sub03"].rows]
+    assert np.array_equal(np.sort(val_ids), np.unique(sd.image_ids[held]))
+    assert not np.isin(val_ids, sd.val_image_ids).any()
+    assert not np.isin(data.features.ids[data.real["sub03"].rows], val_ids).any()
+    assert rec["encoder_config"]["backbone"] == "lite1"  # the reference run's, read again for the new subject
     # everything except the new subject's voxel embeddings (and its statistics) is unchanged
     old, new = src.model.state_dict(), run2.model.state_dict()
     for k, v in old.items():
