@@ -1,7 +1,6 @@
 """Commands ``train-generators``, ``reconstruct`` and ``benchmark-generators``."""
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -9,8 +8,8 @@ import time
 from pathlib import Path
 
 from brainit_core.cli_types import (
-    device, existing_dir, feature_space, fraction_in, non_negative_float, non_negative_int, out_dir, out_file,
-    positive_int, stage_steps,
+    add_device_args, existing_dir, feature_space, fraction_in, non_negative_float, non_negative_int, out_dir,
+    out_file, positive_int, setup_device, stage_steps,
 )
 from brainit_core.distributed import is_main
 from brainit_core.errors import BrainITError
@@ -49,7 +48,7 @@ def register(subparsers) -> None:
     p.add_argument("--no-shared-cache", action="store_true",
                    help="keep semantic tokens in GEN_DIR/train instead of the dataset's feature cache")
     p.add_argument("--seed", type=non_negative_int, default=0)
-    _device_args(p)
+    add_device_args(p)
     p.set_defaults(func=_train)
 
     p = subparsers.add_parser(
@@ -83,7 +82,7 @@ def register(subparsers) -> None:
                    help="average only the first K (>= 1) repeats of each image")
     p.add_argument("--batch-size", type=positive_int, default=8, help="images per batch (>= 1)")
     p.add_argument("--overwrite", action="store_true", help="replace results made with other checkpoints/settings")
-    _device_args(p)
+    add_device_args(p)
     p.set_defaults(func=_reconstruct)
 
     p = subparsers.add_parser(
@@ -100,28 +99,14 @@ def register(subparsers) -> None:
     p.add_argument("--subject", default=None)
     p.add_argument("--out", type=out_file, default=None,
                    help="JSON file (default GEN_DIR/benchmark.json; a PNG grid beside it)")
-    _device_args(p)
+    add_device_args(p)
     p.set_defaults(func=_benchmark)
-
-
-def _device_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", type=device, default="auto", help="'auto' (CUDA when available), 'cpu', 'cuda:1', ...")
-    p.add_argument("--threads", type=positive_int, default=None,
-                   help="torch CPU threads, >= 1 (on a busy shared CPU, 1 is often fastest)")
-
-
-def _setup(args):
-    from brainit_core.utils import cpu_threads
-    from brainit_core.utils import resolve_device
-
-    cpu_threads(args.threads)
-    return resolve_device(args.device)
 
 
 def _train(args) -> int:
     from brainit_core.reconstruction.training import train_generators
 
-    device = _setup(args)
+    device = setup_device(args)
     overrides: dict = {}
     for stage, n in args.steps:
         overrides.setdefault(stage, {})["steps"] = n
@@ -149,7 +134,7 @@ def _reconstruct(args) -> int:
 
     from brainit_core.runs import generators_for_run
 
-    device = _setup(args)
+    device = setup_device(args)
     run = BrainITRun.load(args.run, device=device)
     gen_dir, how = generators_for_run(args.run, args.generators)
     if not args.generators:
@@ -251,7 +236,7 @@ def _benchmark(args) -> int:
     from brainit_core.reconstruction.benchmark import benchmark, format_table, save_grid
     from brainit_core.reconstruction.generators import Generators
 
-    device = _setup(args)
+    device = setup_device(args)
     run = None
     if "bit" in args.sources:
         from brainit_core.models.run import BrainITRun
