@@ -16,13 +16,16 @@ Parts (``--parts``; each writes ``OUT/<part>.json`` and is skipped when that fil
   ceiling on the test images.
 - ``trials_epochs``: single and both again for the averaged run's 60 epochs (equal epochs, 3 x / 4 x
   the steps), early stopping with patience 3.
+- ``trials_downstream``: two whole runs (Lite1 backbone): the encoder on averaged betas to early
+  stopping, then on both kinds of betas for as many epochs; the encoder's and BIT's test scores.
 - ``backbone``: two whole runs, the encoder on the decoder's Lite0 (before) and on Lite1 (after);
   BIT's test scores (token r, 2-way) per head, the encoder's test r, and how well a ridge decodes
   the decoder's semantic tokens from the synthetic fMRI (held-out unlabeled images; the
   circularity) and from real betas (test images).
 - ``backbone_seed1``: the same two runs with seed 1 (encoder and BIT), to see seed-to-seed spread.
-- ``v2c``: seed stability (mean adjusted Rand index over seeds 0/1/2) of diagonal and full
-  covariance on the after-run's encoder embeddings; BIT retrained on full-covariance clusters.
+- ``v2c``: seed stability (mean adjusted Rand index over seeds 0/1/2) and fit time of diagonal and
+  full covariance on the after-run's encoder embeddings.
+- ``v2c_bit``: the after-run with BIT trained again on full-covariance clusters.
 - ``transfer``: twin03 at 15 / 60 min / all from the after-run: epoch chosen on the val split
   (before), on a held-out 20% of the budget, or the last epoch of the fixed schedule.
 """
@@ -51,7 +54,7 @@ from brainit_core.runs import RunDirectory
 from brainit_core.utils import cpu_threads
 
 PRESET = "ci"  # feature sizes: Lite0 at 128 / 64 px, Lite1 backbone at 128 px, maps pooled to 4 x 4
-PARTS = ("trials", "trials_epochs", "backbone", "backbone_seed1", "v2c", "transfer")
+PARTS = ("trials", "trials_epochs", "trials_downstream", "backbone", "backbone_seed1", "v2c", "v2c_bit", "transfer")
 
 
 def small_configs() -> tuple[EncoderConfig, BITConfig]:
@@ -106,6 +109,21 @@ def part_trials_epochs(ds, out: Path) -> dict:
             for mode in ("single", "both")}
 
 
+def part_trials_downstream(ds, out: Path) -> dict:
+    """Two whole runs: the encoder on averaged betas to early stopping (60 epochs at most, patience 3), then
+    on both kinds of betas for as many epochs (4 x the steps); the encoder's and BIT's test scores."""
+    enc_cfg, bit_cfg = small_configs()
+    res, epochs = {}, 60
+    for mode in ("averaged", "both"):
+        run_dir = out / f"run-lite1-{mode}"
+        t0 = time.process_time()
+        train_run(ds, preset=PRESET, out=run_dir, device="cpu", space_name="lite0", bit_config=bit_cfg,
+                  encoder_config=replace(enc_cfg, trials=mode, epochs=epochs))
+        epochs = len(json.loads((run_dir / "encoder" / "curves.json").read_text()))
+        res[mode] = {"cpu_seconds_train": time.process_time() - t0, "encoder_epochs": epochs, **scores(run_dir, ds)}
+    return res
+
+
 def ridge_scores(fit_betas, fit_target, test_betas, test_target) -> dict:
     from brainit_core.baselines.ridge import RidgeFeatureDecoder
 
@@ -150,21 +168,28 @@ def part_backbone_seed1(ds, out: Path) -> dict:
 
 
 def part_v2c(ds, out: Path) -> dict:
-    src = out / "run-lite1"
-    enc = load_encoder(RunDirectory(src).encoder_path)
+    """Seed stability and fit time (one BLAS thread) of both covariances on the after-run's embeddings."""
+    from threadpoolctl import threadpool_limits
+
+    enc = load_encoder(RunDirectory(out / "run-lite1").encoder_path)
     emb = {s: enc.voxel_embeddings(s).detach().numpy() for s in ds.training_subjects}
     n_clusters = small_configs()[1].n_clusters
-    res = {}
+    res = {"n_voxels": int(sum(len(v) for v in emb.values())), "dim": int(enc.config.voxel_dim), "n_clusters": n_clusters}
     for cov in ("diag", "full"):
-        t0 = time.process_time()
+        with threadpool_limits(1):
+            t0 = time.process_time()
+            v2c = V2C(n_clusters, cov, seed=0).fit(emb)
+            seconds = time.process_time() - t0
+        sizes = np.bincount(np.concatenate(list(v2c.labels_.values())), minlength=n_clusters)
         res[cov] = {"ari_over_seeds": seed_stability(emb, n_clusters, cov, seeds=(0, 1, 2)),
-                    "fit_cpu_seconds": (time.process_time() - t0) / 3}
-        sizes = np.bincount(np.concatenate(list(V2C(n_clusters, cov).fit(emb).labels_.values())), minlength=n_clusters)
-        res[cov]["empty_clusters"], res[cov]["largest_cluster_share"] = int((sizes == 0).sum()), float(sizes.max() / sizes.sum())
-    res["diag"]["bit"] = {k: v for k, v in json.loads((out / "backbone.json").read_text())["lite1"].items()
-                          if k.startswith(("semantic", "lowlevel"))}
-    # the same run (features, encoder, synthetic fMRI) with BIT trained again on full-covariance clusters
-    run_dir = out / "run-lite1-v2cfull"
+                    "fit_cpu_seconds": seconds, "em_iterations": int(v2c._gmm.n_iter_),
+                    "empty_clusters": int((sizes == 0).sum()), "largest_cluster_share": float(sizes.max() / sizes.sum())}
+    return res
+
+
+def part_v2c_bit(ds, out: Path) -> dict:
+    """The after-run (features, encoder, synthetic fMRI kept) with BIT trained again on full-covariance clusters."""
+    src, run_dir = out / "run-lite1", out / "run-lite1-v2cfull"
     if not run_dir.exists():
         shutil.copytree(src, run_dir, ignore=shutil.ignore_patterns("bit*", "v2c.*", "curves.*", "eval_features.json"))
         run = RunDirectory(run_dir)
@@ -174,8 +199,9 @@ def part_v2c(ds, out: Path) -> dict:
             record["stages"].pop(stage, None)
         run.save_record(record)
     train_run(ds, preset=PRESET, out=run_dir, device="cpu", space_name="lite0", resume=True)
-    res["full"]["bit"] = {k: v for k, v in scores(run_dir, ds).items() if k.startswith(("semantic", "lowlevel"))}
-    return res
+    diag = json.loads((out / "backbone.json").read_text())["lite1"]
+    return {"diag": {k: v for k, v in diag.items() if k.startswith(("semantic", "lowlevel"))},
+            "full": {k: v for k, v in scores(run_dir, ds).items() if k.startswith(("semantic", "lowlevel"))}}
 
 
 @contextlib.contextmanager

@@ -77,8 +77,8 @@ class BITConfig:
     transfer_synthetic_per_real : float
         Synthetic : real ratio in transfer (official 3).
     transfer_selection, transfer_holdout : str, float
-        Epoch choice within a transfer's budget, never on the val split: ``"holdout"`` keeps the epoch
-        best on ``transfer_holdout`` of the budget's images (trained on the rest), ``"last"`` the last.
+        Epoch choice within a transfer's budget, never on the val split: ``"last"`` (official) keeps the
+        last, ``"holdout"`` the best on ``transfer_holdout`` of the budget's images (trained on the rest).
     v2c_covariance : {"full", "diag"}
         Covariance of the V2C Gaussian mixture (official: full).
     seed : int
@@ -110,7 +110,7 @@ class BITConfig:
     amp: bool = True
     transfer_epochs: int = 50
     transfer_synthetic_per_real: float = 3.0
-    transfer_selection: str = "holdout"
+    transfer_selection: str = "last"
     transfer_holdout: float = 0.2
     v2c_covariance: str = "full"
     seed: int = 0

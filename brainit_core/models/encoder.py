@@ -51,7 +51,8 @@ class EncoderConfig:
         runs recorded without this field used.
     trials : {"averaged", "single", "both"}
         Training samples: repeat-averaged betas (one per image), single trials (official), or both
-        (every image's average and each of its trials). Validation always uses averages.
+        (every image's average and each of its trials; the demo and full presets', measured best in
+        docs/models.md "Recipe choices"). Validation always uses averages.
     """
 
     token_dim: int = 64
@@ -77,10 +78,10 @@ class EncoderConfig:
             return cls(token_dim=16, voxel_dim=16, max_grid=4, voxels_per_sample=200, epochs=4, batch_size=16,
                        backbone="lite1")
         if name == "demo":
-            return cls(backbone="lite1")
+            return cls(backbone="lite1", trials="both")
         if name == "full":
             return cls(token_dim=128, voxel_dim=256, max_grid=16, voxels_per_sample=5000, epochs=30, batch_size=64,
-                       patience=5, backbone="dinov2-vitl14-reg")
+                       patience=5, backbone="dinov2-vitl14-reg", trials="both")
         raise ValueError(f"unknown preset {name!r} (ci, demo, full)")
 
 

@@ -11,9 +11,9 @@ Everything trained before stays frozen; only the new subject's voxel embeddings 
    official transfer script.
 
 The epochs kept (encoder and each head) are chosen within the budget, never on the subject's val
-split (:func:`budget_split`, ``BITConfig.transfer_selection``): by default 20% of the budget's
-images are held out and the epoch best on them is kept; ``"last"`` trains on the whole budget and
-keeps the last epoch, as the official code.
+split (:func:`budget_split`, ``BITConfig.transfer_selection``): by default (``"last"``, as the
+official code) the whole budget is trained for a fixed schedule and the last epoch kept;
+``"holdout"`` holds out 20% of the budget's images and keeps the epoch best on them.
 
 Amounts of data follow NSD's sessions: 750 trials = one 60-minute session, so ``minutes=15`` is
 the first 187 training trials in session order, ``60`` the first 750, ``"all"`` every training

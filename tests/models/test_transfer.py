@@ -59,6 +59,24 @@ def test_training_only_voxel_embeddings_leaves_everything_else_bit_identical(tmp
     assert changed == {"semantic.tokenizer.voxel_embeddings.b", "lowlevel.tokenizer.voxel_embeddings.b"}
 
 
+def test_a_fixed_schedule_keeps_the_last_epoch_even_when_validation_gets_worse(tmp_path, monkeypatch):
+    import json
+
+    from brainit_core.models import head_training
+
+    calls = iter(range(100))
+    monkeypatch.setattr(head_training, "validate_head",
+                        lambda *a, **k: {"val_loss": 1.0 + next(calls), "val_corr": 0.0})  # worse every epoch
+    data = make_data()
+    cfg = tiny_config(semantic_epochs=3)
+    for keep in ("best", "last"):
+        model = make_model(data, cfg)
+        head_training.train_head(model, "semantic", data, cfg, tmp_path / keep, torch.device("cpu"), tag="semantic",
+                                 schedule=False, keep=keep)
+        meta = json.loads((tmp_path / keep / "bit_semantic_best.json").read_text())["meta"]
+        assert meta["epoch"] == {"best": 1, "last": 3}[keep]
+
+
 @pytest.fixture
 def trained_run(tmp_path_factory):
     from brainit_core.models.training import train_run
@@ -75,6 +93,7 @@ def test_transfer_end_to_end(trained_run, monkeypatch):
     from brainit_core.models.transfer import transfer_subject
 
     from brainit_core.models import transfer as transfer_module
+    from brainit_core.models.bit import BITConfig
 
     ds, base = trained_run
     src = BrainITRun.load(base / "run", device="cpu")
@@ -91,7 +110,10 @@ def test_transfer_end_to_end(trained_run, monkeypatch):
 
     monkeypatch.setattr(transfer_module, "train_encoder", spy_encoder)
     monkeypatch.setattr(transfer_module, "build_bit_data", spy_data)
-    out = transfer_subject(ds, "sub03", "all", base / "run", base / "run2", device="cpu")
+    config = BITConfig.from_dict(read_json(base / "run" / "run.json")["bit_config"])
+    assert config.transfer_selection == "last"  # the default; the held-out choice is the one with more to check
+    config.transfer_selection = "holdout"
+    out = transfer_subject(ds, "sub03", "all", base / "run", base / "run2", device="cpu", bit_config=config)
     run2 = BrainITRun.load(out, device="cpu")
     assert run2.subjects == ["sub01", "sub02", "sub03"]
     rec = read_json(out / "run.json")
