@@ -30,11 +30,12 @@ def test_shipped_configs_match_the_code_presets():
     assert run["preset"] == "demo"
     assert BITConfig.from_dict(run["bit_config"]) == BITConfig.preset("demo"), \
         "the demo BIT preset changed since the shipped run was trained: retrain with train-demo"
-    # The shipped run's encoder read the decoder's space (lite0); the demo preset now gives the encoder its
-    # own backbone (lite1, docs/models.md "Recipe choices"). Until the re-ship this field, and only it, differs.
+    # The shipped run's encoder read the decoder's space (lite0) and trained on averages; the demo preset now
+    # gives the encoder its own backbone (lite1) and trains it on averages + single trials (docs/models.md
+    # "Recipe choices"). Until the re-ship these fields, and only these, differ.
     preset = EncoderConfig.preset("demo")
-    assert preset.backbone == "lite1"
-    preset.backbone = "lite0"
+    assert (preset.backbone, preset.trials) == ("lite1", "both")
+    preset.backbone, preset.trials = "lite0", "averaged"
     assert EncoderConfig(**run["encoder_config"]) == preset
     gens = json.loads((BUNDLE / "generators" / "generators.json").read_text())
     space = get_feature_space("lite0", preset="demo")
