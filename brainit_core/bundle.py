@@ -69,54 +69,76 @@ def copy_checkpoint(src, dst, half: bool = True) -> Path:
     return dst
 
 
-def export_dataset_slice(data, out, n_test: int = 100, n_ood: int = 24, subjects=None) -> Path:
+def export_dataset_slice(data, out, n_test: int = 100, n_ood: int = 24, subjects=None, heldout_minutes: int = 0,
+                         n_unlabeled: int = 0) -> Path:
     """Write a canonical dataset with the first ``n_test`` test images of ``subjects`` (all trials).
 
     The slice keeps the subjects' vertex sets, sessions and z-scored single-trial betas exactly
-    as in the source; train and val lists are empty. Twin ground truth files are copied for the
+    as in the source; their train and val lists are empty. Twin ground truth files are copied for the
     kept subjects.
+
+    With ``heldout_minutes`` > 0, each held-out subject of the source (one the run was not trained on)
+    comes along with its first ``heldout_minutes`` of training trials in session order (750 per hour,
+    as :func:`brainit_core.models.transfer.transfer_trials` counts them) and its test trials, and the
+    first ``n_unlabeled`` unlabeled images: enough for the Transfer lab's 15-minute and 1-hour transfers.
     """
     from brainit_core.data import DatasetWriter, load_dataset
+    from brainit_core.models.transfer import transfer_trials
 
     ds = load_dataset(data)
     out = Path(out)
     subjects = list(subjects or ds.training_subjects)
+    heldout = [s for s in ds.subjects if s not in subjects] if heldout_minutes > 0 else []
     test_ids = None
-    for s in subjects:
+    for s in subjects + heldout:
         ids = np.sort(ds.subject(s).test_image_ids)
         test_ids = ids if test_ids is None else np.intersect1d(test_ids, ids)
     test_ids = np.sort(test_ids)[:n_test]
     ood = np.sort(ds.image_set("ood"))[:n_ood] if "ood" in ds.image_sets else np.zeros(0, np.int64)
+    unl = (ds.image_set("unlabeled")[:n_unlabeled] if heldout and "unlabeled" in ds.image_sets
+           else np.zeros(0, np.int64))
+    budgets = {s: np.sort(transfer_trials(ds.subject(s), heldout_minutes)) for s in heldout}
+    train_ids = {s: np.unique(ds.subject(s).image_ids[t]) for s, t in budgets.items()}
     meta = DatasetInfo(data).metadata
     extra = {k: v for k, v in meta.items() if k not in ("format_version", "source", "mesh", "image_size",
                                                           "subjects", "complete", "heldout_subjects", "build_id")}
-    extra["bundle"] = {"from": str(Path(data).resolve()), "n_test": int(len(test_ids)), "n_ood": int(len(ood))}
+    extra["bundle"] = {"from": str(Path(data).resolve()), "n_test": int(len(test_ids)), "n_ood": int(len(ood)),
+                       "heldout_minutes": int(heldout_minutes) if heldout else 0,
+                       "heldout_trials": {s: int(len(t)) for s, t in budgets.items()}, "n_unlabeled": int(len(unl))}
     w = DatasetWriter(out, source=ds.source, mesh=ds.mesh, image_size=meta["image_size"], **extra)
-    keep = np.union1d(test_ids, ood)
-    w.add_images(keep, ds.images(keep))
+    keep = np.unique(np.concatenate([test_ids, ood, unl, *train_ids.values()]).astype(np.int64))
+    for start in range(0, len(keep), 256):
+        w.add_images(keep[start:start + 256], ds.images(keep[start:start + 256]))
     if len(ood):
         w.add_image_set("ood", ood)
-    for s in subjects:
+    if len(unl):
+        w.add_image_set("unlabeled", unl)
+    for s in subjects + heldout:
         sub = ds.subject(s)
         w.begin_subject(s, sub.vertices, sub.hemispheres)
         trials = np.flatnonzero(np.isin(sub.image_ids, test_ids))
+        if s in budgets:
+            trials = np.union1d(trials, budgets[s])
         sessions = sub.sessions[trials]
         for sess in np.unique(sessions):
             t = trials[sessions == sess]
             w.append_session(s, sub.betas_for_trials(t), sub.image_ids[t], session=int(sess))
-        w.finalize_subject(s, np.zeros(0, np.int64), np.zeros(0, np.int64), test_ids)
+        w.finalize_subject(s, train_ids.get(s, np.zeros(0, np.int64)), np.zeros(0, np.int64), test_ids)
     gt = Path(data) / "ground_truth"
     if gt.is_dir():
-        for name in GT_FILES + tuple(f"{s}.npz" for s in subjects):
+        for name in GT_FILES + tuple(f"{s}.npz" for s in subjects + heldout):
             if (gt / name).exists():
                 _copy(gt / name, out / "ground_truth" / name)
-    w.finalize(heldout_subjects=[])
+    w.finalize(heldout_subjects=heldout)
     return out
 
 
 def make_bundle(data, run, generators, out, n_test: int = 100, n_ood: int = 24, half: bool = True,
-                benchmark=None, grid_subjects: int = 1) -> dict:
+                benchmark=None, grid_subjects: int = 1, heldout_minutes: int = 0, n_unlabeled: int = 0) -> dict:
     """Assemble ``out`` (normally ``assets/demo``) and write its ``MANIFEST.json``.
+
+    ``heldout_minutes`` / ``n_unlabeled``: ship the held-out subjects' first minutes of training
+    trials and unlabeled images (:func:`export_dataset_slice`).
 
     ``grid_subjects``: ship the default Reconstructions grid of the run's first N subjects (0: none).
     Returns the manifest.
@@ -135,7 +157,8 @@ def make_bundle(data, run, generators, out, n_test: int = 100, n_ood: int = 24, 
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         (tmp / IN_PROGRESS).write_text(str(os.getpid()))
-        manifest = _assemble(tmp, data, source, generators, n_test, n_ood, half, benchmark, grid_subjects)
+        manifest = _assemble(tmp, data, source, generators, (n_test, n_ood, heldout_minutes, n_unlabeled), half,
+                             benchmark, grid_subjects)
         check_bundle_target(out)
         (tmp / IN_PROGRESS).unlink()
         if out.exists():
@@ -144,8 +167,9 @@ def make_bundle(data, run, generators, out, n_test: int = 100, n_ood: int = 24, 
     return manifest
 
 
-def _assemble(tmp: Path, data, source: RunDirectory, generators: Path, n_test: int, n_ood: int, half: bool,
+def _assemble(tmp: Path, data, source: RunDirectory, generators: Path, slice_sizes: tuple, half: bool,
               benchmark, grid_subjects: int) -> dict:
+    n_test, n_ood, heldout_minutes, n_unlabeled = slice_sizes
     run = source.path
     for name in RUN_CHECKPOINTS:
         copy_checkpoint(run / name, tmp / "run" / name, half=half)
@@ -156,7 +180,7 @@ def _assemble(tmp: Path, data, source: RunDirectory, generators: Path, n_test: i
         copy_checkpoint(generators / name, tmp / "generators" / name, half=half)
     _copy(generators / "generators.json", tmp / "generators" / "generators.json")
     export_dataset_slice(Path(data).expanduser(), tmp / "dataset", n_test=n_test, n_ood=n_ood,
-                         subjects=source.subjects)
+                         subjects=source.subjects, heldout_minutes=heldout_minutes, n_unlabeled=n_unlabeled)
     if benchmark is not None:
         for f in Path(benchmark).expanduser().iterdir():
             if f.is_file() and f.suffix in (".json", ".md", ".png", ".csv"):

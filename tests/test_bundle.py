@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from brainit_core.bundle import export_dataset_slice, verify_bundle
+from tests.factories import make_run_dataset
 from brainit_core.app_sources import bundle_dir
 
 BUNDLE = bundle_dir()
@@ -137,3 +138,28 @@ def test_a_bundled_run_answers_to_the_sha256_of_its_source(app_data):
                "transfer": {"amounts": ["all"], "scores": {"all": {"SSIM": 0.5}}}}
     assert benchmark_curve(results, run=BUNDLE / "run")[0] == [{"amount": "all", "SSIM": 0.5}]
     assert benchmark_curve(results, run=app_data.run) is None
+
+
+def test_dataset_slice_ships_the_heldout_subjects_first_hour(tmp_path):
+    """The Transfer lab's data: the held-out subject's first minutes of training trials, in session order,
+    its test trials and the first unlabeled images; the run's subjects keep test trials only."""
+    from brainit_core.data import load_dataset
+    from brainit_core.models.transfer import transfer_trials
+
+    make_run_dataset(tmp_path / "src")
+    src = load_dataset(tmp_path / "src")
+    out = load_dataset(export_dataset_slice(src.path, tmp_path / "slice", n_test=3, n_ood=0,
+                                            subjects=["sub01", "sub02"], heldout_minutes=1, n_unlabeled=5))
+    assert out.subjects == ["sub01", "sub02", "sub03"] and out.heldout_subjects == ["sub03"]
+    assert len(out.subject("sub01").train_image_ids) == 0
+    a, b = src.subject("sub03"), out.subject("sub03")
+    budget = transfer_trials(a, 1)  # 12 trials: 750 an hour
+    assert len(budget) == 12
+    np.testing.assert_array_equal(np.sort(b.train_image_ids), np.unique(a.image_ids[budget]))
+    np.testing.assert_array_equal(transfer_trials(b, 1), transfer_trials(b, "all"))  # the whole budget, nothing more
+    want = a.betas_for_trials(np.sort(budget))
+    got = b.betas_for_trials(np.flatnonzero(np.isin(b.image_ids, b.train_image_ids)))
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(out.image_set("unlabeled"), src.image_set("unlabeled")[:5])
+    np.testing.assert_array_equal(out.images(b.train_image_ids), src.images(b.train_image_ids))
+    assert out.info.metadata["bundle"]["heldout_trials"] == {"sub03": 12}

@@ -27,6 +27,7 @@ from brainit_core.errors import BrainITError, DataFormatError
 from brainit_core.features.base import FeatureSpace, images_to_tensor
 from brainit_core.locks import FileLock, LockedError, lock_path_for
 from brainit_core.progress import track
+from brainit_core.utils import assets_dir, default_data_dir
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +107,15 @@ def compute_features(space: FeatureSpace, images, batch_size: int = 32, device=N
 
 
 def feature_cache_path(dataset, space: FeatureSpace) -> Path:
-    """``<dataset>/features/<space key>-<dataset content id>.h5``: a rebuilt dataset gets another file."""
-    return Path(dataset.path) / "features" / f"{space.cache_key()}-{dataset_key(dataset)}.h5"
+    """``<dataset>/features/<space key>-<dataset content id>.h5``: a rebuilt dataset gets another file.
+
+    A dataset shipped inside the project's ``assets/`` (the demo bundle, whose files its manifest
+    lists) keeps its cache under ``<data dir>/bundle-features/<folder name>/features/`` instead, so
+    the repository's files never change."""
+    root = Path(dataset.path).resolve()
+    if root.is_relative_to(assets_dir().resolve()):
+        root = default_data_dir() / "bundle-features" / root.name
+    return root / "features" / f"{space.cache_key()}-{dataset_key(dataset)}.h5"
 
 
 def dataset_key(dataset) -> str:

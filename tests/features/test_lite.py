@@ -94,3 +94,19 @@ def test_nonfinite_features_are_refused(tmp_path, monkeypatch):
         extract_features(ds, ids, space, batch_size=2)
     with h5py.File(path, "r") as f:
         assert f["ids"].shape == (0,)  # nothing cached
+
+
+def test_a_bundled_dataset_caches_outside_the_repository(tmp_path, monkeypatch):
+    """The shipped bundle's dataset lies in assets/ (its MANIFEST lists every file): its feature cache goes
+    to the data directory, any other dataset's beside it."""
+    from brainit_core.features.cache import feature_cache_path
+    from brainit_core.utils import assets_dir
+
+    monkeypatch.setenv("BRAINIT_DATA", str(tmp_path / "data"))
+    space = get_feature_space("lite0", preset="ci", pretrained=False)
+    own = make_tiny_dataset(tmp_path / "d")
+    assert feature_cache_path(own, space).parent == (tmp_path / "d" / "features")
+    bundled = make_tiny_dataset(tmp_path / "d2")
+    monkeypatch.setattr(bundled, "path", assets_dir() / "demo" / "dataset", raising=False)
+    path = feature_cache_path(bundled, space)
+    assert path.parent == tmp_path / "data" / "bundle-features" / "dataset" / "features"

@@ -77,7 +77,7 @@ def test_a_fixed_schedule_keeps_the_last_epoch_even_when_validation_gets_worse(t
         assert meta["epoch"] == {"best": 1, "last": 3}[keep]
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     from brainit_core.models.training import train_run
 
@@ -178,3 +178,18 @@ def test_benchmark_curve_rows():
     rows, base = benchmark_curve(res)
     assert rows == [{"amount": "15 min", "SSIM": 0.5}, {"amount": "all", "SSIM": 0.7}] and base == {"ridge": {"SSIM": 0.6}}
     assert benchmark_curve({"transfer": {"skipped": "no runs"}}) is None and benchmark_curve(None) is None
+
+
+def test_transfer_runs_on_a_bundle_slice(trained_run, tmp_path):
+    """The shipped bundle's held-out subject (its first hour and a few unlabeled images) is enough for
+    the Transfer lab: a transfer to it finishes and decodes the new subject."""
+    from brainit_core.bundle import export_dataset_slice
+    from brainit_core.models.run import BrainITRun
+    from brainit_core.models.transfer import transfer_subject
+
+    ds, base = trained_run
+    sliced = export_dataset_slice(ds.path, tmp_path / "slice", n_test=3, n_ood=0, subjects=["sub01", "sub02"],
+                                  heldout_minutes=1, n_unlabeled=6)
+    out = transfer_subject(sliced, "sub03", 1, base / "run", tmp_path / "run-sliced", device="cpu")
+    run = BrainITRun.load(out, device="cpu")
+    assert run.subjects == ["sub01", "sub02", "sub03"]
