@@ -184,9 +184,11 @@ def transfer_subject(data, subject: str, minutes, from_run, out, device: str = "
     if not (stages.done("encoder") and stages.done("synthetic")):
         backbone = enc.encoder_backbone(enc_config, src_run.preset, dev, decoder_space=space)
 
-    # 1. features of the new subject's images and of the unlabeled pool
+    # 1. features of the budget's images (and of the val split when it chooses the epoch) and of the
+    #    unlabeled pool: a 15-minute transfer extracts 15 minutes' worth of images, not the subject's all
     t0 = time.time()
-    ids, unl = needed_image_ids(dataset, [subject], config.max_unlabeled)
+    _, unl = needed_image_ids(dataset, [subject], config.max_unlabeled)
+    ids = np.unique(np.concatenate([sd.image_ids[trials], sd.val_image_ids if val_trials is None else np.zeros(0, np.int64)]))
     features = load_run_features(dataset, space, np.concatenate([ids, unl]), dev)
     if not stages.done("features"):
         stages.finish("features", time.time() - t0, n_images=len(features))
