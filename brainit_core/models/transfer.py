@@ -188,7 +188,8 @@ def transfer_subject(data, subject: str, minutes, from_run, out, device: str = "
     #    unlabeled pool: a 15-minute transfer extracts 15 minutes' worth of images, not the subject's all
     t0 = time.time()
     _, unl = needed_image_ids(dataset, [subject], config.max_unlabeled)
-    ids = np.unique(np.concatenate([sd.image_ids[trials], sd.val_image_ids if val_trials is None else np.zeros(0, np.int64)]))
+    val_ids = sd.val_image_ids if val_trials is None else np.zeros(0, np.int64)
+    ids = np.unique(np.concatenate([sd.image_ids[trials], val_ids]))
     features = load_run_features(dataset, space, np.concatenate([ids, unl]), dev)
     if not stages.done("features"):
         stages.finish("features", time.time() - t0, n_images=len(features))
