@@ -138,6 +138,19 @@ def record_error(exc: BaseException) -> None:
         ErrorHandler().record_exception(exc)
 
 
+def my_turn(k: int) -> bool:
+    """True when item ``k`` of a sequence the processes take turns at (validation batches) is this
+    process's (always in one process); the results are then summed with :func:`all_reduce_sum`."""
+    world = world_size()
+    return world == 1 or k % world == rank()
+
+
+def on_main(context):
+    """``context`` on rank 0 and a context that does nothing on the others: a lock on an output that
+    only rank 0 writes (the other ranks would find it taken and fail)."""
+    return context if is_main() else contextlib.nullcontext()
+
+
 def barrier() -> None:
     """Wait for every process (a no-op in one process)."""
     if is_distributed():
@@ -324,6 +337,11 @@ class Shard:
         if self.whole:
             return x
         return _gather_function().apply(x, self)
+
+
+def draw(fn, shape, shard: "Shard | None" = None):
+    """``fn(shape)``, or with a shard the whole batch's draw sliced (:meth:`Shard.draw`)."""
+    return fn(tuple(shape)) if shard is None else shard.draw(fn, shape)
 
 
 def shard_of(n: int, align: int = 1, world: int | None = None, rank_: int | None = None) -> Shard:

@@ -176,11 +176,3 @@ def test_a_stalled_rank_times_out_instead_of_hanging(tmp_path):
     assert job.returncode != 0
     assert "timed out" in job.output.lower() or "timeout" in job.output.lower(), job.output[-3000:]
 
-
-def test_stage2_refuses_several_processes_with_one_line(tmp_path, monkeypatch):
-    from brainit_core.errors import BrainITError
-    from brainit_core.reconstruction.stage2 import train_stage2
-
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    with pytest.raises(BrainITError, match="stage2 runs in one process"):
-        train_stage2(tmp_path / "run", tmp_path / "gens", tmp_path / "out")
