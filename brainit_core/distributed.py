@@ -13,8 +13,9 @@ The rules every training loop follows (``docs/models.md``, "Training on several 
   global batch and sliced (:meth:`Shard.draw`), so the union of the shards is the single-process
   batch with the single-process random numbers;
 - a process's loss is its share of the global loss (:meth:`Shard.share`: a mean over its samples
-  weighted by its fraction of the batch; a loss over the whole batch such as the InfoNCE runs on
-  rows gathered from every process, :meth:`Shard.gather`, divided by the process count); the
+  weighted by its fraction of the batch; a loss over the whole batch such as the InfoNCE gathers
+  every process's rows, :meth:`Shard.gather`, and computes this process's rows of it,
+  ``models.losses.info_nce_rows``); the
   shares sum to the single-process loss, and :func:`sync_gradients` sums the gradients once per
   step, so one optimiser step equals the single-process one up to the order of float additions;
 - only rank 0 writes: :func:`brainit_core.fileio.write_json`, ``save_npy``, ``save_npz`` and
@@ -332,7 +333,8 @@ class Shard:
         """Concatenate every process's rows of ``x`` (its first dimension is this shard), with gradients.
 
         The backward pass sums the gradient of the gathered tensor over processes and keeps this
-        shard's rows (a loss computed on gathered rows is then divided by the process count).
+        shard's rows, so each process's loss must be its share of the whole (a loss computed on all
+        gathered rows by every process is divided by the process count).
         """
         if self.whole:
             return x
