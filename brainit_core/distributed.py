@@ -140,15 +140,14 @@ def record_error(exc: BaseException) -> None:
 
 
 def my_turn(k: int) -> bool:
-    """True when item ``k`` of a sequence the processes take turns at (validation batches) is this
-    process's (always in one process); the results are then summed with :func:`all_reduce_sum`."""
+    """Whether item ``k`` of what the processes take turns at (validation batches; then
+    :func:`all_reduce_sum`) is this process's: always in one process."""
     world = world_size()
     return world == 1 or k % world == rank()
 
 
 def on_main(context):
-    """``context`` on rank 0 and a context that does nothing on the others: a lock on an output that
-    only rank 0 writes (the other ranks would find it taken and fail)."""
+    """``context`` on rank 0, nothing on the others (a lock on an output only rank 0 writes)."""
     return context if is_main() else contextlib.nullcontext()
 
 
@@ -318,10 +317,8 @@ class Shard:
         return x if self.whole else x[self.lo:self.hi]
 
     def draw(self, fn, shape):
-        """Random numbers for this shard: ``fn(shape)`` for the whole batch (first dimension ``total``), sliced.
-
-        ``shape`` has this shard's first dimension (or the total); the generator inside ``fn`` advances
-        exactly as in one process.
+        """Random numbers for this shard: ``fn(shape)`` for the whole batch (first dimension ``total``), sliced;
+        ``shape`` has this shard's first dimension (or the total); ``fn``'s generator advances as in one process.
         """
         return self.take(fn((self.total, *tuple(shape)[1:])))
 
