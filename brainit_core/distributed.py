@@ -13,8 +13,9 @@ The rules every training loop follows (``docs/models.md``, "Training on several 
   global batch and sliced (:meth:`Shard.draw`), so the union of the shards is the single-process
   batch with the single-process random numbers;
 - a process's loss is its share of the global loss (:meth:`Shard.share`: a mean over its samples
-  weighted by its fraction of the batch; a loss over the whole batch such as the InfoNCE runs on
-  rows gathered from every process, :meth:`Shard.gather`, divided by the process count); the
+  weighted by its fraction of the batch; a loss over the whole batch such as the InfoNCE gathers
+  every process's rows, :meth:`Shard.gather`, and computes this process's rows of it,
+  ``models.losses.info_nce_rows``); the
   shares sum to the single-process loss, and :func:`sync_gradients` sums the gradients once per
   step, so one optimiser step equals the single-process one up to the order of float additions;
 - only rank 0 writes: :func:`brainit_core.fileio.write_json`, ``save_npy``, ``save_npz`` and
@@ -136,6 +137,18 @@ def record_error(exc: BaseException) -> None:
         from torch.distributed.elastic.multiprocessing.errors import ErrorHandler
 
         ErrorHandler().record_exception(exc)
+
+
+def my_turn(k: int) -> bool:
+    """Whether item ``k`` of what the processes take turns at (validation batches; then
+    :func:`all_reduce_sum`) is this process's: always in one process."""
+    world = world_size()
+    return world == 1 or k % world == rank()
+
+
+def on_main(context):
+    """``context`` on rank 0, nothing on the others (a lock on an output only rank 0 writes)."""
+    return context if is_main() else contextlib.nullcontext()
 
 
 def barrier() -> None:
@@ -304,10 +317,8 @@ class Shard:
         return x if self.whole else x[self.lo:self.hi]
 
     def draw(self, fn, shape):
-        """Random numbers for this shard: ``fn(shape)`` for the whole batch (first dimension ``total``), sliced.
-
-        ``shape`` has this shard's first dimension (or the total); the generator inside ``fn`` advances
-        exactly as in one process.
+        """Random numbers for this shard: ``fn(shape)`` for the whole batch (first dimension ``total``), sliced;
+        ``shape`` has this shard's first dimension (or the total); ``fn``'s generator advances as in one process.
         """
         return self.take(fn((self.total, *tuple(shape)[1:])))
 
@@ -319,11 +330,17 @@ class Shard:
         """Concatenate every process's rows of ``x`` (its first dimension is this shard), with gradients.
 
         The backward pass sums the gradient of the gathered tensor over processes and keeps this
-        shard's rows (a loss computed on gathered rows is then divided by the process count).
+        shard's rows, so each process's loss must be its share of the whole (a loss computed on all
+        gathered rows by every process is divided by the process count).
         """
         if self.whole:
             return x
         return _gather_function().apply(x, self)
+
+
+def draw(fn, shape, shard: "Shard | None" = None):
+    """``fn(shape)``, or with a shard the whole batch's draw sliced (:meth:`Shard.draw`)."""
+    return fn(tuple(shape)) if shard is None else shard.draw(fn, shape)
 
 
 def shard_of(n: int, align: int = 1, world: int | None = None, rank_: int | None = None) -> Shard:

@@ -76,7 +76,7 @@ def worker(args) -> None:
 
 def plan(args) -> None:
     """Paper plan for the full preset on ``args.plan`` GPUs: memory per GPU (``memory.estimate_memory``
-    with the per-GPU batch, the InfoNCE over the gathered global batch), FLOPs per sample counted by
+    with the per-GPU batch, the InfoNCE's rows of this GPU against the gathered global batch), FLOPs per sample counted by
     ``torch.utils.flop_counter`` on a CPU forward + backward, and time per epoch at an assumed
     sustained throughput, all-reduce bandwidth and feature read rate (arguments)."""
     import numpy as np
@@ -109,7 +109,9 @@ def plan(args) -> None:
         nq = sem.n_tokens if head == "semantic" else sum(counts)
         n_out = sem.dim if head == "semantic" else max(t.dim for t in low)
         contrastive = 0 if head == "semantic" else batch * max(counts)  # gathered: the whole batch's rows
-        est = estimate_memory(cfg, count_parameters(net), nq, local, cfg.voxels_per_sample, n_out, True, contrastive)
+        rows = 0 if head == "semantic" else local * max(counts)  # each GPU computes its own rows of the logits
+        est = estimate_memory(cfg, count_parameters(net), nq, local, cfg.voxels_per_sample, n_out, True, contrastive,
+                              rows)
         one = estimate_memory(cfg, count_parameters(net), nq, batch, cfg.voxels_per_sample, n_out, True, contrastive)
         b = 2
         idx = torch.rand(b, args.voxels_full).argsort(1)[:, :cfg.voxels_per_sample]
@@ -130,7 +132,7 @@ def plan(args) -> None:
         reads = samples * per_sample / (args.read_gbs * 1e9)
         print(f"  {head}: {count_parameters(net) / 1e6:.0f} M parameters; batch {batch} = {gpus} x {local}; "
               f"memory per GPU {est['total'] / 2**30:.1f} GiB (params+grads+AdamW {est['params'] / 2**30:.1f}, "
-              f"activations {est['activations'] / 2**30:.1f}, of which InfoNCE {16 * contrastive ** 2 / 2**30:.1f}); "
+              f"activations {est['activations'] / 2**30:.1f}, of which InfoNCE {24 * contrastive * rows / 2**30:.1f}); "
               f"one GPU: {one['total'] / 2**30:.1f} GiB")
         print(f"    {flops / 1e9:.1f} GFLOP per sample (forward + backward, counted); per epoch: compute "
               f"{compute:.0f} s, gradient all-reduce {allreduce:.0f} s ({steps:,.0f} steps x "

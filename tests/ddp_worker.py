@@ -4,7 +4,8 @@
 
 Modes: ``head`` trains one BIT head on the tiny factory data (``tiny_head_job``; ``OUT/curves.json``);
 ``crash`` and ``hang`` do the same but rank 1 raises or stalls in epoch 2. Without torchrun it is the
-one-process job the tests compare with.
+one-process job the tests compare with. ``infonce`` computes each process's share of the low-level
+loss of a fixed batch (``infonce_batch``) and its gradients (``OUT/rank<R>.npz``).
 """
 from __future__ import annotations
 
@@ -43,13 +44,32 @@ def head(out: Path, name: str, fault: str | None = None, epochs: int = 3) -> Non
     write_json(out / "curves.json", curves)
 
 
+def infonce(out: Path) -> None:
+    import numpy as np
+
+    from brainit_core.models.losses import lowlevel_loss
+    from tests.factories import infonce_batch
+
+    preds, targets, kw = infonce_batch()
+    shard = distributed.shard_of(len(preds[0]))
+    own = [shard.take(x).clone().requires_grad_(True) for x in preds + targets]
+    loss, parts = lowlevel_loss(own[:len(preds)], own[len(preds):], shard=shard, **kw)
+    loss.backward()
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez(out / f"rank{distributed.rank()}.npz", loss=float(loss.detach()), acc=parts["acc"], lo=shard.lo,
+             **{f"grad{i}": x.grad.numpy() for i, x in enumerate(own)})
+
+
 def main(argv: list[str]) -> None:
     logging.basicConfig(level=logging.INFO if distributed.env_rank() == 0 else logging.WARNING)
     distributed.setup("cpu")
     mode, out = argv[0], Path(argv[1])
-    if mode not in ("head", "crash", "hang"):
+    if mode not in ("head", "crash", "hang", "infonce"):
         raise SystemExit(f"unknown mode {mode!r}")
-    head(out, argv[2], None if mode == "head" else mode, int(argv[3]) if len(argv) > 3 else 3)
+    if mode == "infonce":
+        infonce(out)
+    else:
+        head(out, argv[2], None if mode == "head" else mode, int(argv[3]) if len(argv) > 3 else 3)
     distributed.barrier()
     distributed.shutdown()
 

@@ -402,6 +402,18 @@ def tiny_head_job(epochs: int = 3):
 
 
 REPO = Path(__file__).resolve().parent.parent
+def infonce_batch():
+    """A fixed low-level batch for ``tests/ddp_worker.py infonce``: predictions and targets of two layers
+    ``(5, n_l, C_l)`` (5 samples: uneven shards on 2 processes) and the ``lowlevel_loss`` settings."""
+    import torch
+
+    g = torch.Generator().manual_seed(7)
+    shapes = [(5, 6, 4), (5, 3, 8)]
+    preds = [torch.randn(s, generator=g) for s in shapes]
+    targets = [p + 0.7 * torch.randn(p.shape, generator=g) for p in preds]
+    return preds, targets, {"logit_scale": 0.5, "mse_weight": 0.3, "accuracy": True}
+
+
 DDP_WORKER = REPO / "tests" / "ddp_worker.py"
 
 

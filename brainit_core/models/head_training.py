@@ -80,8 +80,6 @@ def validate_head(model: BrainITModel, head: str, data: BITData, config: BITConf
     model.eval()
     net = model.heads[head]
     tg = torch.Generator().manual_seed(0)
-    world = distributed.world_size()
-    rank = distributed.rank() if world > 1 else 0
     counts = config.samples_per_layer(model.lowlevel_specs) if head != "semantic" else []
     n_tokens = [int(np.prod(s.grid)) for s in model.lowlevel_specs]
     loss_sum, corr_sum, n, k = 0.0, 0.0, 0, -1
@@ -93,7 +91,7 @@ def validate_head(model: BrainITModel, head: str, data: BITData, config: BITConf
             batch = [("real", subject, i) for i in range(start, min(start + config.eval_batch, len(pool)))]
             idx = [torch.rand(len(batch), nt, generator=tg).argsort(1)[:, :c].to(device) for nt, c in zip(n_tokens, counts)]
             k += 1
-            if k % world != rank:
+            if not distributed.my_turn(k):
                 continue
             groups, rows = make_groups(model, BITData(data.features, {subject: pool}, {}, {}), batch, None, device, None)
             targets = standardized_targets(model, head, data, rows, device)
@@ -109,8 +107,7 @@ def validate_head(model: BrainITModel, head: str, data: BITData, config: BITConf
             loss_sum += float(loss) * len(rows)
             corr_sum += float(np.mean([token_corr(p, t).mean().item() for p, t in zip(pred, targets)])) * len(rows)
             n += len(rows)
-    if world > 1:
-        loss_sum, corr_sum, n = distributed.all_reduce_sum([loss_sum, corr_sum, n]).tolist()
+    loss_sum, corr_sum, n = distributed.all_reduce_sum([loss_sum, corr_sum, n]).tolist()
     return {"val_loss": loss_sum / max(n, 1), "val_corr": corr_sum / max(n, 1)}
 
 

@@ -44,6 +44,32 @@ def info_nce(pred: torch.Tensor, target: torch.Tensor, logit_scale: float = 1.0,
     return loss, acc
 
 
+def info_nce_rows(pred: torch.Tensor, target: torch.Tensor, shard, logit_scale: float = 1.0,
+                  accuracy: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """This process's share of :func:`info_nce` over the whole batch of several processes, by rows.
+
+    ``pred`` and ``target`` are this process's samples ``(b, ..., C)`` of the batch (``shard``). The
+    other processes' rows are gathered (``Shard.gather``, gradients summed back); this process
+    computes only its own rows of the logits (its predictions against every target) and of their
+    transpose (its targets against every prediction): two ``(m, M)`` blocks instead of the
+    ``(M, M)`` matrix (``m`` its rows, ``M`` the batch's), so the logits' memory is split by the
+    number of processes. Each block's cross-entropies are summed over its rows and divided by ``M``:
+    the shares (loss and accuracy) sum to :func:`info_nce` of the gathered batch, and so do their
+    gradients once summed over processes.
+    """
+    c = pred.shape[-1]
+    p_own, t_own = pred.reshape(-1, c).float(), target.reshape(-1, c).float()
+    p_all, t_all = shard.gather(pred).reshape(-1, c).float(), shard.gather(target).reshape(-1, c).float()
+    per_sample = p_own.shape[0] // max(len(shard), 1)
+    labels = torch.arange(shard.lo * per_sample, shard.lo * per_sample + p_own.shape[0], device=p_own.device)
+    rows = logit_scale * p_own @ t_all.T  # (m, M): row i of the logits
+    cols = logit_scale * t_own @ p_all.T  # (m, M): row i of the logits' transpose
+    n = p_all.shape[0]
+    loss = 0.5 * (F.cross_entropy(rows, labels, reduction="sum") + F.cross_entropy(cols, labels, reduction="sum")) / n
+    acc = (cols.argmax(1) == labels).float().sum() / n if accuracy else None
+    return loss, acc
+
+
 def semantic_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """MSE between standardised semantic tokens, (B, N, D) each."""
     return F.mse_loss(pred.float(), target.float())
@@ -63,8 +89,9 @@ def lowlevel_loss(preds: Sequence[torch.Tensor], targets: Sequence[torch.Tensor]
     accuracy : bool
         Report the InfoNCE retrieval accuracy in ``parts``.
     shard : Shard, optional
-        This process's part of the batch (:mod:`brainit_core.distributed`): the InfoNCE runs on the
-        rows of every process (gathered) and the loss returned is this process's share.
+        This process's part of the batch (:mod:`brainit_core.distributed`): the InfoNCE's negatives
+        are the rows of every process (gathered), each process computing its own rows of the logits
+        (:func:`info_nce_rows`), and the loss returned is this process's share.
 
     Returns
     -------
@@ -75,9 +102,8 @@ def lowlevel_loss(preds: Sequence[torch.Tensor], targets: Sequence[torch.Tensor]
     nce, mse, acc = [], [], []
     split = shard is not None and not shard.whole
     for p, t in zip(preds, targets):
-        if split:  # the whole batch's InfoNCE on every process, each counting 1 / processes of it
-            l, a = info_nce(shard.gather(p), shard.gather(t), logit_scale, accuracy)
-            l = l / len(shard.bounds)
+        if split:  # this process's rows of the whole batch's InfoNCE
+            l, a = info_nce_rows(p, t, shard, logit_scale, accuracy)
         else:
             l, a = info_nce(p, t, logit_scale, accuracy)
         nce.append(l)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from brainit_core import distributed
 from brainit_core.checkpoint import load_checkpoint, save_checkpoint
 from brainit_core.progress import track
 from brainit_core.reconstruction.train_state import StepLoop
@@ -308,7 +309,7 @@ def diffusion_loss(model: ConditionalUNet, noise_scheduler, latents: torch.Tenso
     dev = latents.device
 
     def draw(fn, *shape):
-        return (fn(shape) if shard is None else shard.draw(fn, shape)).to(dev)
+        return distributed.draw(fn, shape, shard).to(dev)
 
     noise = draw(lambda s: torch.randn(s, generator=generator), *latents.shape)
     t = draw(lambda s: torch.randint(0, config.num_train_timesteps, s, generator=generator), B)

@@ -24,6 +24,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from brainit_core.checkpoint import load_checkpoint, save_checkpoint
+from brainit_core.distributed import draw
 from brainit_core.errors import MissingWeightsError
 from brainit_core.progress import track
 from brainit_core.runs import SDXL_PROJECTION, SDXL_WEIGHT_NAMES, sdxl_missing
@@ -222,20 +223,22 @@ class SDXLReconstructor:
         return self.vae.encode(x * 2 - 1).latent_dist.mean * self.vae.config.scaling_factor
 
     def loss(self, latents: torch.Tensor, tokens: torch.Tensor, generator: torch.Generator,
-             cond_dropout: float = 0.1) -> torch.Tensor:
+             cond_dropout: float = 0.1, shard=None) -> torch.Tensor:
         """Diffusion training loss (MSE of the epsilon or v prediction, as the scheduler config says) on
         scaled latents conditioned on image tokens (B, N, D_tok); differentiable in the tokens, the
         projection and the UNet. ``cond_dropout`` of the samples get the unconditional (zero) embedding,
-        as classifier-free guidance samples it."""
+        as classifier-free guidance samples it. With a :class:`~brainit_core.distributed.Shard` the batch
+        is this process's part and the noise, timesteps and dropout are drawn for the whole batch and sliced."""
         from diffusers import DDPMScheduler
 
         keep = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "prediction_type", "steps_offset")
         sched = DDPMScheduler(**{k: v for k, v in self.scheduler_config.items() if k in keep})
         B = latents.shape[0]
         x0 = latents.to(self.device).float()
-        noise = torch.randn(x0.shape, generator=generator).to(self.device)
-        t = torch.randint(0, sched.config.num_train_timesteps, (B,), generator=generator).to(self.device)
-        drop = (torch.rand(B, generator=generator) < cond_dropout).to(self.device)
+        noise = draw(lambda s: torch.randn(s, generator=generator), x0.shape, shard).to(self.device)
+        t = draw(lambda s: torch.randint(0, sched.config.num_train_timesteps, s, generator=generator), (B,),
+                 shard).to(self.device)
+        drop = draw(lambda s: torch.rand(s, generator=generator), (B,), shard).to(self.device) < cond_dropout
         size = x0.shape[-1] * self.latent_factor
         emb, pooled, time_ids = self._conditioning(tokens, size, drop)
         pred = self._predict(sched.add_noise(x0, noise, t), t, emb, pooled, time_ids)

@@ -142,11 +142,15 @@ def predict_tokens(bit, groups) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def joint_loss(bit, generator, data: BITData, latents: torch.Tensor, batch, n_voxels, aux_weight: float,
-               tg: torch.Generator, device) -> tuple[torch.Tensor, dict]:
-    """Diffusion loss (+ ``aux_weight`` x token MSE) of one batch of ``(source, subject, index)`` samples."""
-    groups, rows = make_groups(bit, data, batch, n_voxels, device, tg)
+               tg: torch.Generator, device, shard=None) -> tuple[torch.Tensor, dict]:
+    """Diffusion loss (+ ``aux_weight`` x token MSE) of one batch of ``(source, subject, index)`` samples.
+
+    With a :class:`~brainit_core.distributed.Shard` of the batch (several processes) the loss is the
+    mean over this process's samples, with every random number drawn for the whole batch and sliced.
+    """
+    groups, rows = make_groups(bit, data, batch, n_voxels, device, tg, shard)
     tokens, pred_std = predict_tokens(bit, groups)
-    diffusion = generator.loss(latents[rows].to(device), tokens, tg)
+    diffusion = generator.loss(latents[rows].to(device), tokens, tg, shard)
     parts = {"diffusion": float(diffusion.detach())}
     loss = diffusion
     if aux_weight > 0:
@@ -159,7 +163,7 @@ def joint_loss(bit, generator, data: BITData, latents: torch.Tensor, batch, n_vo
 @torch.no_grad()
 def evaluate(bit, generator, data: BITData, latents, samples: list, seed: int, device, batch_size: int = 16) -> dict:
     """Mean diffusion loss and token MSE of ``samples`` (all voxels, noise fixed by ``seed``): comparable
-    before and after fine-tuning."""
+    before and after fine-tuning. Several processes take turns by batch and sum the results."""
     modules = [bit.semantic, generator.module]
     modes = [m.training for m in modules]
     for m in modules:
@@ -167,6 +171,8 @@ def evaluate(bit, generator, data: BITData, latents, samples: list, seed: int, d
     with_tokens = data.features.semantic.size > 0  # targets loaded (not for the official loss at full size)
     total = {"diffusion": 0.0, "tokens": 0.0} if with_tokens else {"diffusion": 0.0}
     for k in range(0, len(samples), batch_size):
+        if not distributed.my_turn(k // batch_size):
+            continue
         chunk = samples[k:k + batch_size]
         _, parts = joint_loss(bit, generator, data, latents, chunk, None, 1.0 if with_tokens else 0.0,
                               torch.Generator().manual_seed(seed + k), device)
@@ -174,7 +180,8 @@ def evaluate(bit, generator, data: BITData, latents, samples: list, seed: int, d
             total[key] += parts[key] * len(chunk)
     for m, mode in zip(modules, modes):
         m.train(mode)
-    return {k: v / max(len(samples), 1) for k, v in total.items()}
+    sums = distributed.all_reduce_sum(list(total.values())).tolist()
+    return {k: v / max(len(samples), 1) for k, v in zip(total, sums)}
 
 
 def _spread(samples: list, n: int) -> list:
@@ -250,12 +257,8 @@ def train_stage2(run_dir, generators_dir, out, preset: str = "demo", data=None, 
     from brainit_core.models.run import BrainITRun
     from brainit_core.reconstruction.generators import Generators
     from brainit_core.reconstruction.train_state import StepLoop
-    from brainit_core.utils import resolve_device
 
-    if distributed.env_world_size() > 1:  # its loss, locks and caches are not sharded yet
-        raise BrainITError("stage2 runs in one process: start it without torchrun "
-                           "(train, transfer and train-generators run on several; docs/models.md)")
-    device = device if isinstance(device, torch.device) else resolve_device(device or "auto")
+    device = distributed.setup(device or "auto")  # several processes (torchrun): join the group, cuda:LOCAL_RANK
     out = Path(out).expanduser()
     src = RunDirectory(run_dir)
     config = config or Stage2Config.preset(preset)
@@ -265,8 +268,10 @@ def train_stage2(run_dir, generators_dir, out, preset: str = "demo", data=None, 
     run = BrainITRun.load(src.path, device=device)
     gens = Generators.load(generators_dir, device=device, space=run.space)
     settings = _settings(src, gens, preset, config, Path(data).expanduser().resolve())
-    with FileLock(lock_path_for(out), what=f"stage-2 folder {out}"):
-        _check_marker(out, settings)
+    with distributed.on_main(FileLock(lock_path_for(out), what=f"stage-2 folder {out}")):  # rank 0 writes
+        if distributed.is_main():
+            _check_marker(out, settings)
+        distributed.barrier()
         if RunDirectory(out / "run").is_complete and (out / "generators" / "generators.json").is_file():
             log.info("stage 2 in %s is finished; nothing to do", out)
             return out
@@ -294,27 +299,27 @@ def train_stage2(run_dir, generators_dir, out, preset: str = "demo", data=None, 
         bit = run.model
         joint, optimizer, sched, ema = joint_optimizer(bit, generator, config)
         loop = StepLoop("stage 2", joint, optimizer, sched, train_dir, "stage2", steps, config.checkpoint_every,
-                        settings, ema=ema, ema_decay=config.ema_decay)
+                        settings, ema=ema, ema_decay=config.ema_decay, batch_size=config.batch_size)
         start = loop.resume(device)
         eval_sets = {"val": (val_data, _spread([("real", s, i) for s in subjects for i in range(len(data_.val[s]))],
                                                config.eval_samples)),
                      "train": (data_, _spread(samples, config.eval_samples))}
         record = read_json(train_dir / "eval.json", {})
-        if "before" not in record:
+        if distributed.any_rank("before" not in record):
             if start:
                 raise BrainITError(f"{train_dir / 'eval.json'} is missing: the stage 2 in {out} cannot report its "
                                    "before/after losses; start it again in a new folder")
             record["before"] = {k: evaluate(bit, generator, d, latents, s, seed, device) for k, (d, s) in eval_sets.items()}
             write_json(train_dir / "eval.json", record)
 
-        # 3. the steps: every draw depends on (seed, step) only
+        # 3. the steps: every draw depends on (seed, step) only; each process takes its shard of the batch
         def loss_fn(step):
             rng = np.random.default_rng([seed, 2, step])
             tg = torch.Generator().manual_seed(int(rng.integers(2**62)))
             torch.manual_seed(int(rng.integers(2**62)))
             picks = rng.choice(len(samples), config.batch_size, replace=len(samples) < config.batch_size)
             return joint_loss(bit, generator, data_, latents, [samples[i] for i in picks], n_voxels,
-                              config.aux_weight, tg, device)
+                              config.aux_weight, tg, device, loop.shard)
 
         finished = loop.run(start, loss_fn, max_seconds)
         timings = read_json(train_dir / "timings.json", {})
@@ -331,6 +336,8 @@ def train_stage2(run_dir, generators_dir, out, preset: str = "demo", data=None, 
         write_json(train_dir / "eval.json", record)
         info = {**settings, "steps": steps, "n_pairs": len(samples), "subjects": subjects,
                 "seconds": round(timings["stage2"], 1), "eval": record}
-        generator.write(out / "generators", info)
-        write_run(out / "run", src, bit, info)
+        if distributed.is_main():
+            generator.write(out / "generators", info)
+            write_run(out / "run", src, bit, info)
+        distributed.barrier()  # the other processes return once the results are on disk
     return out

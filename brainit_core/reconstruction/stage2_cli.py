@@ -7,6 +7,7 @@ from brainit_core.cli_types import (
     add_device_args, existing_dir, feature_space, non_negative_float, non_negative_int, out_dir, positive_float,
     positive_int, setup_device,
 )
+from brainit_core.distributed import is_main
 
 PRESETS = ("ci", "demo", "full")
 
@@ -48,8 +49,11 @@ def register(subparsers) -> None:
                     "SDXL), fine-tune BIT's semantic head and the generator's UNet together with the diffusion "
                     "loss on (betas, seen image) pairs of the run's training subjects. Writes OUT/run (a complete "
                     "run) and OUT/generators beside it, and the diffusion loss before and after on validation "
-                    "pairs (OUT/train/eval.json, run.json's stage2). Resumable: run the same command again.")
-    p.add_argument("--run", type=existing_dir, required=True, help="finished run directory (stage 1)")
+                    "pairs (OUT/train/eval.json, run.json's stage2). Resumable: run the same command again. Data-parallel "
+                    "under torchrun (docs/models.md).")
+    p.add_argument("--run", "--from", dest="run", type=existing_dir, required=True,
+                   help="finished run directory (stage 1); under torchrun write --from (its own parser takes --run "
+                        "for its --run-path)")
     p.add_argument("--generators", type=existing_dir, default=None,
                    help="generators directory (default: the ones matching the run's feature space, printed)")
     p.add_argument("--data", type=existing_dir, default=None, help="dataset directory (default: the run's)")
@@ -93,7 +97,7 @@ def _stage2(args) -> int:
 
     device = setup_device(args)
     generators, how = generators_for_run(args.run, args.generators)
-    if not args.generators:
+    if not args.generators and is_main():
         print(f"generators: {generators} ({how})")
     config = Stage2Config.preset(args.preset)
     for field, value in (("steps", args.steps), ("batch_size", args.batch_size), ("lr_bit", args.lr_bit),
@@ -104,6 +108,8 @@ def _stage2(args) -> int:
                             seed=args.seed, config=config,
                             max_seconds=None if args.max_minutes is None else args.max_minutes * 60))
     ev = read_json(out / "train" / "eval.json", {})
+    if not is_main():  # (several processes: rank 0 reports)
+        return 0
     if "after" in ev:
         b, a = ev["before"]["val"]["diffusion"], ev["after"]["val"]["diffusion"]
         print(f"stage 2 done: validation diffusion loss {b:.4f} -> {a:.4f}; run {out / 'run'}, "

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from brainit_core import distributed
 from brainit_core.checkpoint import checkpoint_exists, copy_checkpoint
 from brainit_core.progress import track
 from brainit_core.reconstruction.generators import write_generators_json
@@ -46,10 +47,11 @@ class OfflineGenerator:
         device = next(ae.parameters()).device
         return encode_images(ae, resize_to(to_float_images(images, device), ae.config.sample_size))
 
-    def loss(self, latents: torch.Tensor, tokens: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def loss(self, latents: torch.Tensor, tokens: torch.Tensor, generator: torch.Generator, shard=None) -> torch.Tensor:
         """The loss the UNet was trained with (``diffusion.diffusion_loss``: its conditioning noise and
         dropout) on tokens in feature units, differentiable in them. The tokens are BIT's predictions
-        here, so the prediction-like augmentation (``cond_shrink``, ``cond_noise_max``) is off."""
+        here, so the prediction-like augmentation (``cond_shrink``, ``cond_noise_max``) is off. With a
+        :class:`~brainit_core.distributed.Shard` the batch is this process's part of it."""
         from dataclasses import replace
 
         from diffusers import DDPMScheduler
@@ -58,7 +60,7 @@ class OfflineGenerator:
 
         config = replace(self.module.config, cond_shrink=1.0, cond_noise_max=0.0)
         return diffusion_loss(self.module, DDPMScheduler(**config.scheduler_config()), latents,
-                              self.module.conditioner.standardize(tokens), config, generator)
+                              self.module.conditioner.standardize(tokens), config, generator, shard)
 
     def write(self, out: Path, info: dict) -> None:
         """The autoencoder and inverter copied, the fine-tuned UNet, ``generators.json`` (last) with ``stage2``."""
@@ -89,8 +91,8 @@ class SDXLGenerator:
     def encode(self, images: np.ndarray) -> torch.Tensor:
         return self.rec.encode(to_float_images(images, self.rec.device))
 
-    def loss(self, latents: torch.Tensor, tokens: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        return self.rec.loss(latents, tokens, generator)
+    def loss(self, latents: torch.Tensor, tokens: torch.Tensor, generator: torch.Generator, shard=None) -> torch.Tensor:
+        return self.rec.loss(latents, tokens, generator, shard=shard)
 
     def write(self, out: Path, info: dict) -> None:
         """The inverter copied, the fine-tuned projection and ``unet/``, ``generators.json`` (last) naming them."""
@@ -113,17 +115,15 @@ def stage2_generator(gens):
 
 
 def pair_latents(generator, dataset, ids: np.ndarray, path: Path, batch_size: int = 16) -> torch.Tensor:
-    """Latents of the dataset images ``ids`` (in that order) under ``generator``'s frozen encoder, cached at ``path``."""
-    if path.exists():
-        lat = np.load(path)
-        if len(lat) == len(ids):
-            return torch.from_numpy(lat)
-    parts = []
-    for i in track(range(0, len(ids), batch_size), desc="stage 2 latents"):
-        parts.append(generator.encode(dataset.images(ids[i:i + batch_size])).float().cpu().numpy())
-    lat = np.concatenate(parts).astype(np.float32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npy")
-    np.save(tmp, lat)
-    tmp.replace(path)
-    return torch.from_numpy(lat)
+    """Latents of the dataset images ``ids`` (in that order) under ``generator``'s frozen encoder, cached at
+    ``path`` (several processes: each encodes a shard of whole batches, :func:`distributed.write_rows`)."""
+    usable = path.exists() and len(np.load(path, mmap_mode="r")) == len(ids)
+    if distributed.any_rank(not usable):
+        def rows(lo: int, hi: int) -> np.ndarray:
+            parts = [generator.encode(dataset.images(ids[i:min(i + batch_size, hi)])).float().cpu().numpy()
+                     for i in track(range(lo, hi, batch_size), desc="stage 2 latents")]
+            return np.concatenate(parts).astype(np.float32)
+
+        shape = generator.encode(dataset.images(ids[:1])).shape[1:]
+        distributed.write_rows(path, len(ids), shape, np.float32, rows, align=batch_size)
+    return torch.from_numpy(np.load(path))

@@ -204,3 +204,12 @@ def test_memory_estimate_grows_with_batch_and_full_preset_fits_a_big_gpu():
     b = estimate_memory(cfg, 20_000_000, 256, 128, 15000, 1664, amp=True)
     assert b["activations"] == pytest.approx(2 * a["activations"])
     assert 1 * 2**30 < b["total"] < 80 * 2**30
+
+
+def test_memory_estimate_of_the_infonce_split_by_rows():
+    cfg = BITConfig.preset("full")
+    args = (cfg, 20_000_000, 256, 8, 15000, 512, True)
+    base = estimate_memory(*args)["activations"]
+    whole = estimate_memory(*args, contrastive_tokens=32768)["activations"] - base
+    split = estimate_memory(*args, contrastive_tokens=32768, contrastive_rows=32768 // 8)["activations"] - base
+    assert whole == 16 * 32768**2 and split == 24 * 4096 * 32768  # 16 GiB on every GPU -> 3 GiB on each of 8
