@@ -8,6 +8,12 @@ img2img). ``fusion_strength`` is the fraction of the schedule that is re-run:
 - ``24/38`` (official): start at step 14 of 38;
 - ``1``: the low-level image is ignored; this is exactly generation from pure noise
   (:func:`~brainit_core.reconstruction.diffusion.generate_latents` with the same seeds).
+
+``detail`` (not in the official code) adds back what the autoencoder loses of the low-level image:
+``fused + detail * (x - D(E(x)))``. SDXL's VAE at 768 px is close to lossless, so the official
+fusion needs no such term; the offline generators' small autoencoder (128 px, 16 x 16 latents)
+blurs fine structure even at strength 0, which ``detail=1`` restores exactly (strength 0 then gives
+the low-level image itself). The semantic change, ``D(denoised) - D(E(x))``, is unaffected.
 """
 from __future__ import annotations
 
@@ -31,7 +37,7 @@ def fusion_start(steps: int, strength: float) -> int:
 @torch.no_grad()
 def fuse(autoencoder, unet, scheduler_config: dict, low_level: torch.Tensor, semantic: torch.Tensor, seeds=0,
          strength: float = OFFICIAL_STRENGTH, steps: int = OFFICIAL_STEPS, guidance_scale: float = 3.0,
-         sampler: str = "dpm") -> torch.Tensor:
+         sampler: str = "dpm", detail: float = 0.0) -> torch.Tensor:
     """Fuse low-level images with semantic conditioning.
 
     Parameters
@@ -53,6 +59,8 @@ def fuse(autoencoder, unet, scheduler_config: dict, low_level: torch.Tensor, sem
     guidance_scale : float
     sampler : str
         ``"dpm"`` or ``"ddim"``.
+    detail : float
+        Weight of the autoencoder's loss on the low-level image added back (see the module docstring).
 
     Returns
     -------
@@ -71,8 +79,11 @@ def fuse(autoencoder, unet, scheduler_config: dict, low_level: torch.Tensor, sem
         x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
                                             antialias=x.shape[-1] > size)
     latents = encode_images(autoencoder, x)
+    lost = 0.0
+    if detail:
+        lost = float(detail) * (x - decode_latents(autoencoder, latents))
     if start >= steps:
-        return decode_latents(autoencoder, latents)
+        return (decode_latents(autoencoder, latents) + lost).clamp(0, 1)
     scheduler = make_scheduler(scheduler_config, sampler)
     scheduler.set_timesteps(int(steps), device=device)
     timesteps = scheduler.timesteps[start:]
@@ -81,4 +92,5 @@ def fuse(autoencoder, unet, scheduler_config: dict, low_level: torch.Tensor, sem
     noise = initial_noise(tuple(latents.shape[1:]), seeds, device)
     noisy = scheduler.add_noise(latents, noise, timesteps[:1].repeat(B))
     ctx = unet.context(semantic.to(device))
-    return decode_latents(autoencoder, denoise(unet, noisy, ctx, scheduler, timesteps, guidance_scale, desc="fusion"))
+    out = decode_latents(autoencoder, denoise(unet, noisy, ctx, scheduler, timesteps, guidance_scale, desc="fusion"))
+    return (out + lost).clamp(0, 1)

@@ -57,6 +57,10 @@ class ReconstructionConfig:
     fusion_strength : float
         Fraction of the fusion schedule re-run (official 24/38).
     guidance_scale : float
+    fusion_detail : float
+        Weight of the autoencoder's loss on the low-level image added back to the fused image
+        (:func:`~brainit_core.reconstruction.fusion.fuse`; 0 as in the official code, 1 in the demo, whose
+        small autoencoder blurs).
     """
 
     mode: str = "fast"
@@ -67,13 +71,14 @@ class ReconstructionConfig:
     fusion_steps: int = OFFICIAL_STEPS
     fusion_strength: float = OFFICIAL_STRENGTH
     guidance_scale: float = 3.0
+    fusion_detail: float = 0.0
 
     @classmethod
     def preset(cls, name: str) -> "ReconstructionConfig":
         if name == "ci":
             return cls(dip=asdict(DIPConfig.preset("ci")), generation_steps=6, fusion_steps=8, fusion_strength=0.5)
         if name == "demo":
-            return cls(fusion_steps=19, generation_steps=15)
+            return cls(fusion_steps=19, generation_steps=15, fusion_detail=1.0)
         if name == "full":
             return cls(mode="dip", dip=asdict(DIPConfig.preset("full")), guidance_scale=5.0)
         raise ValueError(f"unknown preset {name!r} (ci, demo, full)")

@@ -249,7 +249,7 @@ class BrainITPipeline:
                                guidance_scale=guidance_scale, sampler=sampler)
             else:
                 fused = fuse(g.autoencoder, g.unet, g.scheduler_config, low_img, sem, seeds, fusion_strength, steps,
-                             guidance_scale, sampler)
+                             guidance_scale, sampler, detail=d.fusion_detail)
             out.fused = to_uint8(fused)
             timing["fusion"] = time.perf_counter() - t
 

@@ -41,3 +41,19 @@ def test_ddim_fusion_runs(generators):
     out = fuse(g.autoencoder, g.unet, g.scheduler_config, low, sem, 0, strength=OFFICIAL_STRENGTH, steps=8,
                sampler="ddim")
     assert out.shape == (1, 3, 64, 64) and torch.isfinite(out).all()
+
+
+def test_detail_adds_back_what_the_autoencoder_loses(generators):
+    g = generators
+    low = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    sem = torch.rand(2, g.space.semantic_spec.n_tokens, g.space.semantic_spec.dim)
+    kw = dict(steps=6, guidance_scale=2.0)
+    f0 = fuse(g.autoencoder, g.unet, g.scheduler_config, low, sem, [1, 2], strength=0.0, detail=1.0, **kw)
+    torch.testing.assert_close(f0, low, atol=1e-5, rtol=0)  # strength 0: the low-level image itself
+    plain = fuse(g.autoencoder, g.unet, g.scheduler_config, low, sem, [1, 2], strength=0.5, **kw)
+    kept = fuse(g.autoencoder, g.unet, g.scheduler_config, low, sem, [1, 2], strength=0.5, detail=1.0, **kw)
+    with torch.no_grad():
+        lost = low - decode_latents(g.autoencoder, encode_images(g.autoencoder, low))
+    torch.testing.assert_close(kept, (plain + lost).clamp(0, 1), atol=1e-5, rtol=0)
+    gen = fuse(g.autoencoder, g.unet, g.scheduler_config, low, sem, [1, 2], strength=1.0, detail=1.0, **kw)
+    assert torch.equal(gen, fuse(g.autoencoder, g.unet, g.scheduler_config, low, sem, [1, 2], strength=1.0, **kw))
