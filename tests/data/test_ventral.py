@@ -158,6 +158,12 @@ def test_command_trains_continues_and_refuses_bad_arguments(fake_library, tmp_pa
     assert "face/person" in capsys.readouterr().out
     refused(capsys, ["twin", "train-ventral", "--out", str(tmp_path / "w"), "--minutes", "0"], "--minutes")
     refused(capsys, ["twin", "train-ventral", "--out", str(out), "--preset", "ci", "--seed", "9"], "train.json")
+    refused(capsys, ["twin", "train-ventral", "--out", str(tmp_path / "w"), "--focus", "faces"], "--focus")
+    refused(capsys, ["twin", "train-ventral", "--out", str(tmp_path / "w"), "--focus", "face", "--focus-weight", "0"],
+            "--focus-weight")
+    assert main(["twin", "train-ventral", "--out", str(tmp_path / "f"), "--preset", "ci", "--focus", "face", "food",
+                 "--focus-weight", "3"]) == 0
+    assert read_json(tmp_path / "f" / "quality.json")["config"]["focus"] == ["face", "food"]
 
 
 # -- the shipped network (assets/twin/ventral.*) ------------------------------------------------------

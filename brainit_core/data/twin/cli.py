@@ -7,6 +7,7 @@ from pathlib import Path
 
 from brainit_core.cli_types import (checkpoint_stem, existing_dir, existing_path, non_negative_int, out_dir, out_file, positive_float,
                                     positive_int)
+from brainit_core.data.twin.taxonomy import CATEGORIES
 from brainit_core.fileio import save_npy
 
 
@@ -56,7 +57,7 @@ def register(sub) -> None:
     t.add_argument("--init", type=checkpoint_stem, default=None,
                    help="start from these weights: DIR/state of another training or a ventral checkpoint "
                         "(X for X.safetensors + X.json); a fine-tune with a fresh optimiser")
-    t.add_argument("--focus", nargs="+", default=None, metavar="CATEGORY",
+    t.add_argument("--focus", nargs="+", default=None, metavar="CATEGORY", choices=list(CATEGORIES),
                    help="weight these categories' losses --focus-weight times (a targeted fine-tune)")
     t.add_argument("--focus-weight", type=positive_float, default=4.0, help="loss weight of the --focus categories")
     t.set_defaults(func=_train_ventral)
