@@ -15,7 +15,7 @@ from brainit_core.data.twin.encoding import image_channels, noiseless_response, 
 from brainit_core.data.twin.experiment import design_subject
 from brainit_core.data.twin.library import INSTALL_COMMAND, MissingLibraryError, load_library
 from brainit_core.data.twin.photos import real_photos, resized
-from brainit_core.data.twin.selectivity import LOCALIZER, dprime, patch_category
+from brainit_core.data.twin.selectivity import LOCALIZER, PRESENT, dprime, patch_category
 from brainit_core.data.twin.stimulus_sets import SCENE_SEED
 from brainit_core.data.twin.taxonomy import CATEGORIES
 from brainit_core.utils import assets_dir
@@ -68,6 +68,9 @@ def test_patches_are_selective_on_held_out_composites(demo_subject):
         keep = (cov >= LOCALIZER) | (cov == 0)
         d = dprime(r[keep], cov[keep] > 0)
         assert d >= 1.0, (patch, d)  # the issue's target, noiseless; docs/data.md has the measured figures
+        # >= 2% vs rest, noiseless (docs/data.md, "patch pooling": body, place, word 1.9-2.8; face, food 0.9-1.1)
+        d = dprime(r, cov > PRESENT)
+        assert d >= (1.4 if patch in ("body", "place", "word") else 0.7), (patch, d)
     # object-selective higher areas (as LOC in a localizer): intact scenes over their block-scrambled
     # versions, while V1 prefers the scrambled ones (more edges)
     scrambled = scenes.images[:80].reshape(80, 8, 16, 8, 16, 3).transpose(0, 1, 3, 2, 4, 5).reshape(80, 64, 16, 16, 3)
@@ -90,6 +93,34 @@ def test_patches_prefer_real_photographs_of_their_category(demo_subject):
         r = z[:, sub["area"] == patch].mean(1)
         assert (cats == patch).any()
         assert r[cats == patch].mean() > r[cats != patch].mean() + 0.2, (patch, r[cats == patch], r.round(2))
+
+
+def test_patches_pool_their_category_as_a_soft_maximum_over_the_prf():
+    """A small object of a patch's category anywhere in its large pRF drives it nearly as much as a large one
+    (a soft maximum, PEAK_POWER); the pRF mean would scale with the object's area. Higher areas, and every
+    vertex of a twin built before (no ``category_peak``), keep the mean."""
+    from brainit_core.data.twin.encoding import GRID, N_COLOUR, N_GABOR, PEAK_POWER
+
+    n, c = 3, len(CATEGORIES)
+    maps = np.zeros((n, c, GRID, GRID), np.float32)
+    face = CATEGORIES.index("face")
+    maps[0, face, 4:8, 20:24] = 0.9  # a small face off the pRF's centre (image 0), a large one (1), none (2)
+    maps[1, face, 8:24, 8:24] = 0.9
+    ch = {"gabor": np.zeros((n, N_GABOR, GRID * GRID), np.float32), "colour": np.zeros((n, N_COLOUR, GRID * GRID), np.float32),
+          "category": maps.reshape(n, c, -1), "embedding": np.zeros((n, 4), np.float32)}
+    w = prf_weights(np.zeros(2), np.zeros(2), np.full(2, 3.0))  # two vertices, a large central pRF
+    tuning = {"gabor": np.full((2, N_GABOR), 1 / N_GABOR, np.float32), "colour": np.zeros((2, N_COLOUR), np.float32),
+              "category": np.zeros((2, c), np.float32), "category_peak": np.array([True, False])}
+    tuning["category"][:, face] = 2.0
+    r = noiseless_response(ch, w, tuning) ** 2  # the raw drive (before the compressive power 0.5)
+    peak, mean = r[:, 0], r[:, 1]
+    assert peak[2] == mean[2] == 0
+    assert mean[0] < 0.15 * mean[1]  # the mean is diluted by the small object's area
+    assert peak[0] > 0.45 * peak[1] and peak[1] > mean[1]  # the soft maximum much less so
+    assert PEAK_POWER > 1
+    old = {k: v for k, v in tuning.items() if k != "category_peak"}
+    np.testing.assert_array_equal(noiseless_response(ch, w, old)[:, 1], noiseless_response(ch, w, tuning)[:, 1])
+    np.testing.assert_array_equal(noiseless_response(ch, w, old)[:, 0], noiseless_response(ch, w, old)[:, 1])
 
 
 def test_the_shipped_v1_demo_answers_photos_through_the_ventral_network():
@@ -120,6 +151,8 @@ def test_build_on_a_library_records_it_and_counts_unreadable_files(fake_library,
     assert gt["subject"]["tuning_embedding"].shape[1] > 0
     high = np.isin(gt["subject"]["area_names"], geometry.HIGH)
     assert (gt["subject"]["tuning_embedding"][~high] == 0).all() and (gt["subject"]["tuning_embedding"][high] > 0).any()
+    patch = np.isin(gt["subject"]["area_names"], geometry.PATCHES)  # only the patches pool as a soft maximum
+    np.testing.assert_array_equal(gt["subject"]["tuning_category_peak"], patch)
     again = build_twin(tmp_path / "again", TwinConfig.preset("ci", seed=1, **TINY), library=library)
     np.testing.assert_array_equal(ds.images(ds.image_ids), again.images(again.image_ids))
     np.testing.assert_array_equal(ds.subject("twin01").betas, again.subject("twin01").betas)

@@ -14,7 +14,7 @@ from brainit_core.data.twin.scenes import render_scenes
 from brainit_core.data.twin.taxonomy import CATEGORIES
 from brainit_core.data.twin.ventral import (ASSET, HELDOUT_SEED, VentralConfig, VentralNet, auc, evaluate_ventral,
                                             load_ventral, ventral_maps, ventral_response, weights)
-from brainit_core.data.twin.ventral_training import augment, train_ventral
+from brainit_core.data.twin.ventral_training import augment, category_weights, train_ventral
 from brainit_core.errors import BrainITError, CheckpointError
 from brainit_core.fileio import read_json
 from brainit_core.utils import assets_dir
@@ -69,6 +69,18 @@ def test_auc():
     assert auc(np.array([0.1, 0.2, 0.8, 0.9]), np.array([0, 0, 1, 1])) == 1.0
     assert auc(np.array([0.5, 0.5]), np.array([0, 1])) == 0.5
     assert np.isnan(auc(np.array([0.1, 0.2]), np.array([1, 1])))
+
+
+def test_focus_weights_the_chosen_categories():
+    w = category_weights(ci()).numpy()
+    np.testing.assert_allclose(w, np.full(C, 1 / C), rtol=1e-6)  # no focus: the plain mean BCE
+    w = category_weights(ci(focus=("face", "food"), focus_weight=4.0)).numpy()
+    assert w.sum() == pytest.approx(1.0) and w[CATEGORIES.index("face")] == pytest.approx(4 * w[CATEGORIES.index("body")])
+    assert w[CATEGORIES.index("food")] == w[CATEGORIES.index("face")]
+    with pytest.raises(BrainITError, match="unknown focus categories"):
+        category_weights(ci(focus=("faces",)))
+    cfg = ci(focus=("face",), focus_weight=3.0)
+    assert VentralConfig.from_json(cfg.to_json()) == cfg
 
 
 def test_training_reduces_the_loss(library, tmp_path):
@@ -146,6 +158,12 @@ def test_command_trains_continues_and_refuses_bad_arguments(fake_library, tmp_pa
     assert "face/person" in capsys.readouterr().out
     refused(capsys, ["twin", "train-ventral", "--out", str(tmp_path / "w"), "--minutes", "0"], "--minutes")
     refused(capsys, ["twin", "train-ventral", "--out", str(out), "--preset", "ci", "--seed", "9"], "train.json")
+    refused(capsys, ["twin", "train-ventral", "--out", str(tmp_path / "w"), "--focus", "faces"], "--focus")
+    refused(capsys, ["twin", "train-ventral", "--out", str(tmp_path / "w"), "--focus", "face", "--focus-weight", "0"],
+            "--focus-weight")
+    assert main(["twin", "train-ventral", "--out", str(tmp_path / "f"), "--preset", "ci", "--focus", "face", "food",
+                 "--focus-weight", "3"]) == 0
+    assert read_json(tmp_path / "f" / "quality.json")["config"]["focus"] == ["face", "food"]
 
 
 # -- the shipped network (assets/twin/ventral.*) ------------------------------------------------------
@@ -160,12 +178,15 @@ def test_the_shipped_network_loads_and_its_recorded_quality_meets_the_floor():
     assert (SHIPPED.parent / "ventral.safetensors").stat().st_size < 5_000_000
     q = read_json(SHIPPED.parent / "quality.json")
     assert q["n"] >= 500 and q["seed"] == HELDOUT_SEED
-    # floors just under the measured figures (docs/data.md: 0.817 mean, after a fine-tune of the first
-    # network, 0.804); the target, AUC >= 0.85, is met by word/sign only
-    assert q["categories"]["face"]["auc"] >= 0.76 and q["mean_auc"] >= 0.81
+    # floors just under the measured figures (docs/data.md: 0.819 mean after two fine-tunes of the first
+    # network, 0.804, the second weighted toward face and food); the target, AUC >= 0.85, is met by
+    # word/sign only
+    assert q["categories"]["face"]["auc"] >= 0.78 and q["categories"]["food"]["auc"] >= 0.81
+    assert q["mean_auc"] >= 0.81
     for cat in TARGETS:
-        assert q["categories"][cat]["auc"] >= 0.74, (cat, q["categories"][cat])
-    assert q["mean_iou"] >= 0.18
+        assert q["categories"][cat]["auc"] >= 0.72, (cat, q["categories"][cat])
+    assert q["mean_iou"] >= 0.2
+    assert q["config"]["focus"] == ["face", "food"] and q["config"]["focus_weight"] > 1
     assert q["init"]["sha256"] and q["train_seed"] not in (HELDOUT_SEED,)
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from brainit_core.cli_types import (checkpoint_stem, existing_dir, existing_path, non_negative_int, out_dir, out_file, positive_float,
                                     positive_int)
+from brainit_core.data.twin.taxonomy import CATEGORIES
 from brainit_core.fileio import save_npy
 
 
@@ -56,6 +57,9 @@ def register(sub) -> None:
     t.add_argument("--init", type=checkpoint_stem, default=None,
                    help="start from these weights: DIR/state of another training or a ventral checkpoint "
                         "(X for X.safetensors + X.json); a fine-tune with a fresh optimiser")
+    t.add_argument("--focus", nargs="+", default=None, metavar="CATEGORY", choices=list(CATEGORIES),
+                   help="weight these categories' losses --focus-weight times (a targeted fine-tune)")
+    t.add_argument("--focus-weight", type=positive_float, default=4.0, help="loss weight of the --focus categories")
     t.set_defaults(func=_train_ventral)
     twin.set_defaults(func=lambda args: twin.print_help() or 1)
 
@@ -103,6 +107,8 @@ def _train_ventral(args) -> int:
     cpu_threads(args.threads)
     seconds = None if args.minutes is None else 60.0 * args.minutes
     overrides = {k: v for k, v in (("steps", args.steps), ("lr", args.lr)) if v is not None}
+    if args.focus:
+        overrides.update(focus=tuple(args.focus), focus_weight=args.focus_weight)
     result = train_ventral(args.out, VentralConfig.preset(args.preset, **overrides), seed=args.seed,
                            max_seconds=seconds, log=lambda line: print(line, flush=True), init=args.init)
     if not result["done"]:

@@ -9,7 +9,7 @@ tuning (preferred frequency falls with eccentricity) and passed through a compre
 Higher visual cortex sees through the twin's ventral network (:mod:`.ventral`, its inferotemporal
 cortex, trained on the stimulus library; not the decoder's feature network): category patches
 (face, body, place, word, food) respond to their category's probability map pooled by their large
-pRF, with a weak low-level drive; the object-selective higher areas (IPS, LOTC, VOT) pool coarse
+pRF as a soft maximum (:data:`PEAK_POWER`), with a weak low-level drive; the object-selective higher areas (IPS, LOTC, VOT) pool coarse
 energy and a broad mixture of category maps, and read the network's late embedding through a fixed
 non-negative random projection per vertex. So they respond to what is in any image, a user's photo
 included; the stimulus generator's masks drive nothing (they are kept for validation).
@@ -38,6 +38,10 @@ V1_CATEGORIES = ("face", "body", "word", "building", "vehicle", "animal", "plant
 V1_ALIASES = {"building": "place", "round": "object"}
 EMBEDDING_SPARSITY = 0.2  # Dirichlet concentration of a higher-area vertex's embedding weights (few features each)
 EMBEDDING_GAIN = 0.15  # a higher-area vertex's embedding weights sum to this x U(0.5, 1.5) in units of the mean feature
+PEAK_POWER = 4.0
+"""A category patch pools its category's map with an L^p norm over its pRF, (sum w p^k)^(1/k): a soft
+maximum, so it responds to its category anywhere in its large receptive field rather than to the share
+of the field it covers (docs/data.md, "Twin v2: patch pooling")."""
 
 
 def _filters() -> torch.Tensor:
@@ -123,7 +127,8 @@ def prf_weights(x: np.ndarray, y: np.ndarray, sigma: np.ndarray) -> np.ndarray:
 
 def make_tuning(area: np.ndarray, x: np.ndarray, y: np.ndarray, rng: np.random.Generator,
                 embedding_scale: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Per-vertex channel weights: orientation / SF tuning, colour weights, category gains and, with
+    """Per-vertex channel weights: orientation / SF tuning, colour weights, category gains, which vertices
+    pool their category maps as a soft maximum (``category_peak``, bool: the patches) and, with
     ``embedding_scale`` (the mean of each embedding feature over the shown images), the higher areas'
     embedding weights: a sparse non-negative random projection of the features that are ever active
     (mean over 1% of the features' mean), each vertex's weights summing to ``EMBEDDING_GAIN`` x
@@ -150,7 +155,8 @@ def make_tuning(area: np.ndarray, x: np.ndarray, y: np.ndarray, rng: np.random.G
     patch = np.isin(area, PATCHES)
     gabor[patch] *= 0.2  # weak low-level drive
     colour[patch] *= 0.2
-    out = {"gabor": gabor.astype(np.float32), "colour": colour.astype(np.float32), "category": category}
+    out = {"gabor": gabor.astype(np.float32), "colour": colour.astype(np.float32), "category": category,
+           "category_peak": patch}  # the patches pool their category maps as a soft maximum (PEAK_POWER)
     if embedding_scale is not None:
         scale = np.asarray(embedding_scale, np.float64)
         alive = scale > 0.01 * max(scale.mean(), 1e-12)
@@ -167,7 +173,10 @@ def noiseless_response(channels: dict, weights: np.ndarray, tuning: dict) -> np.
     """Raw responses (n_images, V): pRF pooling, channel tuning, compressive nonlinearity.
 
     ``tuning["category"]`` has one column per channel of ``channels["category"]`` (a twin v1's 8 in
-    :data:`V1_CATEGORIES` order: select them with :func:`category_columns` first).
+    :data:`V1_CATEGORIES` order: select them with :func:`category_columns` first). The vertices marked
+    in ``tuning["category_peak"]`` (optional, bool (V,): the patches) pool the category maps as
+    ``(sum_p w p^k)^(1/k)``, k = :data:`PEAK_POWER`, the others with the pRF mean (as every vertex of a
+    twin built before it).
 
     Vertices whose Gabor tuning is the same for every orientation (mid and higher areas) pool the
     orientation-summed energy (3 channels instead of 12: the same response, a third of the work).
@@ -193,8 +202,16 @@ def noiseless_response(channels: dict, weights: np.ndarray, tuning: dict) -> np.
             pool(channels["gabor"], np.flatnonzero(~summed), tuning["gabor"][~summed])
         if summed.any():
             pool(gabor.sum(2), np.flatnonzero(summed), g[summed][:, :, 0])
+        peak = np.zeros(v, bool) if tuning.get("category_peak") is None else np.asarray(tuning["category_peak"], bool)
+        mean_cat = np.where(peak[:, None], 0, tuning["category"])
         pool(np.concatenate([channels["colour"], channels["category"]], 1), np.arange(v),
-             np.concatenate([tuning["colour"], tuning["category"]], 1))
+             np.concatenate([tuning["colour"], mean_cat], 1))
+        if peak.any():
+            cols = np.flatnonzero(peak)
+            cat = np.power(np.ascontiguousarray(channels["category"], dtype=np.float32), np.float32(PEAK_POWER))
+            pooled = (cat.reshape(-1, cat.shape[-1]) @ w[:, cols]).reshape(n, cat.shape[1], len(cols))
+            pooled = np.power(np.clip(pooled, 0, None), np.float32(1 / PEAK_POWER))
+            out[:, cols] += np.einsum("ncv,vc->nv", pooled, tuning["category"][cols], dtype=np.float64)
         if "embedding" in tuning:  # not spatial: the late features drive the higher areas wherever the object is
             out += (np.asarray(channels["embedding"], np.float32) @ tuning["embedding"].T.astype(np.float32))
     return np.power(np.clip(out, 0, None), POWER).astype(np.float32)

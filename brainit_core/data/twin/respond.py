@@ -32,6 +32,8 @@ def _subject_model(dataset_dir: str, subject: str) -> tuple[dict, TwinConfig, ob
            "category_columns": category_columns(gt["categories"])}
     if "tuning_embedding" in z:  # twin v2: the higher areas read the ventral network's embedding
         sub["tuning"]["embedding"] = z["tuning_embedding"]
+    if "tuning_category_peak" in z:  # patches pooling their map as a soft maximum (built since issue 12's fix)
+        sub["tuning"]["category_peak"] = z["tuning_category_peak"]
     for key in ("noise_global", "noise_area", "noise_independent"):  # shared noise (twin v2 only)
         if key in z:
             sub[key] = z[key]

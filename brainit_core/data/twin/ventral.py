@@ -67,6 +67,9 @@ class VentralConfig:
         Steps between saved training states.
     eval_n : int
         Held-out composites scored at the end of training.
+    focus, focus_weight : tuple of str, float
+        Categories whose map and label losses are weighted ``focus_weight`` times (a targeted
+        fine-tune of the weakest categories; default none).
     """
 
     size: int = 128
@@ -82,6 +85,8 @@ class VentralConfig:
     min_scale: float = 0.4
     checkpoint_every: int = 50
     eval_n: int = 500
+    focus: tuple = ()
+    focus_weight: float = 1.0
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "VentralConfig":
@@ -98,6 +103,7 @@ class VentralConfig:
     def to_json(self) -> dict:
         d = asdict(self)
         d["widths"] = list(self.widths)
+        d["focus"] = list(self.focus)
         return d
 
     @classmethod
@@ -109,6 +115,8 @@ class VentralConfig:
         d = dict(d)
         if "widths" in d:
             d["widths"] = tuple(int(w) for w in d["widths"])
+        if "focus" in d:
+            d["focus"] = tuple(str(c) for c in d["focus"])
         return cls(**d)
 
 

@@ -98,6 +98,18 @@ def learning_rate(config: VentralConfig, step: int) -> float:
     return config.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
 
 
+def category_weights(config: VentralConfig) -> torch.Tensor:
+    """Per-category loss weights, (9,), summing to 1: ``focus_weight`` for the ``focus`` categories, 1 for the
+    rest (all equal without a focus: the plain mean BCE)."""
+    from brainit_core.data.twin.taxonomy import CATEGORIES
+
+    unknown = sorted(set(config.focus) - set(CATEGORIES))
+    if unknown:
+        raise BrainITError(f"ventral config: unknown focus categories {unknown}; choose from {list(CATEGORIES)}")
+    w = torch.tensor([config.focus_weight if c in config.focus else 1.0 for c in CATEGORIES])
+    return w / w.sum()
+
+
 def train_step(net: VentralNet, opt, library, cache, config: VentralConfig, seed: int, step: int) -> float:
     """Render, augment and learn from batch ``step``; returns the loss."""
     from brainit_core.data.twin.scenes import render_scenes
@@ -109,8 +121,10 @@ def train_step(net: VentralNet, opt, library, cache, config: VentralConfig, seed
         g["lr"] = learning_rate(config, step)
     net.train()
     logits, emb = net(x)
-    loss = F.binary_cross_entropy_with_logits(logits, target) \
-        + config.label_weight * F.binary_cross_entropy_with_logits(net.labels(emb), labels)
+    w = category_weights(config)
+    loss = (F.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(dim=(0, 2, 3)) * w).sum() \
+        + config.label_weight * (F.binary_cross_entropy_with_logits(net.labels(emb), labels, reduction="none")
+                                 .mean(0) * w).sum()
     value = check_loss(float(loss.detach()), f"ventral network, step {step}", "state.json of the training folder")
     opt.zero_grad(set_to_none=True)
     loss.backward()
