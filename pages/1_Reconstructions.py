@@ -81,6 +81,8 @@ with st.form("rc_form"):
     c = st.columns(4)
     low_on = c[0].checkbox("Low-level branch", True, key="rc_low")
     sem_on = c[0].checkbox("Semantic branch", True, key="rc_sem")
+    sem_only = c[0].checkbox("Also semantic only", False, key="rc_sem_only",
+                             help="draw the semantic branch alone as well (15 more diffusion steps, about 1 s)")
     mode = c[1].radio("Low-level mode", ["fast", "dip"], key="rc_mode", horizontal=True,
                       help="fast: the amortised inverter (one pass); dip: Deep Image Prior, as in the paper (slow)")
     dip_steps = c[1].number_input("DIP steps", 1, 2000, int(defaults.dip_config().steps), key="rc_dip_steps")
@@ -97,7 +99,8 @@ if go:
         st.warning("Switch on at least one branch.")
     else:
         settings = recon.ReconSettings(branches=branches, mode=mode, fusion_strength=strength, guidance_scale=guidance,
-                                       steps=int(steps), seed=int(seed), dip_steps=int(dip_steps))
+                                       steps=int(steps), seed=int(seed), dip_steps=int(dip_steps),
+                                       semantic_only=sem_only)
         try:
             with loaders.heavy_job("one reconstruction"), loaders.progress(f"Reconstructing image {pick}"):
                 one = recon.reconstruct_grid(pipe, ds, ctx.subject, settings=settings, image_ids=[pick], cache=False)

@@ -47,8 +47,8 @@ def test_shipped_configs_match_the_code_presets():
     # demo (docs/reconstruction.md). Until then these fields, and only these, differ.
     for key, value in {"spatial_channels": 64, "cond_shrink": 0.5, "cond_noise_max": 0.5}.items():
         assert expected["unet"].pop(key) == value
-    assert (recon["generation_steps"], recon.pop("fusion_detail")) == (15, 1.0)
-    recon["generation_steps"] = 25
+    assert (recon["generation_steps"], recon.pop("fusion_detail"), recon["fusion_strength"]) == (15, 1.0, 0.1)
+    recon["generation_steps"], recon["fusion_strength"] = 25, 24 / 38
     assert gens["train_configs"] == expected, "the demo generator presets changed: retrain with train-demo"
     assert gens["reconstruction"] == recon
 

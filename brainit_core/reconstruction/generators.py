@@ -78,7 +78,8 @@ class ReconstructionConfig:
         if name == "ci":
             return cls(dip=asdict(DIPConfig.preset("ci")), generation_steps=6, fusion_steps=8, fusion_strength=0.5)
         if name == "demo":
-            return cls(fusion_steps=19, generation_steps=15, fusion_detail=1.0)
+            # strength 0.1: chosen from the sweep on held-out library scenes (docs/reconstruction.md)
+            return cls(fusion_steps=19, generation_steps=15, fusion_detail=1.0, fusion_strength=0.1)
         if name == "full":
             return cls(mode="dip", dip=asdict(DIPConfig.preset("full")), guidance_scale=5.0)
         raise ValueError(f"unknown preset {name!r} (ci, demo, full)")

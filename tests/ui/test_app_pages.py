@@ -96,7 +96,19 @@ def test_reconstructions_grid_is_cached_and_single_image_reruns(app_env):
     assert captions(at)[4 * n:] == ["ground truth", f"low-level: {one.metric_caption('low-level', 0)}"]
     assert f"{one.seconds:.2f} s · metrics are for this one image" in texts(at)
 
+    # both branches in fast mode: the fused image, and the semantic-only one only when asked for
+    at.checkbox(key="rc_sem").check()
+    at.radio(key="rc_mode").set_value("fast")
+    button(at, "Reconstruct").click()
+    at.run()
+    assert set(at.session_state["rc_single"][2].images) == {"ground truth", "low-level", "fused"}
+    at.checkbox(key="rc_sem_only").check()
+    button(at, "Reconstruct").click()
+    at.run()
+    assert set(at.session_state["rc_single"][2].images) == {"ground truth", "low-level", "semantic", "fused"}
+
     # no branch: a warning, no crash
+    at.checkbox(key="rc_sem").uncheck()
     at.checkbox(key="rc_low").uncheck()
     button(at, "Reconstruct").click()
     at.run()
