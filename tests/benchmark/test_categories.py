@@ -43,6 +43,7 @@ def test_classifier_refuses_too_little_data():
         C.fit_classifier(np.zeros((20, 3)), np.zeros(20, int), ["a", "b"])
 
 
+@pytest.mark.slow  # real Lite2 on 48 images (35 s on a loaded CPU); the end-to-end benchmark test covers the path
 def test_scorer_on_separable_twin_labels_beats_chance_and_caches_the_classifier(tmp_path, monkeypatch):
     from brainit_core.metrics import Evaluator
     from tests.factories import make_category_dataset

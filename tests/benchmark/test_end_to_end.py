@@ -88,7 +88,11 @@ def test_benchmark_end_to_end_complete_results_cached_rerun(tiny, tmp_path, caps
     # category accuracy: chance, the seen images' own score, the classifier, in results and the report
     cat = res["categories"]
     assert cat["column"] == "Category acc." and set(cat["ground_truth"]) == {*SUBJECTS, "mean"}
-    assert 0 < cat["chance"]["mean"] < 1 and cat["n_classifier_images"] == 40
+    test_labels = dominant_categories(np.load(tiny.dataset / "ground_truth" / "stimuli.npz")["category_coverage"])[
+        ds.subject("twin01").averaged("test")[1][:LIMIT]]
+    test_labels = test_labels[test_labels >= 0]
+    assert cat["chance"]["twin01"] == pytest.approx(float(np.mean(test_labels == clf.majority)))
+    assert cat["most_common"] == cat["categories"][clf.majority] and cat["n_classifier_images"] == 40
     assert "Category acc." in res["claims"]["beats_baselines"]["per_metric"]
     for m in METHODS:
         for c in cols:
