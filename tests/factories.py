@@ -20,15 +20,18 @@ from brainit_core.models.bit_data import BITData, SamplePool, channel_stats
 # -- canonical datasets -------------------------------------------------------------------------
 
 def make_tiny_dataset(path, n_subjects=2, n_vertices=(30, 24), n_train=12, n_test=4, repeats=2, image_size=16, seed=0,
-                      overwrite=False):
-    """A canonical dataset with random images and betas (no twin needed); ``overwrite`` replaces one in ``path``."""
+                      overwrite=False, images=None):
+    """A canonical dataset with random images and betas (no twin needed); ``overwrite`` replaces one in ``path``.
+
+    ``images``: uint8 (n_test + n_train * n_subjects, S, S, 3) instead of random ones (test images first)."""
     from brainit_core.data import DatasetWriter
 
     rng = np.random.default_rng(seed)
     w = DatasetWriter(path, source="synthetic-test", mesh="fsaverage5", image_size=image_size, overwrite=overwrite)
     n_img = n_test + n_train * n_subjects
     ids = np.arange(n_img) * 3 + 5
-    w.add_images(ids, rng.integers(0, 256, (n_img, image_size, image_size, 3), dtype=np.uint8))
+    noise = rng.integers(0, 256, (n_img, image_size, image_size, 3), dtype=np.uint8)
+    w.add_images(ids, noise if images is None else images)
     names = []
     for s in range(n_subjects):
         name = f"sub{s + 1:02d}"
@@ -47,6 +50,36 @@ def make_tiny_dataset(path, n_subjects=2, n_vertices=(30, 24), n_train=12, n_tes
         w.finalize_subject(name, train[:-2], train[-2:], test)
         names.append(name)
     return w.finalize(heldout_subjects=names[-1:])
+
+
+CATEGORY_COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
+
+
+def make_category_dataset(path, n_train=15, n_test=9, seed=0):
+    """A tiny dataset whose images are labelled by the twin's ground-truth format: image i shows a
+    square of colour ``i % 3`` (:data:`CATEGORY_COLOURS`, separable categories) on a noisy background,
+    and ``ground_truth/stimuli.npz`` says that category covers it (``twin.json`` names them).
+    Returns (dataset, labels by image id)."""
+    from brainit_core.fileio import write_json
+
+    rng = np.random.default_rng(seed)
+    n_img, size = n_test + 2 * n_train, 16
+    images = rng.integers(0, 90, (n_img, size, size, 3), dtype=np.uint8)
+    labels = np.arange(n_img) % len(CATEGORY_COLOURS)
+    for i, k in enumerate(labels):
+        x, y = rng.integers(0, 6, 2)
+        images[i, y:y + 10, x:x + 10] = list(CATEGORY_COLOURS.values())[k]
+    ds = make_tiny_dataset(path, n_train=n_train, n_test=n_test, image_size=size, seed=seed, images=images)
+    ids = np.arange(n_img) * 3 + 5  # make_tiny_dataset's ids
+    coverage = np.zeros((ids.max() + 1, len(CATEGORY_COLOURS)), np.float32)
+    coverage[ids, labels] = 100 / 256
+    by_id = np.full(ids.max() + 1, -1)
+    by_id[ids] = labels
+    gt = Path(path) / "ground_truth"
+    gt.mkdir()
+    np.savez_compressed(gt / "stimuli.npz", category_coverage=coverage)
+    write_json(gt / "twin.json", {"version": 2, "categories": list(CATEGORY_COLOURS), "subjects": ds.subjects})
+    return ds, by_id
 
 
 def make_run_dataset(path, n_unlabeled=24, seed=0):

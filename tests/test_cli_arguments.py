@@ -97,6 +97,8 @@ PROBES = {
     "sdxl-projection-size-zero": (lambda out: ["train-sdxl-projection", "--sdxl", out, "--data", DATA,
                                                "--out", f"{out}/g", "--size", "0"], "--size"),
     "benchmark-stage2-missing": (lambda out: _benchmark("--stage2", f"{out}/nosuch", out=out), "--stage2"),
+    "benchmark-dip-images-one": (lambda out: _benchmark("--dip-images", "1", out=out), "--dip-images"),
+    "benchmark-category-train-zero": (lambda out: _benchmark("--category-train", "0", out=out), "--category-train"),
 }
 
 

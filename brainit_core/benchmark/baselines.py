@@ -18,8 +18,9 @@ from brainit_core.progress import report
 PRESETS = ("ci", "demo", "full")
 
 
-def train_split(ds, space, subject: str):
-    """Repeat-averaged training betas, their image ids and the images' true features.
+def train_split(ds, space, subject: str, lowlevel: bool = True):
+    """Repeat-averaged training betas, their image ids and the images' true features (without the
+    low-level maps when ``lowlevel`` is False: the global-embedding MLP learns semantic vectors only).
 
     Returns
     -------
@@ -30,7 +31,7 @@ def train_split(ds, space, subject: str):
     from brainit_core.features import extract_features
 
     betas, ids = ds.subject(subject).averaged("train")
-    return betas, ids, extract_features(ds, ids, space)
+    return betas, ids, extract_features(ds, ids, space, read_lowlevel=lowlevel)
 
 
 def ridge_key(ds, space, subject: str) -> str:
@@ -86,7 +87,7 @@ def fit_or_load_global_embedding(out, ds, space, subject: str, run_preset, devic
     if _saved(path, key):
         return GlobalEmbeddingDecoder.load(path, device=str(device))
     report(0.0, f"{subject}: fitting the global-embedding MLP")
-    betas, ids, fs = train_split(ds, space, subject)
+    betas, ids, fs = train_split(ds, space, subject, lowlevel=False)
     t = time.perf_counter()
     dec = GlobalEmbeddingDecoder(GlobalEmbeddingConfig.preset(preset), device=str(device))
     dec.fit(betas, fs.semantic.astype(np.float32), ds.images(ids))

@@ -14,6 +14,10 @@ import numpy as np
 import torch
 
 from brainit_core.benchmark.cache import ResultCache, method_key
+from brainit_core.benchmark.categories import COLUMN as CATEGORY_COLUMN
+from brainit_core.benchmark.categories import LAYER as CATEGORY_LAYER
+from brainit_core.benchmark.categories import NETWORK as CATEGORY_NETWORK
+from brainit_core.benchmark.categories import N_TRAIN, category_scorer
 from brainit_core.benchmark.claims import CONTRA_TARGET
 from brainit_core.benchmark.methods import Method, Output, get_method, group_of
 from brainit_core.benchmark.twin import ground_truth, twin_dir_of, vertex_order
@@ -22,6 +26,20 @@ from brainit_core.metrics.evaluator import Evaluator
 from brainit_core.progress import track
 
 RESULTS_VERSION = 1
+DIP_IMAGES = 4  # test images per subject of the DIP rows by default (demo preset: slow on CPU)
+DIP_PRESET = "demo"
+
+
+def channels_last(*owners) -> None:
+    """Put the convolutional networks of generators and feature spaces (``unet``, ``autoencoder``,
+    ``inverter``, a space's ``net``) in channels-last layout: the same images to float rounding
+    (latents within 5e-6), and faster on CPU: the demo UNet's diffusion 1.26x (17.1 -> 13.5 s, 8 images
+    x 6 steps, 1 thread; docs/benchmark.md)."""
+    for owner in owners:
+        for name in ("unet", "autoencoder", "inverter", "net"):
+            module = getattr(owner, name, None)
+            if isinstance(module, torch.nn.Module):
+                module.to(memory_format=torch.channels_last)
 
 
 class Bench:
@@ -46,10 +64,21 @@ class Bench:
         Reconstruction overrides (``mode``, ``steps``).
     stage2 : str or PathLike, optional
         A ``stage2`` output folder (``OUT/run`` + ``OUT/generators``): the stage-2 methods decode with them.
+    dip_images : int
+        Test images per subject of the DIP rows (the first ones; 0: no DIP rows).
+    categories : bool
+        Score category accuracy when the dataset has category labels (:mod:`.categories`).
+    category_train : int
+        Training images the category classifier learns from.
+
+    Attributes
+    ----------
+    notes : list of str
+        What was skipped and why (the results' ``notes``).
     """
 
     def __init__(self, data, run, generators, out, limit, networks, weights, device, seed, batch_size, recon_kw,
-                 stage2=None):
+                 stage2=None, dip_images: int = DIP_IMAGES, categories: bool = True, category_train: int = N_TRAIN):
         from brainit_core.data import load_dataset
         from brainit_core.models.run import BrainITRun
         from brainit_core.reconstruction import BrainITPipeline, Generators
@@ -60,6 +89,8 @@ class Bench:
         self.run = run if hasattr(run, "predict") else BrainITRun.load(run, device=self.device)
         self.gens = (generators if hasattr(generators, "unet")
                      else Generators.load(Path(generators).expanduser(), device=self.device, space=self.run.space))
+        if self.device.type == "cpu":
+            channels_last(self.gens, self.run.space, getattr(self.gens, "space", None))
         self.pipe = BrainITPipeline(self.run, self.gens)
         self.out = Path(out).expanduser()
         self.out.mkdir(parents=True, exist_ok=True)
@@ -67,6 +98,12 @@ class Bench:
         self.limit, self.seed, self.batch_size, self.recon_kw = limit, seed, batch_size, recon_kw
         self.evaluator = Evaluator(networks, weights, self.device)
         self.twin_dir = twin_dir_of(self.ds)
+        self.notes: list[str] = []
+        self.dip_images, self.dip_preset = int(dip_images), DIP_PRESET
+        if 0 < self.dip_images < 2:
+            raise BrainITError(f"dip_images must be 0 (no DIP rows) or >= 2 (two-way identification), got {dip_images}")
+        self.categories = (category_scorer(self.ds, self.evaluator, self.out, category_train, self.notes)
+                           if categories else None)
         self.preset = (getattr(self.run, "config", None) or {}).get("preset", "ci")
         self.base = {"run": getattr(self.run, "checkpoint_sha256", None), "generators": self.gens.sha256,
                      "recon": recon_kw, "seed": seed, "version": RESULTS_VERSION}
@@ -80,6 +117,8 @@ class Bench:
                                    "`python -m brainit_core stage2`)")
             s2_run = BrainITRun.load(s2 / "run", device=self.device)
             self.stage2 = (s2_run, Generators.load(s2 / "generators", device=self.device, space=s2_run.space))
+            if self.device.type == "cpu":
+                channels_last(*self.stage2, s2_run.space)
 
     @contextmanager
     def using_run(self, run, generators=None):
@@ -115,6 +154,30 @@ class Bench:
         """The seen images, uint8 (N, H, W, 3)."""
         return self.ds.images(ids)
 
+    @staticmethod
+    def truth_key(ids) -> tuple:
+        """Names the seen images ``ids`` for the evaluator: subjects sharing test images share their
+        features (extracted once per network for the whole benchmark)."""
+        return ("images", tuple(int(i) for i in ids))
+
+    def subset(self, method: Method, betas, ids):
+        """The test images ``method`` decodes: all, or the first :attr:`dip_images` for a subset row."""
+        if not method.subset:
+            return betas, ids
+        return betas[:self.dip_images], ids[:self.dip_images]
+
+    def column_names(self) -> list[str]:
+        """Every score column: the evaluator's, then category accuracy when the dataset has labels."""
+        cols = [c.name for c in self.evaluator.columns()]
+        return cols + ([CATEGORY_COLUMN] if self.categories is not None else [])
+
+    def category_summary(self, ids) -> dict | None:
+        """The seen images' category accuracy, chance and the classifier (None without labels)."""
+        if self.categories is None:
+            return None
+        truth = self.evaluator.truth_features(CATEGORY_NETWORK, self.truth(ids), self.truth_key(ids))
+        return self.categories.summary(ids, truth[CATEGORY_LAYER])
+
     # -- decoding --------------------------------------------------------------------------------
     def generate(self, semantic, lowlevel, ids, desc, branches=("low_level", "semantic"), semantic_only=False):
         """``from_features`` in batches; returns ``{kind: uint8 images}`` and seconds per stage (summed)."""
@@ -135,9 +198,9 @@ class Bench:
                     timing[k] = timing.get(k, 0.0) + float(v)
         return {k: np.concatenate(v) for k, v in outs.items()}, timing
 
-    def bit(self, betas, subject: str, ids, desc: str) -> Output:
-        """The run's BIT features of ``betas`` (timed) and attention summaries, then the fused,
-        low-level and semantic images."""
+    def bit_features(self, betas, subject: str):
+        """The run's BIT features of ``betas``: semantic (N, T, D), the low-level maps, the attention
+        summaries (None without attention) and the seconds it took."""
         t0 = time.perf_counter()
         sem, low, xatt, tok, clusters = [], [], 0.0, 0.0, None
         for s in range(0, len(betas), self.batch_size):
@@ -150,20 +213,41 @@ class Bench:
                 lt = p.tokenizer_attention["lowlevel"]
                 tok = tok + lt.float().sum(0).cpu().numpy()
                 clusters = p.cluster_of_voxel.cpu().numpy()
-        t_feat = time.perf_counter() - t0
         semantic = torch.cat(sem)
         lowlevel = [torch.cat([b[l] for b in low]) for l in range(len(low[0]))]
-        images, timing = self.generate(semantic, lowlevel, ids, desc, semantic_only=True)
         attention = None
         if clusters is not None:
             attention = {"cross_lowlevel": np.asarray(xatt) / len(betas), "tokenizer_lowlevel": np.asarray(tok) / len(betas),
                          "clusters": clusters.astype(np.int64)}
+        return semantic, lowlevel, attention, time.perf_counter() - t0
+
+    def bit(self, betas, subject: str, ids, desc: str, semantic_only: bool = True) -> Output:
+        """The run's BIT features of ``betas`` (timed) and attention summaries, then the fused and
+        low-level images and, with ``semantic_only``, the semantic-only images (a second diffusion
+        from pure noise: only rows that keep them ask for it)."""
+        semantic, lowlevel, attention, t_feat = self.bit_features(betas, subject)
+        images, timing = self.generate(semantic, lowlevel, ids, desc, semantic_only=semantic_only)
         return Output(images, {**timing, "features": t_feat}, attention)
+
+    def dip(self, betas, subject: str, ids, desc: str) -> Output:
+        """The paper's low-level branch: Deep Image Prior (:attr:`dip_preset`, :data:`DIP_PRESET`, preset of
+        :class:`~brainit_core.reconstruction.dip.DIPConfig`) on the run's predicted low-level maps."""
+        from brainit_core.reconstruction.dip import DIPConfig, invert_dip
+        from brainit_core.reconstruction.images import to_uint8
+
+        _, lowlevel, _, t_feat = self.bit_features(betas, subject)
+        config, images = DIPConfig.preset(self.dip_preset), []
+        t0 = time.perf_counter()
+        for s in track(range(0, len(ids), self.batch_size), desc=desc):
+            low = [m[s:s + self.batch_size].to(self.device) for m in lowlevel]
+            images.append(to_uint8(invert_dip(low, self.gens.space, config, seeds=self.seeds(ids[s:s + self.batch_size]))))
+        return Output({"low_level": np.concatenate(images)}, {"features": t_feat, "low_level": time.perf_counter() - t0})
 
     # -- methods ---------------------------------------------------------------------------------
     def key(self, method: Method, slot: str, ids) -> str:
         """Cache key of ``method``'s images in ``slot`` (see :func:`~brainit_core.benchmark.cache.method_key`)."""
-        return method_key(self.base, self.run.space, slot, method.name, ids, method.run_dependent)
+        base = {**self.base, "dip_preset": self.dip_preset} if method.subset else self.base
+        return method_key(base, self.run.space, slot, method.name, ids, method.run_dependent)
 
     def images(self, subject: str, name: str, betas, ids) -> tuple[np.ndarray, dict]:
         """Images of method ``name`` for ``subject`` (cached). Returns (uint8 images, meta).
@@ -196,12 +280,23 @@ class Bench:
                 result = (arrays["images"], meta)
         return result
 
-    def scored(self, subject: str, name: str, betas, ids, truth_key: str | None = None) -> dict:
-        """The cache meta of method ``name`` for ``subject``, with its ``scores`` (computed once)."""
+    def scored(self, subject: str, name: str, betas, ids) -> dict:
+        """The cache meta of method ``name`` for ``subject``, with its ``scores`` (computed once).
+
+        A subset method (the DIP rows) is decoded and scored on its first :attr:`dip_images` images.
+        The seen images' features are extracted once per network for every subject and method
+        showing the same images (:meth:`truth_key`).
+        """
+        betas, ids = self.subset(get_method(name), betas, ids)
         images, meta = self.images(subject, name, betas, ids)
-        cols = [c.name for c in self.evaluator.columns()]
-        if meta.get("scores") is None or set(meta["scores"]) != set(cols):
-            meta["scores"] = self.evaluator.score(self.truth(ids), images, truth_key=truth_key or subject)
+        if meta.get("scores") is None or set(meta["scores"]) != set(self.column_names()):
+            feats: dict = {}
+            scores = self.evaluator.score(self.truth(ids), images, truth_key=self.truth_key(ids), features=feats)
+            if self.categories is not None:
+                f = feats.get(CATEGORY_NETWORK, {}).get(CATEGORY_LAYER)
+                f = self.categories.features(images, "reconstructions") if f is None else f
+                scores[CATEGORY_COLUMN] = self.categories.score(ids, f)
+            meta["scores"] = scores
             self.cache.update_meta(get_method(name).slot(subject), name, meta)
         return meta
 

@@ -15,7 +15,7 @@ SSIM_TARGET = 0.8
 CONTRA_TARGET = 0.8
 # columns that score semantic content (fusion claim: fused vs semantic only)
 SEMANTIC_COLUMNS = ("Incep", "CLIP", "Eff", "SwAV", "Lite2-late (2-way)", "Lite2 dist", "Lite1-late (2-way)",
-                    "Lite1 dist")
+                    "Lite1 dist", "Category acc.")
 # the paper's ablation (Brain-IT, arXiv 2510.25976, NSD): SSIM of low-level only / semantic only / fused
 PAPER_FUSION_SSIM = {"low_level": 0.505, "semantic": 0.431, "fused": 0.486}
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from brainit_core.benchmark.bench import DIP_IMAGES
+from brainit_core.benchmark.categories import N_TRAIN
 from brainit_core.cli_types import device, existing_dir, metric_network, non_negative_int, out_dir, positive_int
 
 COMMAND = "benchmark"
@@ -13,6 +15,14 @@ def _networks(text: str) -> str:
     for name in text.split(","):
         metric_network(name.strip())
     return text
+
+
+def _dip_images(text: str) -> int:
+    """0 (no DIP rows) or an integer >= 2 (two-way identification needs two images)."""
+    n = non_negative_int(text)
+    if n == 1:
+        raise argparse.ArgumentTypeError("must be 0 (no DIP rows) or >= 2 (two-way identification needs 2 images), got 1")
+    return n
 
 
 def _transfer_run(text: str) -> str:
@@ -54,6 +64,13 @@ def register(subparsers) -> None:
     p.add_argument("--stage2", type=existing_dir, default=None,
                    help="a `stage2` output folder (OUT/run + OUT/generators): adds its fused and semantic-only rows "
                         "beside Brain-IT's (before vs after stage 2)")
+    p.add_argument("--dip-images", type=_dip_images, default=None,
+                   help="test images per subject of the DIP rows (the paper's Deep Image Prior, demo preset, and the "
+                        "inverter on the same images); 0 leaves them out (default: %d)" % DIP_IMAGES)
+    p.add_argument("--category-train", type=positive_int, default=None,
+                   help="training images the category classifier learns from (a twin's labels; default: %d)"
+                        % N_TRAIN)
+    p.add_argument("--no-categories", action="store_true", help="leave out the category-accuracy column")
     p.add_argument("--heldout", default=None, help="transfer subject (default: the dataset's held-out subject)")
     p.add_argument("--networks", type=_networks, default="auto",
                    help="metric networks: 'auto' (every column; missing weights say 'unavailable'), 'offline' "
@@ -93,7 +110,9 @@ def _benchmark(args) -> int:
                         transfer_runs=parse_transfer_runs(args.transfer_runs), transfer=args.transfer,
                         heldout=args.heldout, networks=networks, weights=args.weights, device=args.device,
                         seed=args.seed, batch_size=args.batch_size, mode=args.mode, steps=args.steps,
-                        stage2=args.stage2)
+                        stage2=args.stage2, categories=not args.no_categories,
+                        **{k: v for k, v in {"dip_images": args.dip_images,
+                                             "category_train": args.category_train}.items() if v is not None})
     print((Path(args.out).expanduser() / "results.md").read_text())
     print(f"benchmark: {res['wall_seconds']:.0f} s; results in {Path(args.out).expanduser() / 'results.json'}")
     return 0

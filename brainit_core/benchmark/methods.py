@@ -82,6 +82,8 @@ class Method:
     stage2 : bool
         Decoded with the stage-2 run and generators (``benchmark --stage2 OUT``) instead of the
         benchmark's own: its rows beside ``brainit_fused`` / ``brainit_semantic`` are before vs after.
+    subset : bool
+        Decoded on the first ``dip_images`` test images only (the DIP rows: slow).
     note : str, optional
         Stored with its cache entry.
     """
@@ -98,6 +100,7 @@ class Method:
     twin_only: bool = False
     in_table: bool = True
     stage2: bool = False
+    subset: bool = False
     note: str | None = None
 
     def slot(self, subject: str) -> str:
@@ -173,8 +176,8 @@ def _brainit(bench, subject, betas, ids, name) -> Output:
 
 
 def _transferred(bench, subject, betas, ids, name) -> Output:
-    # bench.run is the transferred run here (see run._transfer)
-    return bench.bit(betas, subject, ids, f"{subject}: {name}")
+    # bench.run is the transferred run here (see run._transfer); the row is the fused image only
+    return bench.bit(betas, subject, ids, f"{subject}: {name}", semantic_only=False)
 
 
 def _stage2(bench, subject, betas, ids, name) -> Output:
@@ -182,9 +185,22 @@ def _stage2(bench, subject, betas, ids, name) -> Output:
     return bench.bit(betas, subject, ids, f"{subject}: stage 2")
 
 
+def _dip(bench, subject, betas, ids, name) -> Output:
+    return bench.dip(betas, subject, ids, f"{subject}: DIP")
+
+
+def _inverter_on_subset(bench, subject, betas, ids, name) -> Output:
+    # the inverter's images of the DIP row's images (the first of the full set, cached once)
+    all_betas, all_ids = bench.test_set(subject)
+    images, meta = bench.images(subject, "brainit_low_level", all_betas, all_ids)
+    if not np.array_equal(all_ids[:len(ids)], ids):
+        raise ValueError(f"{name}: {subject}'s subset is not the first {len(ids)} test images")
+    return Output({"low_level": images[:len(ids)]}, {"low_level": meta["seconds_per_image"] * len(ids)})
+
+
 def _oracle_noiseless(bench, subject, betas, ids, name) -> Output:
     responses = noiseless_responses(bench.ds, bench.twin_dir, subject, ids)
-    return bench.bit(responses, subject, ids, f"{subject}: oracle-noiseless")
+    return bench.bit(responses, subject, ids, f"{subject}: oracle-noiseless", semantic_only=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -202,6 +218,10 @@ _ENTRIES = (
            note="baseline fit time excluded"),
     Method("oracle", "oracle (true features)", decoded(_oracle_features), run_dependent=False, shared=True),
     Method("oracle_noiseless", "oracle-noiseless (twin, BIT)", _oracle_noiseless, twin_only=True),
+    Method("brainit_dip", "low-level only, DIP (the paper's)", _dip, image="low_level", subset=True,
+           note="Deep Image Prior, demo preset, on BIT's low-level features"),
+    Method("brainit_low_level_subset", "low-level only, inverter (the DIP row's images)", _inverter_on_subset,
+           image="low_level", subset=True, note="the brainit_low_level images of the DIP row's test images"),
     *(Method(f"transfer_{a}", f"Brain-IT, {a} min" if a != "all" else "Brain-IT, all data", _transferred,
              in_table=False) for a in TRANSFER_AMOUNTS),
     Method("stage2_fused", "Brain-IT stage 2 (fused)", _stage2, group="stage2", in_table=False, stage2=True),
@@ -238,6 +258,8 @@ def group_of(method: Method) -> list[Method]:
     return [method] + [m for m in REGISTRY.values() if m.group == method.group and m is not method]
 
 
-def table_methods(is_twin: bool, stage2: bool = False) -> list[str]:
-    """The main table's rows for a dataset (twin-only rows only on a twin; the stage-2 rows when a stage 2 is given)."""
-    return [m for m in METHODS if is_twin or not REGISTRY[m].twin_only] + (list(STAGE2) if stage2 else [])
+def table_methods(is_twin: bool, stage2: bool = False, dip: bool = True) -> list[str]:
+    """The main table's rows for a dataset (twin-only rows only on a twin; the stage-2 rows when a
+    stage 2 is given; the DIP rows unless ``dip`` is False)."""
+    rows = [m for m in METHODS if (is_twin or not REGISTRY[m].twin_only) and (dip or not REGISTRY[m].subset)]
+    return rows + (list(STAGE2) if stage2 else [])

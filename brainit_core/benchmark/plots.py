@@ -51,6 +51,11 @@ def plot_scores(results: dict, path) -> Path:
             ax.scatter(x + (k - (len(subjects) - 1) / 2) * 0.12,
                        [_num(results["scores"][m][s].get(c)) for m in methods], s=9, color="k", zorder=3)
         better = "higher" if results["columns"][c]["higher_is_better"] else "lower"
+        cat = results.get("categories") or {}
+        if c == cat.get("column"):  # the seen images' accuracy and chance as reference lines
+            ax.axhline(_num(cat["ground_truth"]["mean"]), color="0.3", ls="--", lw=0.8, label="seen images")
+            ax.axhline(_num(cat["chance"]["mean"]), color="C3", ls=":", lw=0.8, label="chance")
+            ax.legend(fontsize=6)
         ax.set_title(f"{c} ({better} is better)", fontsize=8)
         ax.set_xticks(x)
         ax.set_xticklabels([results["method_labels"][m] for m in methods], rotation=60, ha="right", fontsize=6)

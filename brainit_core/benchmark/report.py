@@ -49,6 +49,7 @@ def results_markdown(results: dict) -> str:
                _table(["method", *arrows, "s / image"],
                       [[results["method_labels"][m], *[results["scores"][m][s].get(c) for c in cols],
                         results["seconds_per_image"][m][s]] for m in results["methods"]]), ""]
+    md += _categories_md(results) + _dip_md(results)
     tr = results.get("transfer") or {}
     md += ["## Transfer", ""]
     if tr.get("scores"):
@@ -115,6 +116,33 @@ def results_markdown(results: dict) -> str:
     for p in results.get("plots", []):
         md += [f"![{Path(p).stem}]({Path(p).name})"]
     return "\n".join(md) + "\n"
+
+
+def _categories_md(results: dict) -> list[str]:
+    cat = results.get("categories")
+    if not cat:
+        return []
+    col = cat["column"]
+    rows = [[results["method_labels"][m], results["scores"][m]["mean"].get(col)] for m in results["methods"]]
+    rows += [["seen images (the classifier's ceiling)", cat["ground_truth"]["mean"]],
+             [f"chance (always '{cat['most_common']}')", cat["chance"]["mean"]]]
+    return ["## Category accuracy", "",
+            f"Does a reconstruction show the same kind of thing as the seen image? {cat['definition']}. "
+            f"Categories: {', '.join(cat['categories'])}. The classifier ({cat['network']}, C = {_fmt(cat['C'])}) "
+            f"learnt from {cat['n_classifier_images']} training images and names {_fmt(cat['classifier_heldout_accuracy'])} "
+            f"of held-out training images right. Naming a category at random would score "
+            f"{_fmt(cat['chance_uniform'])}. A reconstruction well above chance shows the right kind of object; "
+            "the seen images' own score is the most a reconstruction can get from this classifier.", "",
+            _table(["images", f"{col} ↑ (mean over subjects)"], rows), ""]
+
+
+def _dip_md(results: dict) -> list[str]:
+    dip = results.get("dip")
+    if not dip:
+        return []
+    return [f"DIP rows: the paper's low-level method (Deep Image Prior, {dip['preset']} preset) on BIT's predicted "
+            f"low-level features, on the first {dip['n_images']} test images of each subject "
+            f"({_fmt(dip['seconds_per_image'])} s / image); the inverter row beside it is scored on the same images.", ""]
 
 
 def refresh_report(out_dir) -> dict:

@@ -30,10 +30,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from brainit_core.benchmark.bench import RESULTS_VERSION, Bench
+from brainit_core.benchmark.bench import DIP_IMAGES, RESULTS_VERSION, Bench
+from brainit_core.benchmark.categories import COLUMN as CATEGORY_COLUMN
+from brainit_core.benchmark.categories import LAYER as CATEGORY_LAYER
+from brainit_core.benchmark.categories import N_TRAIN
+from brainit_core.benchmark.categories import NETWORK as CATEGORY_NETWORK
 from brainit_core.benchmark.cache import JSON_LAYOUT
 from brainit_core.benchmark.claims import compute_claims, finite
-from brainit_core.benchmark.methods import BASELINES, LABELS, TRANSFER_AMOUNTS, table_methods
+from brainit_core.benchmark.methods import BASELINES, LABELS, TRANSFER_AMOUNTS, get_method, table_methods
 from brainit_core.benchmark.report import results_markdown
 from brainit_core.errors import BrainITError
 from brainit_core.fileio import write_json
@@ -63,7 +67,8 @@ def _mean_scores(per_subject: dict) -> dict:
 def run_benchmark(data, run, generators, out, subjects=None, limit: int | None = None,
                   transfer_runs: dict | None = None, transfer: bool = False, heldout: str | None = None,
                   networks="auto", weights=None, device="auto", seed: int = 0, batch_size: int = 8,
-                  mode: str | None = None, steps: int | None = None, plots: bool = True, stage2=None) -> dict:
+                  mode: str | None = None, steps: int | None = None, plots: bool = True, stage2=None,
+                  dip_images: int = DIP_IMAGES, categories: bool = True, category_train: int = N_TRAIN) -> dict:
     """Run the whole benchmark and write ``results.json``, ``results.md`` and PNG plots to ``out``.
 
     Parameters
@@ -101,6 +106,13 @@ def run_benchmark(data, run, generators, out, subjects=None, limit: int | None =
     stage2 : str or PathLike, optional
         A ``stage2`` output folder: adds the rows ``stage2_fused`` and ``stage2_semantic``, decoded
         with its fine-tuned run and generators (compare them with ``brainit_fused`` / ``brainit_semantic``).
+    dip_images : int
+        The DIP rows (the paper's Deep Image Prior, demo preset, and the inverter on the same images)
+        decode the first ``dip_images`` test images of each subject; 0 leaves them out.
+    categories : bool
+        Add the category-accuracy column when the dataset has category labels (a twin).
+    category_train : int
+        Training images the category classifier learns from.
 
     Returns
     -------
@@ -109,8 +121,9 @@ def run_benchmark(data, run, generators, out, subjects=None, limit: int | None =
     """
     t_start = time.perf_counter()
     recon_kw = {k: v for k, v in {"mode": mode, "steps": steps}.items() if v is not None}
-    b = Bench(data, run, generators, out, limit, networks, weights, device, seed, batch_size, recon_kw, stage2)
-    ds, notes = b.ds, []
+    b = Bench(data, run, generators, out, limit, networks, weights, device, seed, batch_size, recon_kw, stage2,
+              dip_images=dip_images, categories=categories, category_train=category_train)
+    ds, notes = b.ds, b.notes
     if subjects is None:
         subjects = [s for s in b.run.subjects if s in ds.subjects and s not in ds.heldout_subjects]
     unknown = [s for s in subjects if s not in b.run.subjects or s not in ds.subjects]
@@ -119,25 +132,28 @@ def run_benchmark(data, run, generators, out, subjects=None, limit: int | None =
                            f"{ds.path} (run subjects: {b.run.subjects}; dataset subjects: {ds.subjects})")
     if not subjects:
         raise BrainITError(f"no subject of the run {b.run.subjects} is in the dataset {ds.path}")
-    methods = table_methods(is_twin=b.twin_dir is not None, stage2=b.stage2 is not None)
+    methods = table_methods(is_twin=b.twin_dir is not None, stage2=b.stage2 is not None, dip=b.dip_images > 0)
     if b.twin_dir is None:
         notes.append("not a twin dataset: the oracle-noiseless row and the pRF / category-patch checks are skipped")
 
     scores: dict = {m: {} for m in methods}
     seconds: dict = {m: {} for m in methods}
     attention: dict = {}
-    n_images = {}
+    n_images, method_images, category = {}, {m: {} for m in methods}, {}
+    test_sets = {s: b.test_set(s) for s in subjects}  # read once: every method decodes the same betas
     work = [(s, m) for s in subjects for m in methods]
     for s, m in track(work, desc="benchmark: subjects x methods"):
-        betas, ids = b.test_set(s)
+        betas, ids = test_sets[s]
         n_images[s] = len(ids)
         meta = b.scored(s, m, betas, ids)
-        scores[m][s], seconds[m][s] = meta["scores"], meta["seconds_per_image"]
+        scores[m][s], seconds[m][s], method_images[m][s] = meta["scores"], meta["seconds_per_image"], meta["n"]
     for s in subjects:
-        _, ids = b.test_set(s)
+        ids = test_sets[s][1]
         att = b.attention(s, ids)
         if att is not None:
             attention[s] = att
+        if b.categories is not None:
+            category[s] = b.category_summary(ids)
     for m in methods:
         scores[m]["mean"] = _mean_scores({s: scores[m][s] for s in subjects})
         seconds[m]["mean"] = float(np.mean([seconds[m][s] for s in subjects]))
@@ -147,14 +163,22 @@ def run_benchmark(data, run, generators, out, subjects=None, limit: int | None =
         "dataset": str(ds.path), "run": str(getattr(b.run, "path", "")), "generators": str(getattr(b.gens, "path", "")),
         "run_sha256": getattr(b.run, "checkpoint_sha256", None), "generators_sha256": b.gens.sha256,
         "is_twin": b.twin_dir is not None, "subjects": list(subjects), "n_images": n_images,
-        "methods": methods, "method_labels": {m: LABELS[m] for m in methods},
-        "columns": _columns(b.evaluator, weights),
+        "methods": methods, "method_labels": {m: _label(m, method_images[m]) for m in methods},
+        "method_images": {m: int(min(v.values())) for m, v in method_images.items()},
+        "columns": _columns(b.evaluator, weights, b.categories),
         "settings": {"limit": limit, "seed": seed, "networks": networks, "device": str(b.device),
                      "batch_size": batch_size, "reconstruction": {**b.gens.reconstruction.__dict__, **recon_kw},
                      "torch_threads": torch.get_num_threads()},
         "scores": scores, "seconds_per_image": seconds, "attention": attention,
         "notes": notes,
     }
+    if category:
+        results["categories"] = _category_results(category, subjects)
+    if b.dip_images > 0:
+        results["dip"] = {"preset": b.dip_preset, "n_images": results["method_images"]["brainit_dip"],
+                          "seconds_per_image": seconds["brainit_dip"]["mean"],
+                          "note": "the DIP rows decode the first n_images test images of each subject; compare the DIP "
+                                  "row with the inverter row on the same images"}
     if b.stage2 is not None:
         s2_run, s2_gens = b.stage2
         results["stage2"] = {"path": str(Path(stage2).expanduser().resolve()), "run_sha256": s2_run.checkpoint_sha256,
@@ -183,13 +207,36 @@ def run_benchmark(data, run, generators, out, subjects=None, limit: int | None =
     return results
 
 
-def _columns(evaluator, weights) -> dict:
+def _label(method: str, counts: dict) -> str:
+    """The row label; a subset row says on how many images it was measured."""
+    if not get_method(method).subset:
+        return LABELS[method]
+    return f"{LABELS[method]}, {min(counts.values())} images"
+
+
+def _columns(evaluator, weights, categories=None) -> dict:
     from brainit_core.metrics import describe_columns
 
     desc = describe_columns(weights)
-    return {c.name: {"higher_is_better": c.higher_is_better, "network": desc[c.name]["network"],
+    cols = {c.name: {"higher_is_better": c.higher_is_better, "network": desc[c.name]["network"],
                      "protocol": desc[c.name]["protocol"], "metric": c.metric}
             for c in evaluator.columns()}
+    if categories is not None:
+        cols[CATEGORY_COLUMN] = {"higher_is_better": True, "protocol": False, "metric": "category accuracy",
+                                 "network": f"{CATEGORY_NETWORK} {CATEGORY_LAYER} + logistic regression"}
+    return cols
+
+
+def _category_results(per_subject: dict, subjects) -> dict:
+    """One summary: the classifier's and the definition (the same for every subject), the seen
+    images' accuracy and chance per subject and their means."""
+    first = per_subject[subjects[0]]
+    out = {k: v for k, v in first.items() if k not in ("ground_truth", "chance", "n_labelled", "n_images")}
+    for k in ("ground_truth", "chance"):
+        out[k] = {s: per_subject[s][k] for s in subjects}
+        out[k]["mean"] = _nanmean([per_subject[s][k] for s in subjects])
+    out["n_labelled"] = {s: per_subject[s]["n_labelled"] for s in subjects}
+    return out
 
 
 def _attention_summary(attention: dict) -> dict:
@@ -244,13 +291,13 @@ def _transfer(b: Bench, transfer_runs, train: bool, heldout, notes) -> dict:
         if heldout not in r.subjects:
             raise BrainITError(f"{transfer_runs[amount]} does not decode {heldout} (subjects {r.subjects})")
         with b.using_run(r):
-            meta = b.scored(heldout, f"transfer_{amount}", betas, ids, truth_key=heldout)
+            meta = b.scored(heldout, f"transfer_{amount}", betas, ids)
         curve[amount], seconds[amount] = meta["scores"], meta["seconds_per_image"]
         runs[amount] = {"path": str(transfer_runs[amount]), "sha256": r.checkpoint_sha256,
                         "n_trials": (r.config.get("transfer") or {}).get("n_trials")}
     base_scores = {}
     for m in BASELINES:
-        meta = b.scored(heldout, m, betas, ids, truth_key=heldout)
+        meta = b.scored(heldout, m, betas, ids)
         base_scores[m] = meta["scores"]
         seconds[m] = meta["seconds_per_image"]
     return {"subject": heldout, "amounts": list(curve), "runs": runs, "scores": curve,

@@ -60,3 +60,30 @@ def noiseless_responses(ds, twin_dir, subject: str, ids) -> np.ndarray:
     if len(gt["noiseless_test"]) != len(test_ids) or not np.array_equal(test_ids[rows], ids):
         raise BrainITError(f"{twin_dir}: noiseless test responses of {subject} do not match its test images")
     return gt["noiseless_test"][rows][:, vertex_order(ds, subject, gt, twin_dir)].astype(np.float32)
+
+
+def category_coverage(ds) -> tuple[np.ndarray, list[str]] | None:
+    """The share of each image every category covers, float (n_images, n_categories) indexed by image
+    id, and the category names; None when ``ds`` carries no category labels (not a twin, or a twin
+    written without ``ground_truth/stimuli.npz``).
+
+    Raises
+    ------
+    BrainITError
+        When ``stimuli.npz`` does not match the twin's category list.
+    """
+    from brainit_core.data.twin import load_ground_truth
+
+    twin_dir = twin_dir_of(ds)
+    if twin_dir is None or not (twin_dir / "ground_truth" / "stimuli.npz").is_file():
+        return None
+    path = twin_dir / "ground_truth" / "stimuli.npz"
+    names = list(load_ground_truth(twin_dir).get("categories") or [])
+    with np.load(path, allow_pickle=False) as z:
+        if "category_coverage" not in z.files:
+            return None
+        coverage = z["category_coverage"].astype(np.float32)
+    if coverage.ndim != 2 or coverage.shape[1] != len(names):
+        raise BrainITError(f"{path}: category_coverage has shape {coverage.shape}, expected (n_images, "
+                           f"{len(names)}) for the categories {names} of ground_truth/twin.json")
+    return coverage, names

@@ -143,7 +143,7 @@ class Evaluator:
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
-    def score(self, truth, recon, truth_key=None, reduce: bool = True) -> dict:
+    def score(self, truth, recon, truth_key=None, reduce: bool = True, features: dict | None = None) -> dict:
         """The table for one reconstruction set.
 
         Parameters
@@ -156,6 +156,9 @@ class Evaluator:
             key only for the same images.
         reduce : bool, default=True
             Means (floats) or per-image values ((N,) arrays).
+        features : dict, optional
+            Filled with the reconstructions' features, ``{network: {layer: (N, D)}}``, for a caller
+            that reads more from them (the benchmark's category accuracy) without extracting again.
 
         Returns
         -------
@@ -178,6 +181,8 @@ class Evaluator:
                 continue
             real = self.truth_features(name, truth, truth_key)
             fake = image_features(ext, recon, self.batch_size, self.device, "reconstructions")
+            if features is not None:
+                features[name] = fake
             if not self.keep_networks:
                 self._release(name)
             table = score_columns(cols, real, fake, reduce=reduce)

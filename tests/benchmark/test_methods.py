@@ -9,7 +9,8 @@ from brainit_core.benchmark.bench import Bench
 from brainit_core.benchmark.cache import ResultCache
 
 TABLE = ("brainit_fused", "brainit_low_level", "brainit_semantic", "ridge", "global_embedding", "oracle",
-         "oracle_noiseless")
+         "oracle_noiseless", "brainit_dip", "brainit_low_level_subset")
+DIP_ROWS = ("brainit_dip", "brainit_low_level_subset")
 
 
 def test_registry_declares_every_row_once_in_table_order():
@@ -20,7 +21,10 @@ def test_registry_declares_every_row_once_in_table_order():
     assert M.BASELINES == ("ridge", "global_embedding")
     assert M.LABELS["brainit_fused"] == "Brain-IT (fused)" and M.LABELS["ridge"] == "ridge (Brain-Diffuser style)"
     assert M.table_methods(is_twin=True) == list(TABLE)
-    assert M.table_methods(is_twin=False) == list(TABLE[:-1])  # the noiseless oracle needs a twin
+    assert M.table_methods(is_twin=False) == [m for m in TABLE if m != "oracle_noiseless"]  # it needs a twin
+    assert M.table_methods(is_twin=True, dip=False) == [m for m in TABLE if m not in DIP_ROWS]
+    assert [m for m in TABLE if M.REGISTRY[m].subset] == list(DIP_ROWS)
+    assert all(M.REGISTRY[m].image == "low_level" for m in DIP_ROWS)
     assert [m.name for m in M.group_of(M.REGISTRY["brainit_semantic"])] == [
         "brainit_semantic", "brainit_fused", "brainit_low_level"]
     assert M.group_of(M.REGISTRY["ridge"]) == [M.REGISTRY["ridge"]]
