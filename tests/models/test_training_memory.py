@@ -83,3 +83,13 @@ def test_noise_ceiling_reads_only_the_images_trials(subject, monkeypatch):
     rel = 2 * r / (1 + r)
     full = 1.5 * rel / (1 + 0.5 * rel)
     np.testing.assert_allclose(nc, np.sqrt(np.clip(full, 0, 1)), atol=1e-6)
+
+
+def test_betas_for_trials_any_order_repeats_and_runs(subject):
+    everything = subject.betas_for_trials(np.arange(subject.n_trials))
+    np.testing.assert_array_equal(everything[:3], subject.betas_for_trials(np.array([0, 1, 2])))
+    trials = np.array([7, 2, 3, 4, 7, 0, subject.n_trials - 1])  # unordered, a repeat, a run of three
+    np.testing.assert_array_equal(subject.betas_for_trials(trials), everything[trials])
+    assert subject.betas_for_trials(np.zeros(0, np.int64)).shape == (0, subject.n_vertices)
+    assert "betas" not in subject.__dict__
+    np.testing.assert_array_equal(everything, subject.betas)  # the whole subject, read in blocks
