@@ -129,6 +129,28 @@ print(json.dumps({{"train": preset, "one_epoch_per_stage": one_epoch, "seconds":
                    "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}}))
 """
 
+DATA = r"""
+import json, sys, time
+sys.path.insert(0, {root!r})
+import numpy as np
+from brainit_core.data import load_dataset
+from brainit_core.models.bit_data import subject_training_betas
+from brainit_core.models.encoder_training import training_samples
+{rss}
+ds = load_dataset({data!r})
+subjects, stage, mode = ds.training_subjects[:{n_subjects}], {stage!r}, {mode!r}
+t, pools = time.time(), {{}}
+for s in subjects:
+    sd = ds.subject(s)
+    train = training_samples(sd, mode) if stage == "encoder" else subject_training_betas(sd, mode)
+    pools[s] = train, sd.averaged("val")
+n = len(pools[subjects[0]][0][0]); batch = np.random.default_rng(0).choice(n, min(64, n), replace=False)
+t_batch = time.time(); x = pools[subjects[0]][0][0][batch]; t_batch = time.time() - t_batch
+print(json.dumps({{"data": stage, "mode": mode, "subjects": len(subjects), "trials_per_subject": sd.n_trials,
+                  "vertices": sd.n_vertices, "seconds": round(time.time() - t, 1),
+                  "samples_per_subject": len(pools[subjects[0]][0][0]), "batch_of_64_s": round(t_batch, 3), **_rss()}}))
+"""
+
 PAGES = r"""
 import json, os, sys, time
 sys.path.insert(0, {root!r})
@@ -227,6 +249,10 @@ def main(argv=None) -> int:
     ap.add_argument("--image-size", type=int, default=64)
     ap.add_argument("--spaces", nargs="*", default=["fsaverage", "func1pt8mm"], help="spaces whose pages are measured")
     ap.add_argument("--train", nargs="*", default=["ci", "demo"], help="presets whose training memory is measured")
+    ap.add_argument("--data-memory", nargs="*", default=[], metavar="STAGE:MODE",
+                    help="also measure the training samples alone at --scale (fsaverage), e.g. encoder:both "
+                         "bit:averaged: the part of training memory that grows with the trials")
+    ap.add_argument("--data-subjects", type=int, default=None, help="subjects of --data-memory (default: all)")
     ap.add_argument("--delete", action="store_true", help="delete each pages dataset once measured (disk: "
                     "4.8 GB of betas per subject in fsaverage space at scale 1)")
     ap.add_argument("--no-surfaces", action="store_true", help="no fsaverage files: the app's resampled view")
@@ -246,6 +272,12 @@ def main(argv=None) -> int:
         data = ensure_dataset(args.out, "fsaverage", scale, args, fsdir)
         for preset in args.train:
             print(json.dumps(train(args.out, preset, data, scale)), flush=True)
+    for item in args.data_memory:
+        stage, mode = item.split(":")
+        data = ensure_dataset(args.out, "fsaverage", args.scale, args, fsdir)
+        r = child(DATA.format(root=str(ROOT), rss=RSS, data=str(data), stage=stage, mode=mode,
+                              n_subjects=args.data_subjects or args.subjects), fatal=False)
+        print(json.dumps({"scale": args.scale, "data": stage, "mode": mode, **r}), flush=True)
     from brainit_core.models.run import BrainITRun
     from tests.factories import build_tiny_generators
 
