@@ -24,9 +24,17 @@ fresh process with one thread:
    must hold the same subjects and vertex numbers (checked: a run records only the dataset's path
    and each subject's vertex count), so full-scale pages need no full-scale training.
 
-Run (docs/app.md, "At NSD scale"):
-  prlimit --as=12000000000 python scripts/bench_nsd_scale.py --out /work/nsdscale-data \
-      --train-scales 0.05 0.1 0.25 --scale 1 --run-scale 0.05 --delete
+3. ``--data-memory STAGE:MODE``: the training samples alone at ``--scale`` (``encoder:both``,
+   ``bit:averaged``, ...), as ``train_encoder`` and ``build_bit_data`` hold them: the part of training
+   memory that grows with the data.
+
+Run (the commands measured for docs/app.md, "At NSD scale"):
+  prlimit --as=14000000000 python scripts/bench_nsd_scale.py --out /work/nsdscale-data \
+      --train-scales 0.05 --scale 1 --run-scale 0.05 --spaces fsaverage
+  python scripts/bench_nsd_scale.py --out D --scale 1 --train-scales --train --spaces \
+      --data-memory encoder:both bit:averaged
+  python scripts/bench_nsd_scale.py --out D --scale 1 --run-scale 0.02 --spaces func1pt8mm \
+      --train-scales --train --delete
 Prints one JSON line per measurement.
 """
 import argparse
