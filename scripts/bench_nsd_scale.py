@@ -297,7 +297,7 @@ def main(argv=None) -> int:
             raise SystemExit(f"{run_data} and {data} differ in subjects or vertices: a run of one cannot draw the other")
         run = args.out / "runs" / f"ci-{run_data.name}"
         if not (run / "run.json").exists():
-            train(args.out, "ci", run_data, run_scale, fatal=True)
+            print(json.dumps(train(args.out, "ci", run_data, run_scale, fatal=True)), flush=True)
         gens = args.out / "generators"
         if not gens.exists():
             build_tiny_generators(BrainITRun.load(run, device="cpu").space).save(gens)
