@@ -119,12 +119,15 @@ class SubjectData:
         trials = np.asarray(trials, dtype=np.int64)
         if "betas" in self.__dict__:
             return self.betas[trials]
-        order = np.argsort(trials)
-        with self._open() as f:
-            rows = f["betas"][np.sort(trials)]
+        order = np.argsort(trials, kind="stable")
+        wanted = trials[order]
+        rows = np.empty((len(trials), self.n_vertices), np.float32)
+        with self._open() as f:  # one slice per run of consecutive rows: h5py's fancy indexing is ~6x slower
+            ds = f["betas"]
+            for run in np.split(np.arange(len(wanted)), np.flatnonzero(np.diff(wanted) != 1) + 1) if len(wanted) else []:
+                rows[run[0]:run[-1] + 1] = ds[wanted[run[0]]:wanted[run[-1]] + 1]
         out = np.empty_like(rows)
         out[order] = rows
-        out = out.astype(np.float32, copy=False)
         self.check_finite(out, trials)
         return out
 

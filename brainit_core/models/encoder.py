@@ -272,9 +272,10 @@ def split_half_noise_ceiling(subject_data, ids) -> np.ndarray:
     groups = [np.sort(g) for g in subject_data.trials_of(ids) if len(g) >= 2]
     if len(groups) < 3:
         return np.full(subject_data.n_vertices, np.nan)
-    b = subject_data.betas
-    a = np.stack([b[g[0]] for g in groups])
-    rest = np.stack([b[g[1:]].mean(0) for g in groups])
+    rows = np.unique(np.concatenate(groups))  # only these images' trials are read, not the subject's
+    b = subject_data.betas_for_trials(rows)
+    a = np.stack([b[np.searchsorted(rows, g[0])] for g in groups])
+    rest = np.stack([b[np.searchsorted(rows, g[1:])].mean(0) for g in groups])
     r = np.clip(pearson_per_voxel(a, rest), 0, None)
     n_rep = np.mean([len(g) for g in groups])
     rel = 2 * r / (1 + r)  # reliability of a two-part mean

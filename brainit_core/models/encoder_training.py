@@ -16,9 +16,9 @@ from brainit_core import distributed
 from brainit_core.checkpoint import checkpoint_exists, load_checkpoint, optimizer_state, restore_optimizer, save_checkpoint
 from brainit_core.errors import check_loss
 from brainit_core.fileio import write_json
-from brainit_core.models.bit_data import subject_training_betas
+from brainit_core.models.bit_data import TrialRows, subject_training_betas, training_trial_rows
 from brainit_core.models.encoder import (
-    EncoderConfig, ImageToFMRIEncoder, encoder_inputs, encoder_loss, load_encoder, pearson_per_voxel, predict_rows,
+    TRIAL_MODES, EncoderConfig, ImageToFMRIEncoder, encoder_inputs, encoder_loss, load_encoder, pearson_per_voxel, predict_rows,
     save_encoder, token_shapes,
 )
 from brainit_core.progress import track
@@ -55,15 +55,17 @@ def _subject_arrays(dataset, subject: str, trials=None, mode: str = "averaged", 
 
 
 def training_samples(subject_data, mode: str) -> tuple[np.ndarray, np.ndarray]:
-    """(betas (n, V), image ids (n,)) of a subject's training images: ``EncoderConfig.trials`` modes."""
+    """(betas (n, V), image ids (n,)) of a subject's training images: ``EncoderConfig.trials`` modes.
+
+    Single trials come as :class:`TrialRows`, read from the subject's file a batch at a time; the
+    repeat averages are held in memory."""
+    if mode not in TRIAL_MODES:
+        raise ValueError(f"encoder trials must be 'averaged', 'single' or 'both', got {mode!r}")
+    avg, avg_ids = subject_data.averaged("train") if mode != "single" else (None, np.zeros(0, np.int64))
     if mode == "averaged":
-        return subject_data.averaged("train")
-    if mode == "single":
-        return subject_training_betas(subject_data, "single")
-    if mode == "both":
-        parts = [subject_data.averaged("train"), subject_training_betas(subject_data, "single")]
-        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-    raise ValueError(f"encoder trials must be 'averaged', 'single' or 'both', got {mode!r}")
+        return avg, avg_ids
+    rows = training_trial_rows(subject_data)
+    return TrialRows(subject_data, rows, head=avg), np.concatenate([avg_ids, subject_data.image_ids[rows]])
 
 
 def train_encoder(dataset, space, config: EncoderConfig, out_dir, subjects=None, device=None,
