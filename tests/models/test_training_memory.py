@@ -41,6 +41,7 @@ def test_averaged_training_betas_are_summed_block_by_block(subject, monkeypatch)
 
 
 def test_trial_rows_read_only_the_batch(subject, monkeypatch):
+    monkeypatch.setattr(bit_data, "TRIALS_IN_MEMORY_BYTES", 0)  # as a subject too large to hold
     everything = subject.betas_for_trials(np.arange(subject.n_trials))
     head = np.full((2, subject.n_vertices), 7.0, np.float32)
     trials = np.array([5, 1, 9, 3])
@@ -57,6 +58,7 @@ def test_trial_rows_read_only_the_batch(subject, monkeypatch):
 
 
 def test_encoder_single_trials_are_read_per_batch(subject, monkeypatch):
+    monkeypatch.setattr(bit_data, "TRIALS_IN_MEMORY_BYTES", 0)
     sizes = _record_reads(subject, monkeypatch)
     both, ids = training_samples(subject, "both")
     assert isinstance(both, TrialRows) and len(both) == len(ids) == 4 * len(np.unique(subject.train_image_ids))
@@ -93,3 +95,15 @@ def test_betas_for_trials_any_order_repeats_and_runs(subject):
     assert subject.betas_for_trials(np.zeros(0, np.int64)).shape == (0, subject.n_vertices)
     assert "betas" not in subject.__dict__
     np.testing.assert_array_equal(everything, subject.betas)  # the whole subject, read in blocks
+
+
+def test_trial_rows_that_fit_are_read_once_in_blocks(subject, monkeypatch):
+    """A subject small enough to hold (the twin's) is read once, block by block, then served from memory."""
+    everything = subject.betas_for_trials(np.arange(subject.n_trials))
+    monkeypatch.setattr(bit_data, "BETA_BLOCK_ROWS", 3)
+    sizes = _record_reads(subject, monkeypatch)
+    trials = np.array([5, 1, 9, 3, 5])
+    pool = TrialRows(subject, trials)
+    assert sizes == [3, 2]  # blocks of 3 rows: (5, 1, 9), then (3, 5)
+    np.testing.assert_array_equal(pool[np.array([4, 0, 2])], everything[[5, 5, 9]])
+    assert sizes == [3, 2]  # nothing more read
