@@ -157,8 +157,8 @@ def make_bundle(data, run, generators, out, n_test: int = 100, n_ood: int = 24, 
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         (tmp / IN_PROGRESS).write_text(str(os.getpid()))
-        manifest = _assemble(tmp, data, source, generators, (n_test, n_ood, heldout_minutes, n_unlabeled), half,
-                             benchmark, grid_subjects)
+        manifest = _assemble(tmp, data, source, generators, half, benchmark, grid_subjects, n_test=n_test,
+                             n_ood=n_ood, heldout_minutes=heldout_minutes, n_unlabeled=n_unlabeled)
         check_bundle_target(out)
         (tmp / IN_PROGRESS).unlink()
         if out.exists():
@@ -167,9 +167,9 @@ def make_bundle(data, run, generators, out, n_test: int = 100, n_ood: int = 24, 
     return manifest
 
 
-def _assemble(tmp: Path, data, source: RunDirectory, generators: Path, slice_sizes: tuple, half: bool,
-              benchmark, grid_subjects: int) -> dict:
-    n_test, n_ood, heldout_minutes, n_unlabeled = slice_sizes
+def _assemble(tmp: Path, data, source: RunDirectory, generators: Path, half: bool, benchmark, grid_subjects: int,
+              **slice_sizes) -> dict:
+    """The bundle's files in ``tmp``; ``slice_sizes`` go to :func:`export_dataset_slice`."""
     run = source.path
     for name in RUN_CHECKPOINTS:
         copy_checkpoint(run / name, tmp / "run" / name, half=half)
@@ -179,8 +179,7 @@ def _assemble(tmp: Path, data, source: RunDirectory, generators: Path, slice_siz
     for name in GENERATOR_CHECKPOINTS:
         copy_checkpoint(generators / name, tmp / "generators" / name, half=half)
     _copy(generators / "generators.json", tmp / "generators" / "generators.json")
-    export_dataset_slice(Path(data).expanduser(), tmp / "dataset", n_test=n_test, n_ood=n_ood,
-                         subjects=source.subjects, heldout_minutes=heldout_minutes, n_unlabeled=n_unlabeled)
+    export_dataset_slice(Path(data).expanduser(), tmp / "dataset", subjects=source.subjects, **slice_sizes)
     if benchmark is not None:
         for f in Path(benchmark).expanduser().iterdir():
             if f.is_file() and f.suffix in (".json", ".md", ".png", ".csv"):

@@ -119,11 +119,8 @@ def _train_demo(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     work = Path(args.work).expanduser()
     data = Path(args.data) if args.data else work / f"twin-demo-seed{args.seed}"
-    run, gens, bench = work / "runs" / f"demo-seed{args.seed}", work / "generators" / f"demo-seed{args.seed}", \
-        work / "benchmarks" / f"demo-seed{args.seed}"
-    s2 = work / "stage2" / f"demo-seed{args.seed}"
-    if args.generators:
-        gens = Path(args.generators)
+    run, bench, s2 = (work / kind / f"demo-seed{args.seed}" for kind in ("runs", "benchmarks", "stage2"))
+    gens = Path(args.generators) if args.generators else work / "generators" / f"demo-seed{args.seed}"
     log_path = work / "train-demo.json"
     timings = read_json(log_path, {})
     device = resolve_device(args.device)

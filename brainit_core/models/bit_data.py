@@ -85,8 +85,7 @@ class TrialRows:
             self._loaded = np.empty((len(self.trials), subject_data.n_vertices), np.float32)
             for start in range(0, len(self.trials), BETA_BLOCK_ROWS):
                 block = self.trials[start:start + BETA_BLOCK_ROWS]
-                uniq, inverse = np.unique(block, return_inverse=True)
-                self._loaded[start:start + len(block)] = subject_data.betas_for_trials(uniq)[inverse]
+                self._loaded[start:start + len(block)] = subject_data.betas_for_trials(block)
 
     def __len__(self) -> int:
         return len(self.head) + len(self.trials)

@@ -79,11 +79,10 @@ def fuse(autoencoder, unet, scheduler_config: dict, low_level: torch.Tensor, sem
         x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
                                             antialias=x.shape[-1] > size)
     latents = encode_images(autoencoder, x)
-    lost = 0.0
-    if detail:
-        lost = float(detail) * (x - decode_latents(autoencoder, latents))
+    rec = decode_latents(autoencoder, latents) if detail or start >= steps else None
+    lost = float(detail) * (x - rec) if detail else 0.0
     if start >= steps:
-        return (decode_latents(autoencoder, latents) + lost).clamp(0, 1)
+        return (rec + lost).clamp(0, 1)
     scheduler = make_scheduler(scheduler_config, sampler)
     scheduler.set_timesteps(int(steps), device=device)
     timesteps = scheduler.timesteps[start:]
