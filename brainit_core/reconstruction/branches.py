@@ -6,7 +6,9 @@ or photographs), the features come from
 - ``"true"``: the images' own features (the oracle: what the generators can do at best);
 - ``"simulated"``: the true features degraded the way a regression's predictions are (shrunk
   toward the mean, Gaussian noise, a blur of the low-level maps: :func:`simulate_tokens` and
-  :func:`~brainit_core.reconstruction.benchmark.simulate_prediction`).
+  :func:`~brainit_core.reconstruction.benchmark.simulate_prediction`);
+- ``"predicted"``: what a trained BIT run predicts from a subject's repeat-averaged test betas
+  for the same images (:func:`predicted_features`), i.e. what the app and the benchmark decode.
 
 Every set is scored with the evaluation table (:class:`~brainit_core.metrics.Evaluator`: PixCorr,
 SSIM and the identification columns). ``kept`` is the share of the low-level branch's SSIM
@@ -24,7 +26,7 @@ from brainit_core.progress import track
 from brainit_core.reconstruction.benchmark import simulate_prediction
 from brainit_core.reconstruction.images import image_size_of, resize_to, to_float_images, to_uint8
 
-SOURCES = ("true", "simulated")
+SOURCES = ("true", "simulated")  # the defaults; "predicted" needs a run's features
 DEFAULT_STRENGTHS = (0.25, 0.4, 0.5, 0.6, 24 / 38, 0.75, 0.9)
 
 
@@ -60,9 +62,26 @@ def photographs(size: int) -> tuple[list[str], np.ndarray]:
     return kept, np.stack(out)
 
 
+def predicted_features(run, dataset, subject: str, device=None) -> tuple[np.ndarray, torch.Tensor, list]:
+    """BIT's prediction from ``subject``'s repeat-averaged test betas: ``(image_ids, semantic, lowlevel)``,
+    in feature units, on ``device`` (the order of the subject's test images)."""
+    betas, ids = dataset.subject(subject).averaged("test")
+    sem, low = [], []
+    for i in range(0, len(betas), 32):
+        with torch.no_grad():
+            pred = run.predict(torch.as_tensor(np.asarray(betas[i:i + 32], np.float32)), subject,
+                               return_attention=False)
+        sem.append(pred.semantic.to(device))
+        low.append([m.to(device) for m in pred.lowlevel])
+    return np.asarray(ids), torch.cat(sem), [torch.cat(ms) for ms in zip(*low)]
+
+
 def branch_images(generators, truth: torch.Tensor, source: str, strengths, seed: int = 0, batch: int = 8,
-                  steps: int | None = None) -> dict[str, np.ndarray]:
-    """uint8 images of every branch for one feature source: ``low-level``, ``semantic only``, ``fused s=...``."""
+                  steps: int | None = None, predicted=None) -> dict[str, np.ndarray]:
+    """uint8 images of every branch for one feature source: ``low-level``, ``semantic only``, ``fused s=...``.
+
+    ``predicted``: ``(semantic, lowlevel)`` in feature units, one row per image of ``truth`` (source
+    ``"predicted"``)."""
     from brainit_core.reconstruction.pipeline import BrainITPipeline
 
     g = generators
@@ -72,13 +91,18 @@ def branch_images(generators, truth: torch.Tensor, source: str, strengths, seed:
     out: dict[str, list] = {}
     for i in track(range(0, len(truth), batch), desc=f"branches ({source})"):
         x = truth[i:i + batch]
-        with torch.no_grad():
-            maps, sem = space.lowlevel_maps(x), space.semantic_tokens(x)
+        if source == "predicted":
+            if predicted is None:
+                raise ValueError("source 'predicted' needs predicted=(semantic, lowlevel)")
+            sem, maps = predicted[0][i:i + batch], [m[i:i + batch] for m in predicted[1]]
+        else:
+            with torch.no_grad():
+                maps, sem = space.lowlevel_maps(x), space.semantic_tokens(x)
         if source == "simulated":
             maps = simulate_prediction(maps, g.inverter, seed=seed + i)
             sem = simulate_tokens(sem, g.unet, seed=seed + i)
-        elif source != "true":
-            raise ValueError(f"unknown feature source {source!r} (one of {SOURCES})")
+        elif source not in ("true", "predicted"):
+            raise ValueError(f"unknown feature source {source!r} (one of {SOURCES + ('predicted',)})")
         seeds = [seed + i + b for b in range(len(x))]
         low = pipe.from_features(sem, maps, branches=("low_level",), seed=seeds).low_level
         out.setdefault("low-level", []).append(low)
@@ -92,8 +116,10 @@ def branch_images(generators, truth: torch.Tensor, source: str, strengths, seed:
 
 def branch_study(generators, images: np.ndarray, sources=SOURCES, strengths=DEFAULT_STRENGTHS, seed: int = 0,
                  networks="offline", device=None, batch: int = 8, steps: int | None = None,
-                 images_out: dict | None = None) -> dict:
+                 images_out: dict | None = None, predicted=None) -> dict:
     """Score each branch and fusion strength on ``images`` (uint8 (N, H, W, 3), N >= 2).
+
+    ``predicted``: ``(semantic, lowlevel)`` for the source ``"predicted"`` (:func:`predicted_features`).
 
     Returns ``{"setup": {...}, source: {row: {column: value, "seconds": s}}, "kept": {source: {strength: share}}}``.
     """
@@ -114,7 +140,7 @@ def branch_study(generators, images: np.ndarray, sources=SOURCES, strengths=DEFA
     kept: dict = {}
     for source in sources:
         t0 = time.time()
-        sets = branch_images(g, truth, source, strengths, seed=seed, batch=batch, steps=steps)
+        sets = branch_images(g, truth, source, strengths, seed=seed, batch=batch, steps=steps, predicted=predicted)
         result["setup"][f"seconds_{source}"] = round(time.time() - t0, 1)
         rows = {}
         for name, imgs in sets.items():

@@ -26,7 +26,12 @@ def register(subparsers) -> None:
     p.add_argument("--scene-seed", type=non_negative_int, default=HELDOUT_SCENE_SEED,
                    help=f"seed of the scenes (default {HELDOUT_SCENE_SEED}, which generators do not train on)")
     p.add_argument("--n", type=positive_int, default=48, help="at most this many images (>= 1)")
-    p.add_argument("--sources", nargs="+", choices=("true", "simulated"), default=["true", "simulated"])
+    p.add_argument("--sources", nargs="+", choices=("true", "simulated", "predicted"), default=None,
+                   help="feature sources (default: true and simulated; with --run also predicted)")
+    p.add_argument("--run", type=existing_dir, default=None,
+                   help="a trained run (with --data): adds the source 'predicted', BIT's features from the "
+                        "subject's repeat-averaged test betas")
+    p.add_argument("--subject", default=None, help="with --run: whose betas (default: the run's first subject)")
     p.add_argument("--strengths", type=fraction_in(0.0, 1.0), nargs="+", default=None,
                    help="fusion strengths in [0, 1] (default a sweep around the official 24/38)")
     p.add_argument("--steps", type=positive_int, default=None, help="fusion schedule length (default from GEN_DIR)")
@@ -46,6 +51,11 @@ def _branches(args) -> int:
     from brainit_core.reconstruction.images import image_size_of
 
     device = setup_device(args)
+    sources = list(args.sources or (["true", "simulated"] + (["predicted"] if args.run else [])))
+    if ("predicted" in sources or args.run) and not (args.run and args.data):
+        raise BrainITError("the source 'predicted' (and --run) needs --run RUN and --data DATASET: BIT predicts "
+                           "the features of the dataset's test images from the subject's betas")
+    predicted = None
     gens = Generators.load(args.generators, device=device)
     size = image_size_of(gens.space)
     if args.photos:
@@ -59,14 +69,30 @@ def _branches(args) -> int:
         from brainit_core.data import load_dataset
 
         ds = load_dataset(args.data)
-        ids = np.unique(ds.subject(ds.training_subjects[0]).test_image_ids)
+        if args.run:
+            from brainit_core.models.run import BrainITRun
+            from brainit_core.reconstruction.branches import predicted_features
+            from brainit_core.reconstruction.pipeline import _check_compatible
+
+            run = BrainITRun.load(args.run, device=device)
+            _check_compatible(run.space, gens.space)
+            subject = args.subject or run.subjects[0]
+            if subject not in run.subjects:
+                raise BrainITError(f"subject {subject!r} is not in the run {args.run} (it has {', '.join(run.subjects)})")
+            ids, sem, low = predicted_features(run, ds, subject, device=device)
+            predicted = (sem[:args.n], [m[:args.n] for m in low])
+        else:
+            ids = np.unique(ds.subject(ds.training_subjects[0]).test_image_ids)
         images, source = ds.images(ids), {"dataset": str(args.data), "image_ids": ids.tolist()}
+        if args.run:
+            source.update(run=str(args.run), subject=subject)
     images = images[:args.n]
     if len(images) < 2:
         raise BrainITError(f"generator-branches needs at least 2 images, got {len(images)}")
     grid: dict = {}
-    res = branch_study(gens, images, sources=tuple(args.sources), strengths=args.strengths or DEFAULT_STRENGTHS,
-                       seed=args.seed, networks=args.networks, device=device, steps=args.steps, images_out=grid)
+    res = branch_study(gens, images, sources=tuple(sources), strengths=args.strengths or DEFAULT_STRENGTHS,
+                       seed=args.seed, networks=args.networks, device=device, steps=args.steps, images_out=grid,
+                       predicted=predicted)
     res["setup"]["images"] = source
     out = Path(args.out)
     write_json(out, res, sort_keys=False, default=str)
