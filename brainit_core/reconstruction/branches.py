@@ -7,7 +7,7 @@ or photographs), the features come from
 - ``"simulated"``: the true features degraded the way a regression's predictions are (shrunk
   toward the mean, Gaussian noise, a blur of the low-level maps: :func:`simulate_tokens` and
   :func:`~brainit_core.reconstruction.benchmark.simulate_prediction`);
-- ``"predicted"``: what a trained BIT run predicts from a subject's repeat-averaged test betas
+- ``"bit"``: what a trained BIT run predicts from a subject's repeat-averaged test betas
   for the same images (:func:`predicted_features`), i.e. what the app and the benchmark decode.
 
 Every set is scored with the evaluation table (:class:`~brainit_core.metrics.Evaluator`: PixCorr,
@@ -26,7 +26,7 @@ from brainit_core.progress import track
 from brainit_core.reconstruction.benchmark import simulate_prediction
 from brainit_core.reconstruction.images import image_size_of, resize_to, to_float_images, to_uint8
 
-SOURCES = ("true", "simulated")  # the defaults; "predicted" needs a run's features
+SOURCES = ("true", "simulated")  # the defaults; "bit" needs a run's features
 DEFAULT_STRENGTHS = (0.25, 0.4, 0.5, 0.6, 24 / 38, 0.75, 0.9)
 
 
@@ -81,7 +81,7 @@ def branch_images(generators, truth: torch.Tensor, source: str, strengths, seed:
     """uint8 images of every branch for one feature source: ``low-level``, ``semantic only``, ``fused s=...``.
 
     ``predicted``: ``(semantic, lowlevel)`` in feature units, one row per image of ``truth`` (source
-    ``"predicted"``)."""
+    ``"bit"``)."""
     from brainit_core.reconstruction.pipeline import BrainITPipeline
 
     g = generators
@@ -91,9 +91,9 @@ def branch_images(generators, truth: torch.Tensor, source: str, strengths, seed:
     out: dict[str, list] = {}
     for i in track(range(0, len(truth), batch), desc=f"branches ({source})"):
         x = truth[i:i + batch]
-        if source == "predicted":
+        if source == "bit":
             if predicted is None:
-                raise ValueError("source 'predicted' needs predicted=(semantic, lowlevel)")
+                raise ValueError("source 'bit' needs predicted=(semantic, lowlevel)")
             sem, maps = predicted[0][i:i + batch], [m[i:i + batch] for m in predicted[1]]
         else:
             with torch.no_grad():
@@ -101,8 +101,8 @@ def branch_images(generators, truth: torch.Tensor, source: str, strengths, seed:
         if source == "simulated":
             maps = simulate_prediction(maps, g.inverter, seed=seed + i)
             sem = simulate_tokens(sem, g.unet, seed=seed + i)
-        elif source not in ("true", "predicted"):
-            raise ValueError(f"unknown feature source {source!r} (one of {SOURCES + ('predicted',)})")
+        elif source not in ("true", "bit"):
+            raise ValueError(f"unknown feature source {source!r} (one of {SOURCES + ('bit',)})")
         seeds = [seed + i + b for b in range(len(x))]
         low = pipe.from_features(sem, maps, branches=("low_level",), seed=seeds).low_level
         out.setdefault("low-level", []).append(low)
@@ -119,7 +119,7 @@ def branch_study(generators, images: np.ndarray, sources=SOURCES, strengths=DEFA
                  images_out: dict | None = None, predicted=None) -> dict:
     """Score each branch and fusion strength on ``images`` (uint8 (N, H, W, 3), N >= 2).
 
-    ``predicted``: ``(semantic, lowlevel)`` for the source ``"predicted"`` (:func:`predicted_features`).
+    ``predicted``: ``(semantic, lowlevel)`` for the source ``"bit"`` (:func:`predicted_features`).
 
     Returns ``{"setup": {...}, source: {row: {column: value, "seconds": s}}, "kept": {source: {strength: share}}}``.
     """

@@ -26,10 +26,10 @@ def register(subparsers) -> None:
     p.add_argument("--scene-seed", type=non_negative_int, default=HELDOUT_SCENE_SEED,
                    help=f"seed of the scenes (default {HELDOUT_SCENE_SEED}, which generators do not train on)")
     p.add_argument("--n", type=positive_int, default=48, help="at most this many images (>= 1)")
-    p.add_argument("--sources", nargs="+", choices=("true", "simulated", "predicted"), default=None,
-                   help="feature sources (default: true and simulated; with --run also predicted)")
+    p.add_argument("--sources", nargs="+", choices=("true", "simulated", "bit"), default=None,
+                   help="feature sources (default: true and simulated; with --run also bit)")
     p.add_argument("--run", type=existing_dir, default=None,
-                   help="a trained run (with --data): adds the source 'predicted', BIT's features from the "
+                   help="a trained run (with --data): adds the source 'bit', BIT's features from the "
                         "subject's repeat-averaged test betas")
     p.add_argument("--subject", default=None, help="with --run: whose betas (default: the run's first subject)")
     p.add_argument("--strengths", type=fraction_in(0.0, 1.0), nargs="+", default=None,
@@ -51,9 +51,9 @@ def _branches(args) -> int:
     from brainit_core.reconstruction.images import image_size_of
 
     device = setup_device(args)
-    sources = list(args.sources or (["true", "simulated"] + (["predicted"] if args.run else [])))
-    if ("predicted" in sources or args.run) and not (args.run and args.data):
-        raise BrainITError("the source 'predicted' (and --run) needs --run RUN and --data DATASET: BIT predicts "
+    sources = list(args.sources or (["true", "simulated"] + (["bit"] if args.run else [])))
+    if ("bit" in sources or args.run) and not (args.run and args.data):
+        raise BrainITError("the source 'bit' (and --run) needs --run RUN and --data DATASET: BIT predicts "
                            "the features of the dataset's test images from the subject's betas")
     predicted = None
     gens = Generators.load(args.generators, device=device)

@@ -52,17 +52,17 @@ def test_cli_predicted_source_decodes_what_bit_predicts(app_data, tmp_path):
                  "--run", str(app_data.run), "--n", "3", "--strengths", "0.5", "--steps", "4",
                  "--out", str(out), "--threads", "1"]) == 0
     res = json.loads(out.read_text())
-    assert [k for k in res if k not in ("setup", "kept")] == ["true", "simulated", "predicted"]
+    assert [k for k in res if k not in ("setup", "kept")] == ["true", "simulated", "bit"]
     run = BrainITRun.load(app_data.run, device="cpu")
     subject = run.subjects[0]
     assert res["setup"]["images"]["subject"] == subject
     betas, ids = load_dataset(app_data.dataset).subject(subject).averaged("test")
     assert res["setup"]["images"]["image_ids"] == np.asarray(ids).tolist()
-    assert set(res["kept"]["predicted"]) == {"0.500"}
+    assert set(res["kept"]["bit"]) == {"0.500"}
     # the predicted source's low-level images are the pipeline's on the same betas
     pipe = BrainITPipeline(run, Generators.load(app_data.generators, device="cpu", space=run.space))
     low = pipe(betas[:3], subject, branches=("low_level",), seed=[0, 1, 2]).low_level
-    assert res["predicted"]["low-level"]["PixCorr"] == pytest.approx(
+    assert res["bit"]["low-level"]["PixCorr"] == pytest.approx(
         _pixcorr_vs_truth(app_data.dataset, ids[:3], low), abs=1e-3)
 
 
@@ -76,7 +76,7 @@ def _pixcorr_vs_truth(dataset, ids, images):
 def test_cli_predicted_source_needs_a_run_and_a_dataset(tmp_path, capsys):
     from brainit_core.cli import main
 
-    for extra in (["--photos", "--sources", "predicted"], ["--photos", "--run", str(tmp_path)]):
+    for extra in (["--photos", "--sources", "bit"], ["--photos", "--run", str(tmp_path)]):
         assert main(["generator-branches", "--generators", str(tmp_path), *extra,
                      "--out", str(tmp_path / "x.json")]) == 2
         assert "needs --run RUN and --data DATASET" in capsys.readouterr().err
