@@ -72,10 +72,10 @@ def _branches(args) -> int:
         if args.run:
             from brainit_core.models.run import BrainITRun
             from brainit_core.reconstruction.branches import predicted_features
-            from brainit_core.reconstruction.pipeline import _check_compatible
+            from brainit_core.reconstruction.pipeline import BrainITPipeline
 
             run = BrainITRun.load(args.run, device=device)
-            _check_compatible(run.space, gens.space)
+            BrainITPipeline(run, gens)  # refuses generators made for another feature space than the run's
             subject = args.subject or run.subjects[0]
             if subject not in run.subjects:
                 raise BrainITError(f"subject {subject!r} is not in the run {args.run} (it has {', '.join(run.subjects)})")
