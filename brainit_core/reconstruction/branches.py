@@ -62,10 +62,11 @@ def photographs(size: int) -> tuple[list[str], np.ndarray]:
     return kept, np.stack(out)
 
 
-def predicted_features(run, dataset, subject: str, device=None) -> tuple[np.ndarray, torch.Tensor, list]:
+def predicted_features(run, dataset, subject: str, device=None, n: int | None = None) -> tuple[np.ndarray, torch.Tensor, list]:
     """BIT's prediction from ``subject``'s repeat-averaged test betas: ``(image_ids, semantic, lowlevel)``,
-    in feature units, on ``device`` (the order of the subject's test images)."""
+    in feature units, on ``device`` (the order of the subject's test images; the first ``n`` when given)."""
     betas, ids = dataset.subject(subject).averaged("test")
+    betas, ids = betas[:n], ids[:n]
     sem, low = [], []
     for i in range(0, len(betas), 32):
         with torch.no_grad():

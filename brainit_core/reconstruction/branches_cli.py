@@ -79,13 +79,13 @@ def _branches(args) -> int:
             subject = args.subject or run.subjects[0]
             if subject not in run.subjects:
                 raise BrainITError(f"subject {subject!r} is not in the run {args.run} (it has {', '.join(run.subjects)})")
-            ids, sem, low = predicted_features(run, ds, subject, device=device)
-            predicted = (sem[:args.n], [m[:args.n] for m in low])
+            ids, sem, low = predicted_features(run, ds, subject, device=device, n=args.n)
+            predicted = (sem, low)
+            source = {"run": str(args.run), "subject": subject}
         else:
-            ids = np.unique(ds.subject(ds.training_subjects[0]).test_image_ids)
-        images, source = ds.images(ids), {"dataset": str(args.data), "image_ids": ids.tolist()}
-        if args.run:
-            source.update(run=str(args.run), subject=subject)
+            ids, source = np.unique(ds.subject(ds.training_subjects[0]).test_image_ids)[:args.n], {}
+        images = ds.images(ids)
+        source.update(dataset=str(args.data), image_ids=ids.tolist())
     images = images[:args.n]
     if len(images) < 2:
         raise BrainITError(f"generator-branches needs at least 2 images, got {len(images)}")

@@ -57,7 +57,7 @@ def test_cli_predicted_source_decodes_what_bit_predicts(app_data, tmp_path):
     subject = run.subjects[0]
     assert res["setup"]["images"]["subject"] == subject
     betas, ids = load_dataset(app_data.dataset).subject(subject).averaged("test")
-    assert res["setup"]["images"]["image_ids"] == np.asarray(ids).tolist()
+    assert res["setup"]["images"]["image_ids"] == np.asarray(ids[:3]).tolist()  # the images used (--n 3)
     assert set(res["kept"]["bit"]) == {"0.500"}
     # the predicted source's low-level images are the pipeline's on the same betas
     pipe = BrainITPipeline(run, Generators.load(app_data.generators, device="cpu", space=run.space))
