@@ -7,7 +7,8 @@ download::
       MANIFEST.json      sha256 and size of every file, the configs, how the bundle was made
       dataset/           canonical dataset: the first ``n_test`` test images of every training
                          subject (all repeats) and a few OOD images, plus the twin's ground truth
-                         (validation views only)
+                         (validation views only); betas float16, and with a held-out subject its
+                         first hour of trials (:func:`export_dataset_slice`)
       run/               run.json, bit.*, v2c.*, encoder/encoder.* (no optimiser state)
       generators/        generators.json, autoencoder.*, inverter.*, unet.*
       benchmark/         (optional) the benchmark results the docs quote
@@ -38,6 +39,8 @@ RUN_CHECKPOINTS = ("bit", "encoder/encoder")
 RUN_FILES = ("run.json", "v2c.json", "v2c.npz", "curves.json", "curves.png", "encoder/curves.json")
 GENERATOR_CHECKPOINTS = ("autoencoder", "inverter", "unet")
 GT_FILES = ("twin.json", "stimuli.npz")
+#: Arrays of a subject's ground truth that a compact slice leaves out (see :func:`export_dataset_slice`).
+GT_OMITTED = ("noiseless_test",)
 #: Marker of a bundle being assembled in ``<out>.tmp`` (a later run may remove that folder).
 IN_PROGRESS = ".bundle-in-progress"
 
@@ -45,6 +48,17 @@ IN_PROGRESS = ".bundle-in-progress"
 def _copy(src: Path, dst: Path) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(src, dst)
+
+
+def _copy_ground_truth(src: Path, dst: Path, omit=()) -> None:
+    """Copy a subject's ground-truth ``.npz`` without the arrays named in ``omit``."""
+    if not omit:
+        _copy(src, dst)
+        return
+    with np.load(src, allow_pickle=False) as z:  # the twin's own file, written by twin build
+        arrays = {k: z[k] for k in z.files if k not in omit}
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(dst, **arrays)
 
 
 def copy_checkpoint(src, dst, half: bool = True) -> Path:
@@ -70,7 +84,7 @@ def copy_checkpoint(src, dst, half: bool = True) -> Path:
 
 
 def export_dataset_slice(data, out, n_test: int = 100, n_ood: int = 24, subjects=None, heldout_minutes: int = 0,
-                         n_unlabeled: int = 0) -> Path:
+                         n_unlabeled: int = 0, compact: bool = True) -> Path:
     """Write a canonical dataset with the first ``n_test`` test images of ``subjects`` (all trials).
 
     The slice keeps the subjects' vertex sets, sessions and z-scored single-trial betas exactly
@@ -81,6 +95,11 @@ def export_dataset_slice(data, out, n_test: int = 100, n_ood: int = 24, subjects
     comes along with its first ``heldout_minutes`` of training trials in session order (750 per hour,
     as :func:`brainit_core.models.transfer.transfer_trials` counts them) and its test trials, and the
     first ``n_unlabeled`` unlabeled images: enough for the Transfer lab's 15-minute and 1-hour transfers.
+
+    ``compact`` (the default) keeps the bundle small: betas are stored as float16
+    (:class:`~brainit_core.data.writer.DatasetWriter`'s ``compact_betas``), and the subjects' ground
+    truth leaves out ``noiseless_test`` (:data:`GT_OMITTED`: the noiseless responses to all the twin's
+    test images, which only the benchmark's noiseless-oracle row reads, on the full twin).
     """
     from brainit_core.data import DatasetWriter, load_dataset
     from brainit_core.models.transfer import transfer_trials
@@ -104,8 +123,10 @@ def export_dataset_slice(data, out, n_test: int = 100, n_ood: int = 24, subjects
                                                           "subjects", "complete", "heldout_subjects", "build_id")}
     extra["bundle"] = {"from": str(Path(data).resolve()), "n_test": int(len(test_ids)), "n_ood": int(len(ood)),
                        "heldout_minutes": int(heldout_minutes) if heldout else 0,
-                       "heldout_trials": {s: int(len(t)) for s, t in budgets.items()}, "n_unlabeled": int(len(unl))}
-    w = DatasetWriter(out, source=ds.source, mesh=ds.mesh, image_size=meta["image_size"], **extra)
+                       "heldout_trials": {s: int(len(t)) for s, t in budgets.items()}, "n_unlabeled": int(len(unl)),
+                       "compact": bool(compact), "ground_truth_omits": list(GT_OMITTED) if compact else []}
+    w = DatasetWriter(out, source=ds.source, mesh=ds.mesh, image_size=meta["image_size"], compact_betas=compact,
+                      **extra)
     keep = np.unique(np.concatenate([test_ids, ood, unl, *train_ids.values()]).astype(np.int64))
     for start in range(0, len(keep), 256):
         w.add_images(keep[start:start + 256], ds.images(keep[start:start + 256]))
@@ -126,9 +147,12 @@ def export_dataset_slice(data, out, n_test: int = 100, n_ood: int = 24, subjects
         w.finalize_subject(s, train_ids.get(s, np.zeros(0, np.int64)), np.zeros(0, np.int64), test_ids)
     gt = Path(data) / "ground_truth"
     if gt.is_dir():
-        for name in GT_FILES + tuple(f"{s}.npz" for s in subjects + heldout):
+        for name in GT_FILES:
             if (gt / name).exists():
                 _copy(gt / name, out / "ground_truth" / name)
+        for s in subjects + heldout:
+            if (gt / f"{s}.npz").exists():
+                _copy_ground_truth(gt / f"{s}.npz", out / "ground_truth" / f"{s}.npz", omit=GT_OMITTED if compact else ())
     w.finalize(heldout_subjects=heldout)
     return out
 

@@ -22,7 +22,8 @@ def register(subparsers) -> None:
                    "(default: $BRAINIT_DATA or ~/.brainit)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="twin seed (default 0)")
     p.add_argument("--out", type=out_dir, default=str(assets_dir() / "demo"), help="bundle directory (default: assets/demo)")
-    p.add_argument("--n-test", type=positive_int, default=100, help="test images per subject kept in the bundle")
+    p.add_argument("--n-test", type=positive_int, default=80,
+                   help="test images per subject kept in the bundle (default 80: the twin v2 bundle stays within 120 MB)")
     p.add_argument("--data", type=existing_dir, default=None,
                    help="an existing demo twin to train on (default: WORK/twin-demo-seedSEED, built when missing)")
     p.add_argument("--generators", type=existing_dir, default=None,
@@ -33,8 +34,9 @@ def register(subparsers) -> None:
     p.add_argument("--no-stage2", action="store_true", help="ship the stage-1 run and generators")
     p.add_argument("--heldout-minutes", type=non_negative_int, default=60,
                    help="minutes of the held-out subject's training trials shipped for the Transfer lab (0: none)")
-    p.add_argument("--unlabeled", type=non_negative_int, default=300,
-                   help="unlabeled images shipped with them (the transfer's synthetic fMRI)")
+    p.add_argument("--unlabeled", type=non_negative_int, default=100,
+                   help="unlabeled images shipped with them (the transfer's synthetic fMRI; default 100, what a "
+                        "15-minute transfer uses at the demo preset's 0.5 synthetic per real trial)")
     p.add_argument("--benchmark", action="store_true", help="also run the benchmark and ship its results")
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads, >= 1 (use 1 on a busy machine)")
     p.add_argument("--device", type=device, default="auto", help="'auto', 'cpu', 'cuda' or 'cuda:N'")

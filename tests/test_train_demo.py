@@ -38,6 +38,7 @@ def recorded(monkeypatch, tmp_path):
                 (Path(out) / sub / f"{name}.safetensors").write_text("x")
 
     def pack(data, run, generators, out, n_test, benchmark, heldout_minutes, n_unlabeled):
+        assert n_test == 80  # what keeps the twin v2 bundle within 120 MB
         calls.append(("bundle", Path(run).relative_to(tmp_path).as_posix(),
                       Path(generators).relative_to(tmp_path).as_posix(), heldout_minutes, n_unlabeled))
 
@@ -62,7 +63,7 @@ def test_train_demo_runs_every_stage_and_ships_stage_2(recorded, tmp_path):
     assert [c[0] for c in calls] == ["twin", "run", "generators", "stage2", "bundle"]
     assert calls[2] == ("generators", None, 8000)  # trained on library scenes, not the twin's images
     assert calls[3] == ("stage2", "demo-seed0", "demo-seed0")
-    assert calls[4] == ("bundle", "w/stage2/demo-seed0/run", "w/stage2/demo-seed0/generators", 60, 300)
+    assert calls[4] == ("bundle", "w/stage2/demo-seed0/run", "w/stage2/demo-seed0/generators", 60, 100)
     timings = json.loads((tmp_path / "w" / "train-demo.json").read_text())
     assert {"twin", "run", "generators", "stage2", "bundle"} <= set(timings)
 
@@ -88,4 +89,4 @@ def test_train_demo_uses_given_twin_and_generators(recorded, tmp_path):
     assert _main("--work", str(tmp_path / "w"), "--out", str(tmp_path / "b"), "--data", str(twin),
                  "--generators", str(gens), "--no-stage2", "--heldout-minutes", "0") == 0
     assert [c[0] for c in calls] == ["run", "bundle"]
-    assert calls[-1][1:] == ("w/runs/demo-seed0", "gens", 0, 300)
+    assert calls[-1][1:] == ("w/runs/demo-seed0", "gens", 0, 100)

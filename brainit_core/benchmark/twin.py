@@ -55,6 +55,9 @@ def noiseless_responses(ds, twin_dir, subject: str, ids) -> np.ndarray:
         When the twin's noiseless test responses do not match the subject's test images.
     """
     gt = ground_truth(twin_dir, subject)
+    if "noiseless_test" not in gt:
+        raise BrainITError(f"{twin_dir}: the ground truth of {subject} has no noiseless test responses (a compact "
+                           "slice such as the demo bundle leaves them out); benchmark the full twin (twin build)")
     test_ids = np.unique(ds.subject(subject).split_image_ids("test"))
     rows = np.searchsorted(test_ids, ids)
     if len(gt["noiseless_test"]) != len(test_ids) or not np.array_equal(test_ids[rows], ids):

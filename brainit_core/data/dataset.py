@@ -13,7 +13,8 @@ Layout of a dataset directory::
                               chunked one image per chunk (lazy reads); optional group "sets/"
                               with extra id lists (e.g. "sets/unlabeled", "sets/ood")
       subjects/<name>.h5      "betas" float32 (n_trials, n_vertices), z-scored per session per
-                              vertex; "image_ids" int64 (n_trials,); "sessions" int32 (n_trials,);
+                              vertex (float16 in a compact slice such as the demo bundle's; read
+                              as float32 either way); "image_ids" int64 (n_trials,); "sessions" int32 (n_trials,);
                               "vertices" int64 (n_vertices,) mesh vertex numbers; "hemispheres"
                               uint8 (n_vertices,) 0 = left, 1 = right; "train_image_ids",
                               "val_image_ids", "test_image_ids" int64; attrs: "complete" = 1 once

@@ -123,14 +123,17 @@ def test_patches_pool_their_category_as_a_soft_maximum_over_the_prf():
     np.testing.assert_array_equal(noiseless_response(ch, w, old)[:, 0], noiseless_response(ch, w, old)[:, 1])
 
 
-def test_the_shipped_v1_demo_answers_photos_through_the_ventral_network():
-    """Twin v1 (the shipped demo): its patches were driven by masks; respond now reads the network's maps."""
+def test_the_shipped_demo_answers_photos_through_the_ventral_network():
+    """The shipped demo is twin v2: its face patch, pooled from the ventral network's maps, answers a
+    photograph of a face more than a grey image and a picture of a coffee cup (none of them library
+    scenes). The bundle's ground truth leaves out only the noiseless test responses."""
     data = assets_dir() / "demo" / "dataset"
     gt = load_ground_truth(data, "twin01")
-    assert "version" not in gt and len(gt["categories"]) == 8
+    assert gt["version"] == 2 and gt["categories"] == list(CATEGORIES)
+    assert "noiseless_test" not in gt["subject"] and gt["subject"]["tuning_embedding"].shape[1] > 0
     import skimage.data
 
-    images = [skimage.data.astronaut(), np.full((300, 300, 3), 128, np.uint8), skimage.data.chelsea()]
+    images = [skimage.data.astronaut(), np.full((300, 300, 3), 128, np.uint8), skimage.data.coffee()]
     out = respond(data, "twin01", images, repeats=1, noise=False)[:, 0]
     face = gt["subject"]["area_names"] == "face"
     assert out[0, face].mean() > out[1, face].mean() + 0.2 and out[0, face].mean() > out[2, face].mean()

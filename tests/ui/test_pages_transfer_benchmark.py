@@ -57,10 +57,8 @@ def test_transfer_lab_explains_when_nobody_is_held_out(app_env, tmp_path, monkey
     assert not errors(at) and "nobody to transfer to" in texts(at)
 
 
-def test_transfer_lab_on_the_shipped_bundle_shows_the_measured_curve(app_env, monkeypatch):
-    """The bundle has nobody to transfer to; the page shows the transfer its benchmark measured instead."""
-    import json
-
+def test_transfer_lab_on_the_shipped_bundle_offers_the_heldout_subject(app_env, monkeypatch):
+    """The bundle ships twin05's first hour: the page offers a live transfer to it (15 minutes by default)."""
     from brainit_core.app_sources import bundle_dir
 
     b = bundle_dir()
@@ -68,13 +66,9 @@ def test_transfer_lab_on_the_shipped_bundle_shows_the_measured_curve(app_env, mo
         monkeypatch.setenv(key, str(b / sub))
     at = open_app("pages/3_Transfer_lab.py")
     assert not errors(at), errors(at)
-    shipped = json.loads((b / "benchmark" / "results.json").read_text())["transfer"]
-    assert "nobody to transfer to" in texts(at)
-    assert [h.value for h in at.subheader] == [f"Measured: transfer of this run to {shipped['subject']}"]
-    assert len(at.get("plotly_chart")) == 1
-    rows = at.dataframe[0].value
-    assert list(rows["amount"]) == ["15 min", "60 min", "all"]
-    assert rows["SSIM"].tolist() == [shipped["scores"][a]["SSIM"] for a in ("15", "60", "all")]
+    assert "nobody to transfer to" not in texts(at)
+    assert at.selectbox[0].options == ["twin05"]
+    assert "187 single trials of twin05 (750 available)" in texts(at)
 
 
 def test_benchmark_page_scores_the_run_and_shows_the_table(app_env):
