@@ -15,7 +15,8 @@ ctx = current()
 st.title("Transfer lab")
 st.caption("Brain-IT adapts to a new subject by learning only that subject's voxel embeddings: every "
            "other weight stays frozen, each new voxel starts from its nearest reference voxel's cluster "
-           "and embedding, and training mixes one real sample with three synthetic ones.")
+           "and embedding, and training mixes the subject's real samples with synthetic ones (the encoder's "
+           "responses to unlabeled images; the run's preset sets how many per real sample).")
 
 if not ctx.dataset or not ctx.run:
     st.error("Choose a dataset and a trained run in the sidebar first.")
@@ -64,14 +65,16 @@ if n_train == 0:
     st.stop()
 n_trials = tr.trials_for(amount, n_train)
 epochs = int(run.bit_config.get("transfer_epochs", 8))
+synthetic = float(run.bit_config.get("synthetic_per_real", 3.0))
 out = RunDirectory(tr.transfer_dir(ctx.run, subject, amount))
-st.write(f"{n_trials:,} single trials of {subject} ({n_train:,} available), {epochs} epochs; "
+st.write(f"{n_trials:,} single trials of {subject} ({n_train:,} available), {synthetic:g} synthetic per real, "
+         f"{epochs} epochs; "
          f"output: `{out.path}`")
 
 if out.is_complete:
     st.success("This transfer has been run; its results are below.")
 else:
-    st.info(f"Estimated time on this machine: about {tr.estimate_minutes(n_trials, epochs):.0f} min "
+    st.info(f"Estimated time on this machine: about {tr.estimate_minutes(n_trials, epochs, synthetic_per_real=synthetic):.0f} min "
             "(it resumes where it stopped if interrupted).")
     if st.button("Run the transfer", type="primary"):
         with loaders.heavy_job(f"transfer {subject}"), loaders.progress(f"transfer to {subject}"):

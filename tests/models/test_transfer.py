@@ -158,6 +158,7 @@ def test_transfer_lab_bookkeeping(tmp_path, tiny_dataset):
     assert tr.transfer_dir("/x/runs/demo", "twin05", 15, tmp_path) == tmp_path / "runs" / "demo-twin05-15min"
     assert tr.transfer_dir("/x/runs/demo", "twin05", "all", tmp_path).name == "demo-twin05-all"
     assert tr.estimate_minutes(750, 8) > tr.estimate_minutes(187, 8) > 1
+    assert tr.estimate_minutes(187, 8, synthetic_per_real=0.5) < tr.estimate_minutes(187, 8)  # fewer samples
     info = DatasetInfo(tiny_dataset.path)  # sub01, sub02; sub02 held out
     assert tr.heldout_candidates(info, ["sub01"]) == ["sub02"]
     assert tr.heldout_candidates(info, []) == ["sub02", "sub01"]

@@ -18,8 +18,10 @@ def test_transfer_lab_runs_scores_and_draws_the_curve(app_env):
     assert at.selectbox[0].options == ["twin03"]
     at.radio[0].set_value(15).run()
     out = RunDirectory(tr.transfer_dir(app_env.run, "twin03", 15, app_env.root))
-    epochs = RunDirectory(app_env.run).bit_config["transfer_epochs"]
-    assert (f"{min(n_train, 187):,} single trials of twin03 ({n_train:,} available), {epochs} epochs; "
+    config = RunDirectory(app_env.run).bit_config
+    epochs, synthetic = config["transfer_epochs"], config["synthetic_per_real"]
+    assert (f"{min(n_train, 187):,} single trials of twin03 ({n_train:,} available), {synthetic:g} synthetic per real, "
+            f"{epochs} epochs; "
             f"output: `{out.path}`") in texts(at)
     assert not out.is_complete and "Estimated time on this machine" in texts(at)
     button(at, "Run the transfer").click().run()
