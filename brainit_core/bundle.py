@@ -87,8 +87,8 @@ def export_dataset_slice(data, out, n_test: int = 100, n_ood: int = 24, subjects
                          n_unlabeled: int = 0, compact: bool = True) -> Path:
     """Write a canonical dataset with the first ``n_test`` test images of ``subjects`` (all trials).
 
-    The slice keeps the subjects' vertex sets, sessions and z-scored single-trial betas exactly
-    as in the source; their train and val lists are empty. Twin ground truth files are copied for the
+    The slice keeps the subjects' vertex sets, sessions and z-scored single-trial betas as in the
+    source (exactly, or rounded to float16 when ``compact``); their train and val lists are empty. Twin ground truth files are copied for the
     kept subjects.
 
     With ``heldout_minutes`` > 0, each held-out subject of the source (one the run was not trained on)

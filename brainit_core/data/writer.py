@@ -57,8 +57,9 @@ class DatasetWriter:
     >>> w.finalize(heldout_subjects=["twin05"], provenance={...})
 
     ``compact_betas=True`` stores betas as float16, byte-shuffled and gzip-compressed (about 0.43 of
-    the float32 size; z-scores keep about 3 significant digits, an error below 0.004 for |z| < 8, finer
-    than NSD's own int16 betas at 1/300 % signal change). Readers get float32 either way. The demo
+    the float32 size; z-scores keep about 3 significant digits, an error below 0.004 for |z| < 8, of the
+    order of the quantisation of NSD's own int16 betas, 1/300 of a percent signal change). Readers get
+    float32 either way. The demo
     bundle's slice uses it (:func:`brainit_core.bundle.export_dataset_slice`).
     """
 
