@@ -88,8 +88,8 @@ def export_dataset_slice(data, out, n_test: int = 100, n_ood: int = 24, subjects
     """Write a canonical dataset with the first ``n_test`` test images of ``subjects`` (all trials).
 
     The slice keeps the subjects' vertex sets, sessions and z-scored single-trial betas as in the
-    source (exactly, or rounded to float16 when ``compact``); their train and val lists are empty. Twin ground truth files are copied for the
-    kept subjects.
+    source (exactly, or rounded to float16 when ``compact``); their train and val lists are empty.
+    Twin ground truth files are copied for the kept subjects.
 
     With ``heldout_minutes`` > 0, each held-out subject of the source (one the run was not trained on)
     comes along with its first ``heldout_minutes`` of training trials in session order (750 per hour,
