@@ -35,8 +35,8 @@ def register(subparsers) -> None:
     p.add_argument("--heldout-minutes", type=non_negative_int, default=60,
                    help="minutes of the held-out subject's training trials shipped for the Transfer lab (0: none)")
     p.add_argument("--unlabeled", type=non_negative_int, default=100,
-                   help="unlabeled images shipped with them (the transfer's synthetic fMRI; default 100, what a "
-                        "15-minute transfer uses at the demo preset's 0.5 synthetic per real trial)")
+                   help="unlabeled images shipped with them (the transfer's synthetic fMRI is drawn from their "
+                        "encoder responses; default 100, which keeps the twin v2 bundle within 120 MB)")
     p.add_argument("--benchmark", action="store_true", help="also run the benchmark and ship its results")
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads, >= 1 (use 1 on a busy machine)")
     p.add_argument("--device", type=device, default="auto", help="'auto', 'cpu', 'cuda' or 'cuda:N'")

@@ -5,6 +5,7 @@ import streamlit as st
 from brainit_core.app_sources import bundle_dir
 from brainit_core.data.info import DatasetInfo
 from brainit_core.errors import BrainITError
+from brainit_core.models.bit import BITConfig
 from brainit_core.models import transfer as tr
 from brainit_core.runs import RunDirectory
 from brainit_core.ui import loaders
@@ -15,8 +16,8 @@ ctx = current()
 st.title("Transfer lab")
 st.caption("Brain-IT adapts to a new subject by learning only that subject's voxel embeddings: every "
            "other weight stays frozen, each new voxel starts from its nearest reference voxel's cluster "
-           "and embedding, and training mixes the subject's real samples with synthetic ones (the encoder's "
-           "responses to unlabeled images; the run's preset sets how many per real sample).")
+           "and embedding, and training mixes each real sample with synthetic ones (the encoder's responses "
+           "to unlabeled images; the official code uses three per real sample).")
 
 if not ctx.dataset or not ctx.run:
     st.error("Choose a dataset and a trained run in the sidebar first.")
@@ -29,9 +30,9 @@ except BrainITError as exc:
     st.stop()
 if not candidates:
     st.info("Every subject of this dataset is already decoded by the run, so there is nobody to transfer to. "
-            "The shipped bundle holds test images only; build the full demo twin on the **Data** page "
-            "(`python -m brainit_core twin build --preset demo --seed 0`) and choose it in the sidebar: its "
-            "held-out subject twin05 is the one to transfer to.")
+            "The shipped bundle carries its held-out subject's first hour; for all of its data, build the "
+            "full demo twin on the **Data** page (`python -m brainit_core twin build --preset demo --seed 0`) "
+            "and choose it in the sidebar: its held-out subject twin05 is the one to transfer to.")
     from brainit_core.benchmark import load_results
 
     try:
@@ -64,8 +65,8 @@ if n_train == 0:
     st.error(f"{subject} has no training trials in {ctx.dataset}: transfer needs the subject's training data.")
     st.stop()
 n_trials = tr.trials_for(amount, n_train)
-epochs = int(run.bit_config.get("transfer_epochs", 8))
-synthetic = float(run.bit_config.get("synthetic_per_real", 3.0))
+config = BITConfig.from_dict(run.bit_config)
+epochs, synthetic = config.transfer_epochs, config.transfer_synthetic_per_real
 out = RunDirectory(tr.transfer_dir(ctx.run, subject, amount))
 st.write(f"{n_trials:,} single trials of {subject} ({n_train:,} available), {synthetic:g} synthetic per real, "
          f"{epochs} epochs; "
@@ -74,7 +75,7 @@ st.write(f"{n_trials:,} single trials of {subject} ({n_train:,} available), {syn
 if out.is_complete:
     st.success("This transfer has been run; its results are below.")
 else:
-    st.info(f"Estimated time on this machine: about {tr.estimate_minutes(n_trials, epochs, synthetic_per_real=synthetic):.0f} min "
+    st.info(f"Estimated time on this machine: about {tr.estimate_minutes(n_trials, epochs, synthetic):.0f} min "
             "(it resumes where it stopped if interrupted).")
     if st.button("Run the transfer", type="primary"):
         with loaders.heavy_job(f"transfer {subject}"), loaders.progress(f"transfer to {subject}"):

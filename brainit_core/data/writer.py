@@ -59,8 +59,7 @@ class DatasetWriter:
     ``compact_betas=True`` stores betas as float16, byte-shuffled and gzip-compressed (about 0.43 of
     the float32 size; z-scores keep about 3 significant digits, an error below 0.004 for |z| < 8, of the
     order of the quantisation of NSD's own int16 betas, 1/300 of a percent signal change). Readers get
-    float32 either way. The demo
-    bundle's slice uses it (:func:`brainit_core.bundle.export_dataset_slice`).
+    float32 either way. The demo bundle's slice uses it (:func:`brainit_core.bundle.export_dataset_slice`).
     """
 
     def __init__(self, path, *, source: str, mesh: str, image_size: int, overwrite: bool = False,

@@ -291,8 +291,7 @@ def trials_for(minutes, n_train_trials: int) -> int:
 def estimate_minutes(n_trials: int, epochs: int, seconds_per_sample: float = 0.01,
                      synthetic_per_real: float = 3.0) -> float:
     """Rough wall time: encoder embeddings + (1 real + ``synthetic_per_real`` synthetic) samples per real one
-    x epochs x 2 heads (the full preset mixes in 3 synthetic samples per real one, the demo 0.5: its 15-minute
-    transfer on the shipped bundle estimates 1.9 min and took 112.5 s on 2 idle cores)."""
+    x epochs x 2 heads; ``synthetic_per_real`` is the run's ``BITConfig.transfer_synthetic_per_real`` (official 3)."""
     samples = n_trials * (1.0 + float(synthetic_per_real))
     return (samples * epochs * 2 * seconds_per_sample + 60 + n_trials * 0.05) / 60
 

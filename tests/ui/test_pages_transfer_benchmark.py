@@ -19,7 +19,7 @@ def test_transfer_lab_runs_scores_and_draws_the_curve(app_env):
     at.radio[0].set_value(15).run()
     out = RunDirectory(tr.transfer_dir(app_env.run, "twin03", 15, app_env.root))
     config = RunDirectory(app_env.run).bit_config
-    epochs, synthetic = config["transfer_epochs"], config["synthetic_per_real"]
+    epochs, synthetic = config["transfer_epochs"], config["transfer_synthetic_per_real"]
     assert (f"{min(n_train, 187):,} single trials of twin03 ({n_train:,} available), {synthetic:g} synthetic per real, "
             f"{epochs} epochs; "
             f"output: `{out.path}`") in texts(at)
