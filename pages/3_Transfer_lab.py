@@ -75,7 +75,7 @@ st.write(f"{n_trials:,} single trials of {subject} ({n_train:,} available), {syn
 if out.is_complete:
     st.success("This transfer has been run; its results are below.")
 else:
-    st.info(f"Estimated time on this machine: about {tr.estimate_minutes(n_trials, epochs, synthetic):.0f} min "
+    st.info(f"Estimated time on this machine: about {tr.estimate_minutes(n_trials, epochs, synthetic_per_real=synthetic):.0f} min "
             "(it resumes where it stopped if interrupted).")
     if st.button("Run the transfer", type="primary"):
         with loaders.heavy_job(f"transfer {subject}"), loaders.progress(f"transfer to {subject}"):

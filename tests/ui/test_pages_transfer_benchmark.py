@@ -23,7 +23,8 @@ def test_transfer_lab_runs_scores_and_draws_the_curve(app_env):
     assert (f"{min(n_train, 187):,} single trials of twin03 ({n_train:,} available), {synthetic:g} synthetic per real, "
             f"{epochs} epochs; "
             f"output: `{out.path}`") in texts(at)
-    assert not out.is_complete and "Estimated time on this machine" in texts(at)
+    estimate = tr.estimate_minutes(min(n_train, 187), epochs, synthetic_per_real=synthetic)
+    assert not out.is_complete and f"Estimated time on this machine: about {estimate:.0f} min" in texts(at)
     button(at, "Run the transfer").click().run()
     assert not errors(at), errors(at)
     assert out.is_complete and out.subjects == ["twin01", "twin02", "twin03"]
